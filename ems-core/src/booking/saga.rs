@@ -1,0 +1,544 @@
+//! The checkout saga and the booking operations around it.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::*;
+use crate::id::{PaymentId, RefundId, TicketId};
+use crate::inventory::{HoldItem, HoldOptions};
+use crate::money::Rounding;
+use crate::page::{Page, PageRequest};
+use crate::payment::*;
+use crate::ticket::{IssuedTicket, Ticket, TicketStatus};
+use crate::{Actor, Ems, Error, Result};
+
+/// What a customer asks to buy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckoutRequest {
+    /// The event.
+    pub event_id: EventId,
+    /// Tiers and quantities.
+    pub items: Vec<HoldItem>,
+    /// The client's key for this purchase: retrying with the same key returns the
+    /// same booking and never charges twice. 1..=200 characters.
+    pub idempotency_key: String,
+    /// Gateway name; `None` for the default gateway.
+    pub gateway: Option<String>,
+    /// Buy for this customer (admins and the system only).
+    pub on_behalf_of: Option<UserId>,
+}
+
+/// Where a checkout ended up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkout {
+    /// The booking: `Confirmed` with tickets, `Pending` while the gateway decides
+    /// (a webhook will finish it), or `Failed`/`Unfulfilled` with a reason.
+    pub booking: Booking,
+    /// The booking's latest payment.
+    pub payment: Option<Payment>,
+    /// Tickets with their codes (empty unless confirmed).
+    pub tickets: Vec<IssuedTicket>,
+}
+
+fn validate_key(key: &str) -> Result<()> {
+    if key.trim().is_empty() || key.len() > 200 {
+        return Err(Error::invalid("idempotency_key", "1..=200 characters"));
+    }
+    Ok(())
+}
+
+impl Ems {
+    /// Runs the whole checkout: hold → pending booking → payment → confirmation with
+    /// tickets. Every step is idempotent on `request.idempotency_key`; any failure
+    /// after the hold compensates (units released, payment voided or refunded).
+    ///
+    /// Returns an error only when no booking could be opened (sold out, bad input,
+    /// forbidden); once a booking exists its state tells the outcome.
+    pub async fn checkout(&self, actor: &Actor, request: CheckoutRequest) -> Result<Checkout> {
+        let customer = actor.purchaser(request.on_behalf_of, "check out")?;
+        validate_key(&request.idempotency_key)?;
+        let gateway_name = self.gateway_name(request.gateway.as_deref())?;
+        if let Some(existing) = self.store().booking_by_key(customer, &request.idempotency_key).await? {
+            return self.resume_checkout(existing, &request).await;
+        }
+        let event = self.event(actor, request.event_id).await?;
+        let hold = self
+            .place_hold(actor, request.event_id, &request.items, HoldOptions { on_behalf_of: Some(customer), ttl: None })
+            .await?;
+        let now = self.now();
+        let booking = Booking {
+            id: BookingId::new(),
+            event_id: event.id,
+            organization: event.organization,
+            customer,
+            hold_id: hold.id,
+            lines: hold.lines.clone(),
+            total: hold.total,
+            status: BookingStatus::Pending,
+            reason: None,
+            idempotency_key: request.idempotency_key.clone(),
+            gateway: gateway_name,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        };
+        let stored = match self.store().create_booking(&booking).await {
+            Ok(b) => b,
+            Err(e) => {
+                self.store().release_hold(hold.id, self.now()).await?;
+                return Err(e);
+            }
+        };
+        if stored.id != booking.id {
+            // A concurrent request with the same key won; give our units back.
+            self.store().release_hold(hold.id, self.now()).await?;
+            return self.resume_checkout(stored, &request).await;
+        }
+        self.pay(stored).await
+    }
+
+    async fn resume_checkout(&self, existing: Booking, request: &CheckoutRequest) -> Result<Checkout> {
+        let same_items = existing.lines.len() == request.items.len()
+            && request
+                .items
+                .iter()
+                .all(|i| existing.lines.iter().any(|l| l.tier_id == i.tier_id && l.quantity == i.quantity));
+        if existing.event_id != request.event_id || !same_items {
+            return Err(Error::AlreadyExists {
+                entity: "booking",
+                field: "idempotency_key",
+                value: request.idempotency_key.clone(),
+            });
+        }
+        if existing.status == BookingStatus::Pending {
+            let payments = self.store().payments_for_booking(existing.id).await?;
+            if payments.is_empty() {
+                // The first attempt stopped between booking and payment.
+                return self.pay(existing).await;
+            }
+        }
+        self.checkout_state(existing).await
+    }
+
+    async fn checkout_state(&self, booking: Booking) -> Result<Checkout> {
+        let payment = self.store().payments_for_booking(booking.id).await?.pop();
+        let tickets = if booking.status == BookingStatus::Confirmed {
+            self.store().tickets_for_booking(booking.id).await?.into_iter().map(|t| self.issue(t)).collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Checkout { booking, payment, tickets })
+    }
+
+    /// Takes payment for a pending booking through its gateway.
+    async fn pay(&self, booking: Booking) -> Result<Checkout> {
+        let gateway = self.gateway(&booking.gateway)?;
+        let now = self.now();
+        let payment = Payment {
+            id: PaymentId::new(),
+            booking_id: booking.id,
+            event_id: booking.event_id,
+            gateway: booking.gateway.clone(),
+            reference: None,
+            amount: booking.total,
+            refunded: Money::zero(booking.total.currency()),
+            status: PaymentStatus::Pending,
+            failure: None,
+            idempotency_key: format!("booking-{}", booking.id),
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        };
+        let payment = self.store().insert_payment(&payment).await?;
+        if payment.status != PaymentStatus::Pending {
+            return self.checkout_state(booking).await;
+        }
+        if booking.total.is_zero() {
+            // Free tickets: nothing to charge.
+            let paid = self.set_payment_status(payment, PaymentStatus::Succeeded, Some("free".into()), None).await?;
+            return self.complete_paid(paid).await;
+        }
+        let request = PaymentRequest {
+            idempotency_key: payment.idempotency_key.clone(),
+            amount: booking.total,
+            booking_id: booking.id,
+            customer: booking.customer,
+            description: format!("booking {}", booking.id),
+        };
+        let mut outcome = gateway.create_payment(&request).await;
+        if let Ok(GatewayPayment { reference, status: GatewayPaymentStatus::Authorized }) = &outcome {
+            outcome = gateway.capture(reference, &request.idempotency_key).await;
+        }
+        match outcome {
+            Ok(GatewayPayment { reference, status: GatewayPaymentStatus::Succeeded }) => {
+                let paid = self.set_payment_status(payment, PaymentStatus::Succeeded, Some(reference), None).await?;
+                self.complete_paid(paid).await
+            }
+            Ok(GatewayPayment { reference, status: GatewayPaymentStatus::Pending | GatewayPaymentStatus::Authorized }) => {
+                self.set_payment_status(payment, PaymentStatus::Pending, Some(reference), None).await?;
+                self.checkout_state(booking).await
+            }
+            Ok(GatewayPayment { reference, status: GatewayPaymentStatus::Declined { reason } }) => {
+                self.decline(payment, Some(reference), reason).await
+            }
+            Err(GatewayError::Declined { reason }) => self.decline(payment, None, reason).await,
+            Err(e) => {
+                // Outcome unknown: release the units now; the payment stays pending
+                // so `reconcile_payment` (or a webhook) settles it: a late success
+                // takes the units again or is refunded.
+                self.fail_pending(booking.id, BookingReason::PaymentError { message: e.to_string() }).await?;
+                self.checkout_state(self.booking_record(booking.id).await?).await
+            }
+        }
+    }
+
+    async fn decline(&self, payment: Payment, reference: Option<String>, reason: String) -> Result<Checkout> {
+        let booking = payment.booking_id;
+        self.set_payment_status(payment, PaymentStatus::Failed, reference, Some(reason.clone())).await?;
+        self.fail_pending(booking, BookingReason::PaymentDeclined { message: reason }).await?;
+        self.checkout_state(self.booking_record(booking).await?).await
+    }
+
+    async fn fail_pending(&self, booking: BookingId, reason: BookingReason) -> Result<Booking> {
+        self.store().fail_booking(booking, reason, self.now()).await
+    }
+
+    pub(crate) async fn booking_record(&self, id: BookingId) -> Result<Booking> {
+        self.store().booking(id).await?.ok_or_else(|| Error::not_found("booking", id))
+    }
+
+    /// Moves a payment to `status`, tolerating a concurrent writer that got there first.
+    async fn set_payment_status(
+        &self,
+        payment: Payment,
+        status: PaymentStatus,
+        reference: Option<String>,
+        failure: Option<String>,
+    ) -> Result<Payment> {
+        let mut current = payment;
+        for _ in 0..5 {
+            if current.status == status && (reference.is_none() || current.reference == reference) {
+                return Ok(current);
+            }
+            if current.status == PaymentStatus::Succeeded && status != PaymentStatus::Succeeded {
+                // Success is final: a late failure notice changes nothing.
+                return Ok(current);
+            }
+            let mut next = current.clone();
+            next.status = status;
+            if reference.is_some() {
+                next.reference = reference.clone();
+            }
+            next.failure = failure.clone();
+            next.updated_at = self.now();
+            next.version += 1;
+            match self.store().update_payment(&next).await {
+                Ok(()) => return Ok(next),
+                Err(Error::Conflict { .. }) => {
+                    current = self.store().payment(current.id).await?.ok_or_else(|| Error::not_found("payment", current.id))?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Conflict { entity: "payment", id: current.id.to_string(), expected: current.version, found: current.version + 1 })
+    }
+
+    /// Confirms the booking of a succeeded payment; refunds if it cannot be delivered.
+    async fn complete_paid(&self, payment: Payment) -> Result<Checkout> {
+        let booking = self.booking_record(payment.booking_id).await?;
+        let now = self.now();
+        let tickets = booking
+            .lines
+            .iter()
+            .flat_map(|l| std::iter::repeat_n(l.tier_id, l.quantity as usize))
+            .map(|tier_id| Ticket {
+                id: TicketId::new(),
+                booking_id: booking.id,
+                event_id: booking.event_id,
+                tier_id,
+                holder: booking.customer,
+                status: TicketStatus::Valid,
+                issued_at: now,
+                checked_in_at: None,
+            })
+            .collect();
+        let outcome = self.store().confirm_booking(&ConfirmBooking { booking_id: booking.id, tickets, now }).await?;
+        if let ConfirmOutcome::Unfulfilled(b) = &outcome {
+            self.refund_unfulfilled(b, &payment).await?;
+        }
+        self.checkout_state(outcome.booking().clone()).await
+    }
+
+    async fn refund_unfulfilled(&self, booking: &Booking, payment: &Payment) -> Result<()> {
+        let existing = self.store().refunds_for_booking(booking.id).await?;
+        let already: Vec<_> = existing.iter().filter(|r| r.payment_id == payment.id).collect();
+        if !already.is_empty() {
+            for r in already.into_iter().filter(|r| r.status == RefundStatus::Failed) {
+                self.execute_refund(r.clone()).await?;
+            }
+            return Ok(());
+        }
+        let refundable = payment.amount.checked_sub(payment.refunded)?;
+        if refundable.is_zero() || refundable.is_negative() {
+            return Ok(());
+        }
+        let refund = self.new_refund(payment, refundable, "booking could not be fulfilled");
+        match self.store().insert_refund(&refund).await {
+            Ok(()) => self.execute_refund(refund).await.map(|_| ()),
+            // A concurrent delivery of the same success already recorded it.
+            Err(Error::InvalidInput { field: "amount", .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn new_refund(&self, payment: &Payment, amount: Money, reason: &str) -> Refund {
+        let now = self.now();
+        Refund {
+            id: RefundId::new(),
+            payment_id: payment.id,
+            booking_id: payment.booking_id,
+            amount,
+            status: RefundStatus::Pending,
+            reason: reason.to_owned(),
+            reference: None,
+            failure: None,
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        }
+    }
+
+    /// Sends a recorded refund to its payment's gateway and records the answer.
+    async fn execute_refund(&self, refund: Refund) -> Result<Refund> {
+        let payment = self.store().payment(refund.payment_id).await?.ok_or_else(|| Error::not_found("payment", refund.payment_id))?;
+        let mut next = refund.clone();
+        next.version += 1;
+        next.updated_at = self.now();
+        match payment.reference.as_deref() {
+            Some(reference) if payment.gateway_is_real() => {
+                let gateway = self.gateway(&payment.gateway)?;
+                let request = RefundRequest {
+                    idempotency_key: format!("refund-{}", refund.id),
+                    payment_reference: reference.to_owned(),
+                    amount: refund.amount,
+                    reason: refund.reason.clone(),
+                };
+                match gateway.refund(&request).await {
+                    Ok(r) => {
+                        next.status = RefundStatus::Succeeded;
+                        next.reference = Some(r.reference);
+                        next.failure = None;
+                    }
+                    Err(e) => {
+                        next.status = RefundStatus::Failed;
+                        next.failure = Some(e.to_string());
+                    }
+                }
+            }
+            _ => {
+                // Nothing was charged at a gateway (free tickets).
+                next.status = RefundStatus::Succeeded;
+            }
+        }
+        self.store().update_refund(&next).await?;
+        Ok(next)
+    }
+
+    /// Sends a failed refund to the gateway again (same idempotency key, so it is
+    /// never paid out twice). The event's organizers, admins and the system.
+    pub async fn retry_refund(&self, actor: &Actor, refund: RefundId) -> Result<Refund> {
+        let r = self.store().refund(refund).await?.ok_or_else(|| Error::not_found("refund", refund))?;
+        let booking = self.booking_record(r.booking_id).await?;
+        actor.require_manages(booking.organization, "retry refund")?;
+        if r.status != RefundStatus::Failed {
+            return Err(Error::invalid_state("refund", refund, r.status, "retry"));
+        }
+        self.execute_refund(r).await
+    }
+
+    /// Handles a payment gateway's webhook: verifies it, then settles the payment
+    /// it names. Deliveries may repeat, come out of order, or come after the hold
+    /// lapsed; each is handled once and never oversells. An unknown payment
+    /// reference is `NotFound` so the gateway delivers it again later.
+    pub async fn handle_webhook(&self, gateway_name: &str, request: &WebhookRequest) -> Result<Option<Checkout>> {
+        let gateway = self.gateway(gateway_name)?;
+        let event = gateway.parse_webhook(request)?;
+        let payment = self
+            .store()
+            .payment_by_reference(gateway_name, &event.payment_reference)
+            .await?
+            .ok_or_else(|| Error::not_found("payment", &event.payment_reference))?;
+        match event.kind {
+            WebhookKind::PaymentSucceeded => Ok(Some(self.payment_succeeded(payment).await?)),
+            WebhookKind::PaymentFailed { reason } => {
+                if payment.status == PaymentStatus::Succeeded {
+                    return Ok(None);
+                }
+                self.set_payment_status(payment.clone(), PaymentStatus::Failed, None, Some(reason.clone())).await?;
+                let booking = self.booking_record(payment.booking_id).await?;
+                if booking.status == BookingStatus::Pending {
+                    self.fail_pending(booking.id, BookingReason::PaymentDeclined { message: reason }).await?;
+                }
+                Ok(Some(self.checkout_state(self.booking_record(payment.booking_id).await?).await?))
+            }
+            WebhookKind::RefundSucceeded { .. } => Ok(None),
+        }
+    }
+
+    async fn payment_succeeded(&self, payment: Payment) -> Result<Checkout> {
+        let paid = self.set_payment_status(payment, PaymentStatus::Succeeded, None, None).await?;
+        self.complete_paid(paid).await
+    }
+
+    /// Asks the gateway for the outcome of a payment whose result was never seen
+    /// (timeouts) and settles it like a webhook would. The system and admins.
+    pub async fn reconcile_payment(&self, actor: &Actor, payment: PaymentId) -> Result<Checkout> {
+        actor.require_privileged("reconcile payment")?;
+        let p = self.store().payment(payment).await?.ok_or_else(|| Error::not_found("payment", payment))?;
+        if p.status != PaymentStatus::Pending {
+            return self.checkout_state(self.booking_record(p.booking_id).await?).await;
+        }
+        let gateway = self.gateway(&p.gateway)?;
+        let answer = match &p.reference {
+            Some(r) => gateway.payment_status(r).await,
+            None => {
+                let booking = self.booking_record(p.booking_id).await?;
+                // Same idempotency key: the gateway returns the original attempt.
+                gateway
+                    .create_payment(&PaymentRequest {
+                        idempotency_key: p.idempotency_key.clone(),
+                        amount: p.amount,
+                        booking_id: p.booking_id,
+                        customer: booking.customer,
+                        description: format!("booking {}", booking.id),
+                    })
+                    .await
+            }
+        };
+        match answer {
+            Ok(GatewayPayment { reference, status: GatewayPaymentStatus::Succeeded }) => {
+                let paid = self.set_payment_status(p, PaymentStatus::Succeeded, Some(reference), None).await?;
+                self.complete_paid(paid).await
+            }
+            Ok(GatewayPayment { reference, status: GatewayPaymentStatus::Declined { reason } }) => {
+                self.set_payment_status(p.clone(), PaymentStatus::Failed, Some(reference), Some(reason.clone())).await?;
+                let booking = self.booking_record(p.booking_id).await?;
+                if booking.status == BookingStatus::Pending {
+                    self.fail_pending(booking.id, BookingReason::PaymentDeclined { message: reason }).await?;
+                }
+                self.checkout_state(self.booking_record(p.booking_id).await?).await
+            }
+            Ok(GatewayPayment { reference, .. }) => {
+                self.set_payment_status(p.clone(), PaymentStatus::Pending, Some(reference), None).await?;
+                self.checkout_state(self.booking_record(p.booking_id).await?).await
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads a booking: its customer, the event's organizers, admins.
+    pub async fn booking(&self, actor: &Actor, id: BookingId) -> Result<Booking> {
+        let b = self.booking_record(id).await?;
+        if actor.require_owner_or_manager(b.customer, b.organization, "read booking").is_err() {
+            return Err(Error::not_found("booking", id));
+        }
+        Ok(b)
+    }
+
+    /// A booking with its latest payment and its tickets.
+    pub async fn checkout_status(&self, actor: &Actor, id: BookingId) -> Result<Checkout> {
+        let b = self.booking(actor, id).await?;
+        self.checkout_state(b).await
+    }
+
+    /// A customer's booking history, newest first: the customer itself or admins.
+    pub async fn bookings_of_customer(&self, actor: &Actor, customer: UserId, page: PageRequest) -> Result<Page<Booking>> {
+        if actor.user() != Some(customer) && !actor.is_privileged() {
+            return Err(Error::forbidden("list bookings", "only the customer itself or an admin"));
+        }
+        let limit = page.checked_limit()?;
+        let before = page.after.as_ref().map(|c| c.decode::<BookingId>()).transpose()?;
+        let rows = self.store().bookings_for_customer(customer, before, limit + 1).await?;
+        Ok(Page::from_overfetch(rows, limit, |b: &Booking| b.id))
+    }
+
+    /// An event's bookings, newest first: its organizers and admins.
+    pub async fn bookings_of_event(&self, actor: &Actor, event: EventId, page: PageRequest) -> Result<Page<Booking>> {
+        let e = self.store().event(event).await?.ok_or_else(|| Error::not_found("event", event))?;
+        actor.require_manages(e.organization, "list bookings")?;
+        let limit = page.checked_limit()?;
+        let before = page.after.as_ref().map(|c| c.decode::<BookingId>()).transpose()?;
+        let rows = self.store().bookings_for_event(event, before, limit + 1).await?;
+        Ok(Page::from_overfetch(rows, limit, |b: &Booking| b.id))
+    }
+
+    /// A booking's payments and refunds (each its own record).
+    pub async fn payments(&self, actor: &Actor, booking: BookingId) -> Result<(Vec<Payment>, Vec<Refund>)> {
+        self.booking(actor, booking).await?;
+        Ok((self.store().payments_for_booking(booking).await?, self.store().refunds_for_booking(booking).await?))
+    }
+
+    /// Cancels a booking.
+    ///
+    /// - its customer: a pending booking is abandoned (units returned); a confirmed
+    ///   one is cancelled with the refund its event's [`RefundPolicy`] gives now —
+    ///   refused once no rule applies;
+    /// - the event's organizers and admins: full refund.
+    pub async fn cancel_booking(&self, actor: &Actor, id: BookingId) -> Result<Booking> {
+        let booking = self.booking(actor, id).await?;
+        let by_manager = actor.manages(booking.organization);
+        match booking.status {
+            BookingStatus::Pending => return self.fail_pending(id, BookingReason::Abandoned).await,
+            BookingStatus::Confirmed => {}
+            BookingStatus::Cancelled => return Ok(booking),
+            other => return Err(Error::invalid_state("booking", id, other, "cancel")),
+        }
+        let (reason, percent) = if by_manager {
+            (BookingReason::OrganizerCancelled, Decimal::ONE_HUNDRED)
+        } else {
+            let event = self.store().event(booking.event_id).await?.ok_or_else(|| Error::not_found("event", booking.event_id))?;
+            let percent = event
+                .refund_policy
+                .percent_at(self.now(), event.starts_at)
+                .ok_or_else(|| Error::invalid_state("booking", id, "past the refund policy's last deadline", "cancel"))?;
+            (BookingReason::CustomerCancelled, percent)
+        };
+        self.cancel_confirmed_booking(id, reason, Some(percent)).await
+    }
+
+    /// Cancels a confirmed booking, records the refund of `percent` of its payment
+    /// with the cancellation, then sends the refund to the gateway.
+    pub(crate) async fn cancel_confirmed_booking(&self, id: BookingId, reason: BookingReason, percent: Option<Decimal>) -> Result<Booking> {
+        let booking = self.booking_record(id).await?;
+        let payment = self
+            .store()
+            .payments_for_booking(id)
+            .await?
+            .into_iter()
+            .find(|p| p.status == PaymentStatus::Succeeded);
+        let refund = match (payment, percent) {
+            (Some(p), Some(pct)) if pct > Decimal::ZERO => {
+                let amount = booking.total.scale(pct / Decimal::ONE_HUNDRED, Rounding::Down)?.min(p.amount.checked_sub(p.refunded)?)?;
+                (amount.amount() > Decimal::ZERO).then(|| self.new_refund(&p, amount, &format!("{reason:?}")))
+            }
+            _ => None,
+        };
+        let cancelled = self
+            .store()
+            .cancel_booking(&CancelBooking { booking_id: id, reason, refund: refund.clone(), now: self.now() })
+            .await?;
+        if let Some(r) = refund {
+            if self.store().refund(r.id).await?.is_some() {
+                self.execute_refund(r).await?;
+            }
+        }
+        Ok(cancelled)
+    }
+}
+
+impl Payment {
+    /// Whether money moved at a gateway (free bookings are "paid" without one).
+    fn gateway_is_real(&self) -> bool {
+        self.reference.as_deref() != Some("free")
+    }
+}

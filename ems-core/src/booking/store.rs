@@ -1,0 +1,97 @@
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{Booking, BookingReason};
+use crate::id::{BookingId, EventId, UserId};
+use crate::payment::Refund;
+use crate::ticket::Ticket;
+use crate::Result;
+
+/// Input of [`BookingStore::confirm_booking`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfirmBooking {
+    /// The booking to confirm.
+    pub booking_id: BookingId,
+    /// Its tickets, one per unit, to store if (and only if) it gets confirmed now.
+    pub tickets: Vec<Ticket>,
+    /// The operation's "now".
+    pub now: DateTime<Utc>,
+}
+
+/// What [`BookingStore::confirm_booking`] did.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ConfirmOutcome {
+    /// Confirmed now (on its hold, or on units taken again after the hold lapsed).
+    Confirmed(Booking),
+    /// It was already confirmed; nothing changed.
+    AlreadyConfirmed(Booking),
+    /// It cannot be delivered (units gone, event cancelled); the booking is now
+    /// `Unfulfilled` and the payment must be refunded.
+    Unfulfilled(Booking),
+}
+
+impl ConfirmOutcome {
+    /// The booking in its new state.
+    pub fn booking(&self) -> &Booking {
+        match self {
+            ConfirmOutcome::Confirmed(b) | ConfirmOutcome::AlreadyConfirmed(b) | ConfirmOutcome::Unfulfilled(b) => b,
+        }
+    }
+}
+
+/// Input of [`BookingStore::cancel_booking`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CancelBooking {
+    /// The confirmed booking.
+    pub booking_id: BookingId,
+    /// Why.
+    pub reason: BookingReason,
+    /// The refund to record with it, if any money goes back.
+    pub refund: Option<Refund>,
+    /// The operation's "now".
+    pub now: DateTime<Utc>,
+}
+
+/// Storage port for bookings; its operations are the checkout saga's atomic steps.
+///
+/// # Contract
+/// - `create_booking`: if the customer already has a booking with the same
+///   idempotency key, that booking is returned and nothing is stored. Otherwise the
+///   hold must be active at `created_at`, belong to the customer and carry no
+///   booking (`InvalidState` otherwise); the booking is stored, the hold points to
+///   it, and `BookingCreated` is appended — all in one atomic step.
+/// - `confirm_booking`: confirmed → `AlreadyConfirmed`; cancelled/unfulfilled →
+///   `Unfulfilled` unchanged. Otherwise, with its hold still active and unexpired,
+///   the hold becomes confirmed (no quota changes), the booking confirmed, the
+///   tickets stored. With the hold lapsed or released, the units are taken again
+///   on every quota if all fit and the event is not cancelled or completed
+///   (booking reason `Reacquired`), else the booking becomes `Unfulfilled`
+///   (`SoldOutAfterExpiry` or `EventCancelled`) and its units are not taken.
+///   Appends `BookingConfirmed` or `BookingUnfulfilled`.
+/// - `fail_booking`: pending → failed with `reason`, its active hold released;
+///   failed/expired → unchanged; any other state → `InvalidState`.
+/// - `cancel_booking`: confirmed → cancelled, tickets void, units returned to every
+///   quota, `refund` recorded (same rule as `PaymentStore::insert_refund`); a
+///   booking with a checked-in ticket is `InvalidState`; an already cancelled
+///   booking is returned unchanged and no refund is recorded.
+/// - listings are newest first, strictly before the `before` id.
+#[async_trait]
+pub trait BookingStore: Send + Sync + 'static {
+    /// Opens a pending booking on a hold (idempotent on the customer's key).
+    async fn create_booking(&self, booking: &Booking) -> Result<Booking>;
+    /// Reads a booking.
+    async fn booking(&self, id: BookingId) -> Result<Option<Booking>>;
+    /// Finds a customer's booking by idempotency key.
+    async fn booking_by_key(&self, customer: UserId, key: &str) -> Result<Option<Booking>>;
+    /// A customer's bookings, newest first.
+    async fn bookings_for_customer(&self, customer: UserId, before: Option<BookingId>, limit: u32) -> Result<Vec<Booking>>;
+    /// An event's bookings, newest first.
+    async fn bookings_for_event(&self, event: EventId, before: Option<BookingId>, limit: u32) -> Result<Vec<Booking>>;
+    /// Confirms a paid booking and stores its tickets (see the contract).
+    async fn confirm_booking(&self, request: &ConfirmBooking) -> Result<ConfirmOutcome>;
+    /// Fails a pending booking and releases its hold.
+    async fn fail_booking(&self, id: BookingId, reason: BookingReason, now: DateTime<Utc>) -> Result<Booking>;
+    /// Cancels a confirmed booking, voiding its tickets and returning its units.
+    async fn cancel_booking(&self, request: &CancelBooking) -> Result<Booking>;
+}

@@ -1,0 +1,51 @@
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{EventAvailability, Hold, HoldRequest, SharedQuota, TicketTier};
+use crate::id::{EventId, HoldId};
+use crate::Result;
+
+/// Storage port for tiers, quotas and holds.
+///
+/// # Contract
+/// - `try_hold` reads the event and its tiers, applies [`plan_hold`](super::plan_hold),
+///   and reserves the planned units on **every** quota or on none: if any quota
+///   lacks room it returns [`Error::SoldOut`](crate::Error::SoldOut) naming it and
+///   changes nothing. Expired holds of the event never count against availability
+///   (a store releases them lazily here, or excludes them). On success it appends
+///   `HoldPlaced`.
+/// - Availability never goes negative and `taken` never exceeds `capacity` on any
+///   quota, whatever the concurrency, across any number of store handles.
+/// - `release_hold` returns the units of an active hold (appending `HoldReleased`)
+///   and fails its pending booking with `Abandoned`; releasing an already released
+///   or expired hold is a no-op returning it; a confirmed hold is `InvalidState`.
+/// - `sweep_expired` marks up to `limit` active holds with `expires_at <= now` as
+///   expired, returns their units, expires their pending bookings, and appends
+///   `HoldExpired` / `BookingExpired`; returns how many holds it expired.
+/// - `insert_tier` refuses tiers of a missing, cancelled or completed event,
+///   duplicate names within the event, and shared quotas of another event.
+/// - `update_tier` applies optimistic concurrency on `version` and refuses a
+///   capacity below the units already taken on the tier.
+#[async_trait]
+pub trait InventoryStore: Send + Sync + 'static {
+    /// Adds a tier (and its own quota, nothing taken).
+    async fn insert_tier(&self, tier: &TicketTier) -> Result<()>;
+    /// Replaces a tier whose stored version is `tier.version - 1`.
+    async fn update_tier(&self, tier: &TicketTier) -> Result<()>;
+    /// The event's tiers in creation order.
+    async fn tiers(&self, event: EventId) -> Result<Vec<TicketTier>>;
+    /// Adds a shared quota.
+    async fn insert_shared_quota(&self, quota: &SharedQuota) -> Result<()>;
+    /// The event's shared quotas.
+    async fn shared_quotas(&self, event: EventId) -> Result<Vec<SharedQuota>>;
+    /// Availability of every quota and tier, as of `now`.
+    async fn availability(&self, event: EventId, now: DateTime<Utc>) -> Result<EventAvailability>;
+    /// Reserves units atomically (see the contract).
+    async fn try_hold(&self, request: &HoldRequest) -> Result<Hold>;
+    /// Reads a hold.
+    async fn hold(&self, id: HoldId) -> Result<Option<Hold>>;
+    /// Gives a hold up.
+    async fn release_hold(&self, id: HoldId, now: DateTime<Utc>) -> Result<Hold>;
+    /// Expires lapsed holds.
+    async fn sweep_expired(&self, now: DateTime<Utc>, limit: u32) -> Result<u32>;
+}

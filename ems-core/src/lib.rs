@@ -1,0 +1,238 @@
+//! # ems-core
+//!
+//! The pure domain of ems: events and their lifecycle, ticket inventory with holds
+//! that never oversells, the checkout saga, payments behind a gateway trait,
+//! tickets with signed codes and check-in, and the domain-event log. Storage is
+//! behind ports ([`Store`]); backends such as `ems-storage-memory` implement them
+//! and prove it with the shared conformance suite (feature `testkit`).
+//!
+//! Every operation goes through [`Ems`], takes the calling [`Actor`] and checks it.
+//!
+//! ```
+//! # #[cfg(feature = "testkit")] {
+//! use std::sync::Arc;
+//! use ems_core::{Ems, Actor};
+//! # let _ = |store: Arc<dyn ems_core::Store>| {
+//! let ems = Ems::builder(store).build().expect("valid configuration");
+//! # };
+//! # }
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod auth;
+pub mod booking;
+pub mod clock;
+pub mod directory;
+pub mod error;
+pub mod event;
+pub mod id;
+pub mod inventory;
+pub mod money;
+pub mod outbox;
+pub mod page;
+pub mod payment;
+pub mod ticket;
+
+#[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
+pub mod testkit;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+
+pub use auth::Actor;
+pub use error::{Error, Result};
+
+use clock::{Clock, SystemClock};
+use payment::{FakeGateway, PaymentGateway};
+use ticket::TicketSigner;
+
+/// Everything a backend implements: one handle for all ports. Implemented
+/// automatically for any type implementing each port.
+pub trait Store:
+    directory::DirectoryStore
+    + event::EventStore
+    + inventory::InventoryStore
+    + booking::BookingStore
+    + payment::PaymentStore
+    + ticket::TicketStore
+    + outbox::OutboxStore
+{
+}
+
+impl<T> Store for T where
+    T: directory::DirectoryStore
+        + event::EventStore
+        + inventory::InventoryStore
+        + booking::BookingStore
+        + payment::PaymentStore
+        + ticket::TicketStore
+        + outbox::OutboxStore
+{
+}
+
+/// Tunables of [`Ems`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EmsConfig {
+    /// How long a hold lasts unless the caller asks otherwise (default 10 minutes).
+    pub hold_ttl: Duration,
+}
+
+impl Default for EmsConfig {
+    fn default() -> Self {
+        Self { hold_ttl: Duration::minutes(10) }
+    }
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    gateways: HashMap<String, Arc<dyn PaymentGateway>>,
+    default_gateway: String,
+    signer: TicketSigner,
+    config: EmsConfig,
+}
+
+/// The ems service: every domain operation, over any [`Store`]. A cheap `Clone`
+/// handle; clones share everything.
+#[derive(Clone)]
+pub struct Ems {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Ems {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut gateways: Vec<_> = self.inner.gateways.keys().collect();
+        gateways.sort();
+        f.debug_struct("Ems").field("gateways", &gateways).field("config", &self.inner.config).finish_non_exhaustive()
+    }
+}
+
+/// Builds an [`Ems`]. Defaults: system clock, one [`FakeGateway`] named `fake`
+/// (replace it for production), a random ticket key (set one so codes survive
+/// restarts), holds of 10 minutes.
+pub struct EmsBuilder {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    gateways: HashMap<String, Arc<dyn PaymentGateway>>,
+    default_gateway: Option<String>,
+    ticket_key: Option<Vec<u8>>,
+    config: EmsConfig,
+}
+
+impl EmsBuilder {
+    /// The clock (tests use [`clock::ManualClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Registers a gateway under `name`; the first registered is the default.
+    pub fn gateway(mut self, name: &str, gateway: Arc<dyn PaymentGateway>) -> Self {
+        if self.default_gateway.is_none() {
+            self.default_gateway = Some(name.to_owned());
+        }
+        self.gateways.insert(name.to_owned(), gateway);
+        self
+    }
+
+    /// Which gateway bookings use when they name none.
+    pub fn default_gateway(mut self, name: &str) -> Self {
+        self.default_gateway = Some(name.to_owned());
+        self
+    }
+
+    /// The secret that signs ticket codes (≥ 32 bytes).
+    pub fn ticket_key(mut self, key: &[u8]) -> Self {
+        self.ticket_key = Some(key.to_vec());
+        self
+    }
+
+    /// Default hold duration.
+    pub fn hold_ttl(mut self, ttl: Duration) -> Self {
+        self.config.hold_ttl = ttl;
+        self
+    }
+
+    /// Checks the configuration and builds.
+    pub fn build(mut self) -> Result<Ems> {
+        if self.gateways.is_empty() {
+            self.gateways.insert("fake".into(), Arc::new(FakeGateway::new("whsec_fake")));
+            self.default_gateway.get_or_insert_with(|| "fake".into());
+        }
+        let default_gateway = self.default_gateway.expect("set with the first gateway");
+        if !self.gateways.contains_key(&default_gateway) {
+            return Err(Error::invalid("default_gateway", format!("no gateway named {default_gateway:?}")));
+        }
+        if self.config.hold_ttl <= Duration::zero() {
+            return Err(Error::invalid("hold_ttl", "must be positive"));
+        }
+        let signer = match self.ticket_key {
+            Some(k) => TicketSigner::new(&k)?,
+            None => TicketSigner::random(),
+        };
+        Ok(Ems {
+            inner: Arc::new(Inner {
+                store: self.store,
+                clock: self.clock,
+                gateways: self.gateways,
+                default_gateway,
+                signer,
+                config: self.config,
+            }),
+        })
+    }
+}
+
+impl Ems {
+    /// Starts building an `Ems` over `store`.
+    pub fn builder(store: Arc<dyn Store>) -> EmsBuilder {
+        EmsBuilder {
+            store,
+            clock: Arc::new(SystemClock),
+            gateways: HashMap::new(),
+            default_gateway: None,
+            ticket_key: None,
+            config: EmsConfig::default(),
+        }
+    }
+
+    /// The store behind this service.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// Now, by the configured clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EmsConfig {
+        &self.inner.config
+    }
+
+    /// The ticket-code signer.
+    pub fn signer(&self) -> &TicketSigner {
+        &self.inner.signer
+    }
+
+    /// A registered gateway by name.
+    pub fn gateway(&self, name: &str) -> Result<Arc<dyn PaymentGateway>> {
+        self.inner
+            .gateways
+            .get(name)
+            .cloned()
+            .ok_or_else(|| payment::GatewayError::UnknownGateway { name: name.to_owned() }.into())
+    }
+
+    fn gateway_name(&self, requested: Option<&str>) -> Result<String> {
+        let name = requested.unwrap_or(&self.inner.default_gateway);
+        if !self.inner.gateways.contains_key(name) {
+            return Err(Error::invalid("gateway", format!("no gateway named {name:?}")));
+        }
+        Ok(name.to_owned())
+    }
+}

@@ -1,0 +1,282 @@
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use parking_lot::Mutex;
+use sha2::Sha256;
+
+use super::gateway::*;
+use crate::money::Money;
+
+/// What the [`FakeGateway`] does with the next `create_payment`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FakeBehavior {
+    /// Charge and succeed at once.
+    Succeed,
+    /// Authorize only; a capture completes it.
+    Authorize,
+    /// Accept and stay pending; [`FakeGateway::settle`] decides later (webhook).
+    Pending,
+    /// Decline with this reason.
+    Decline(String),
+    /// Answer with a timeout without charging.
+    Timeout,
+    /// Charge, then answer with a timeout (the outcome the caller cannot see).
+    TimeoutAfterCharge,
+    /// Answer `Unavailable` without charging.
+    Unavailable,
+    /// Wait this long (on tokio's clock), then charge and succeed.
+    Delay(std::time::Duration),
+}
+
+#[derive(Debug, Clone)]
+struct FakePayment {
+    amount: Money,
+    status: GatewayPaymentStatus,
+    refunded: Money,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    script: VecDeque<FakeBehavior>,
+    default: Option<FakeBehavior>,
+    refund_failures: u32,
+    payments: HashMap<String, FakePayment>,
+    by_key: HashMap<String, String>,
+    refunds: HashMap<String, GatewayRefund>,
+    create_calls: u32,
+    refund_calls: u32,
+    next_event: u64,
+}
+
+/// A scriptable in-process gateway for tests and demos: decide per call whether it
+/// succeeds, declines, times out or stays pending, then deliver signed webhooks
+/// (twice, late, out of order) as a real provider would. Clones share state.
+///
+/// ```
+/// # tokio_test_block_on(async {
+/// use ems_core::payment::*;
+/// use ems_core::money::Money;
+/// let fake = FakeGateway::new("whsec_test");
+/// fake.push(FakeBehavior::Decline("insufficient funds".into()));
+/// let req = PaymentRequest {
+///     idempotency_key: "k1".into(), amount: Money::parse("10", "EUR").unwrap(),
+///     booking_id: Default::default(), customer: Default::default(), description: "demo".into(),
+/// };
+/// assert!(matches!(fake.create_payment(&req).await, Err(GatewayError::Declined { .. })));
+/// # });
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     futures::executor::block_on(f)
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct FakeGateway {
+    state: Arc<Mutex<State>>,
+    secret: Arc<Vec<u8>>,
+}
+
+impl std::fmt::Debug for FakeGateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeGateway").finish_non_exhaustive()
+    }
+}
+
+impl FakeGateway {
+    /// A gateway that signs webhooks with `webhook_secret` and succeeds by default.
+    pub fn new(webhook_secret: &str) -> Self {
+        Self { state: Arc::new(Mutex::new(State::default())), secret: Arc::new(webhook_secret.as_bytes().to_vec()) }
+    }
+
+    /// Queues the behaviour of the next `create_payment` call (first in, first used).
+    pub fn push(&self, behavior: FakeBehavior) -> &Self {
+        self.state.lock().script.push_back(behavior);
+        self
+    }
+
+    /// Behaviour once the queue is empty (default: [`FakeBehavior::Succeed`]).
+    pub fn set_default(&self, behavior: FakeBehavior) {
+        self.state.lock().default = Some(behavior);
+    }
+
+    /// Makes the next `n` refund calls fail with `Unavailable`.
+    pub fn fail_next_refunds(&self, n: u32) {
+        self.state.lock().refund_failures = n;
+    }
+
+    /// Decides a pending payment and returns the signed webhook announcing it.
+    pub fn settle(&self, reference: &str, succeed: bool) -> WebhookRequest {
+        let kind = {
+            let mut s = self.state.lock();
+            let status = if succeed {
+                GatewayPaymentStatus::Succeeded
+            } else {
+                GatewayPaymentStatus::Declined { reason: "declined after review".into() }
+            };
+            if let Some(p) = s.payments.get_mut(reference) {
+                p.status = status;
+            }
+            if succeed {
+                WebhookKind::PaymentSucceeded
+            } else {
+                WebhookKind::PaymentFailed { reason: "declined after review".into() }
+            }
+        };
+        self.webhook(reference, kind)
+    }
+
+    /// A signed webhook of any kind about `reference` (for out-of-order tests).
+    pub fn webhook(&self, reference: &str, kind: WebhookKind) -> WebhookRequest {
+        let id = {
+            let mut s = self.state.lock();
+            s.next_event += 1;
+            format!("evt_{}", s.next_event)
+        };
+        let event = WebhookEvent { id, payment_reference: reference.to_owned(), kind };
+        let body = serde_json::to_vec(&event).expect("webhook events are plain data");
+        let signature = Some(self.sign(&body));
+        WebhookRequest { signature, body }
+    }
+
+    fn sign(&self, body: &[u8]) -> String {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes keys of any length");
+        mac.update(body);
+        format!("v1={}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+    }
+
+    /// Total amount currently charged and not refunded on `reference`.
+    pub fn net_charged(&self, reference: &str) -> Option<Money> {
+        let s = self.state.lock();
+        let p = s.payments.get(reference)?;
+        let charged = matches!(p.status, GatewayPaymentStatus::Succeeded);
+        let gross = if charged { p.amount } else { Money::zero(p.amount.currency()) };
+        gross.checked_sub(p.refunded).ok()
+    }
+
+    /// How many `create_payment` and `refund` calls reached the gateway.
+    pub fn calls(&self) -> (u32, u32) {
+        let s = self.state.lock();
+        (s.create_calls, s.refund_calls)
+    }
+
+    /// Every payment reference the gateway knows.
+    pub fn references(&self) -> Vec<String> {
+        self.state.lock().payments.keys().cloned().collect()
+    }
+}
+
+#[async_trait]
+impl PaymentGateway for FakeGateway {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities { partial_refunds: true, idempotency_keys: true, manual_capture: true, void: true, webhooks: true }
+    }
+
+    async fn create_payment(&self, request: &PaymentRequest) -> Result<GatewayPayment, GatewayError> {
+        let behavior = {
+            let mut s = self.state.lock();
+            s.create_calls += 1;
+            if let Some(reference) = s.by_key.get(&request.idempotency_key).cloned() {
+                let p = &s.payments[&reference];
+                if p.amount != request.amount {
+                    return Err(GatewayError::Rejected { reason: "idempotency key reused with another amount".into() });
+                }
+                return Ok(GatewayPayment { reference, status: p.status.clone() });
+            }
+            s.script.pop_front().or_else(|| s.default.clone()).unwrap_or(FakeBehavior::Succeed)
+        };
+        if let FakeBehavior::Delay(d) = &behavior {
+            tokio::time::sleep(*d).await;
+        }
+        let status = match &behavior {
+            FakeBehavior::Succeed | FakeBehavior::Delay(_) | FakeBehavior::TimeoutAfterCharge => GatewayPaymentStatus::Succeeded,
+            FakeBehavior::Authorize => GatewayPaymentStatus::Authorized,
+            FakeBehavior::Pending => GatewayPaymentStatus::Pending,
+            FakeBehavior::Decline(reason) => return Err(GatewayError::Declined { reason: reason.clone() }),
+            FakeBehavior::Timeout => return Err(GatewayError::Timeout),
+            FakeBehavior::Unavailable => return Err(GatewayError::Unavailable { reason: "fake outage".into() }),
+        };
+        let reference = format!("fake_pay_{}", uuid::Uuid::now_v7().simple());
+        {
+            let mut s = self.state.lock();
+            s.by_key.insert(request.idempotency_key.clone(), reference.clone());
+            s.payments.insert(
+                reference.clone(),
+                FakePayment { amount: request.amount, status: status.clone(), refunded: Money::zero(request.amount.currency()) },
+            );
+        }
+        if behavior == FakeBehavior::TimeoutAfterCharge {
+            return Err(GatewayError::Timeout);
+        }
+        Ok(GatewayPayment { reference, status })
+    }
+
+    async fn payment_status(&self, reference: &str) -> Result<GatewayPayment, GatewayError> {
+        let s = self.state.lock();
+        let p = s.payments.get(reference).ok_or_else(|| GatewayError::Rejected { reason: format!("unknown payment {reference}") })?;
+        Ok(GatewayPayment { reference: reference.to_owned(), status: p.status.clone() })
+    }
+
+    async fn capture(&self, reference: &str, _key: &str) -> Result<GatewayPayment, GatewayError> {
+        let mut s = self.state.lock();
+        let p = s.payments.get_mut(reference).ok_or_else(|| GatewayError::Rejected { reason: format!("unknown payment {reference}") })?;
+        match p.status {
+            GatewayPaymentStatus::Authorized | GatewayPaymentStatus::Succeeded => {
+                p.status = GatewayPaymentStatus::Succeeded;
+                Ok(GatewayPayment { reference: reference.to_owned(), status: p.status.clone() })
+            }
+            _ => Err(GatewayError::Rejected { reason: "payment is not authorized".into() }),
+        }
+    }
+
+    async fn void(&self, reference: &str) -> Result<(), GatewayError> {
+        let mut s = self.state.lock();
+        let p = s.payments.get_mut(reference).ok_or_else(|| GatewayError::Rejected { reason: format!("unknown payment {reference}") })?;
+        match p.status {
+            GatewayPaymentStatus::Succeeded => Err(GatewayError::Rejected { reason: "payment already completed; refund it".into() }),
+            _ => {
+                p.status = GatewayPaymentStatus::Declined { reason: "voided".into() };
+                Ok(())
+            }
+        }
+    }
+
+    async fn refund(&self, request: &RefundRequest) -> Result<GatewayRefund, GatewayError> {
+        let mut s = self.state.lock();
+        s.refund_calls += 1;
+        if let Some(existing) = s.refunds.get(&request.idempotency_key) {
+            return Ok(existing.clone());
+        }
+        if s.refund_failures > 0 {
+            s.refund_failures -= 1;
+            return Err(GatewayError::Unavailable { reason: "fake refund outage".into() });
+        }
+        let p = s
+            .payments
+            .get_mut(&request.payment_reference)
+            .ok_or_else(|| GatewayError::Rejected { reason: format!("unknown payment {}", request.payment_reference) })?;
+        if p.status != GatewayPaymentStatus::Succeeded {
+            return Err(GatewayError::Rejected { reason: "only succeeded payments can be refunded".into() });
+        }
+        let after = p.refunded.checked_add(request.amount).map_err(|e| GatewayError::Rejected { reason: e.to_string() })?;
+        if after.amount() > p.amount.amount() || request.amount.is_negative() || request.amount.is_zero() {
+            return Err(GatewayError::Rejected { reason: format!("cannot refund {} of {}", request.amount, p.amount) });
+        }
+        p.refunded = after;
+        let refund = GatewayRefund { reference: format!("fake_re_{}", uuid::Uuid::now_v7().simple()), completed: true };
+        s.refunds.insert(request.idempotency_key.clone(), refund.clone());
+        Ok(refund)
+    }
+
+    fn parse_webhook(&self, request: &WebhookRequest) -> Result<WebhookEvent, GatewayError> {
+        let given = request.signature.as_deref().ok_or(GatewayError::InvalidSignature)?;
+        let given = given.strip_prefix("v1=").ok_or(GatewayError::InvalidSignature)?;
+        let given = URL_SAFE_NO_PAD.decode(given).map_err(|_| GatewayError::InvalidSignature)?;
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes keys of any length");
+        mac.update(&request.body);
+        mac.verify_slice(&given).map_err(|_| GatewayError::InvalidSignature)?;
+        serde_json::from_slice(&request.body).map_err(|e| GatewayError::InvalidWebhook { reason: e.to_string() })
+    }
+}

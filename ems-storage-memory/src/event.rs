@@ -1,0 +1,125 @@
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use ems_core::booking::{BookingReason, BookingStatus};
+use ems_core::event::{Event, EventCancellation, EventQuery, EventStatus, EventStore};
+use ems_core::id::EventId;
+use ems_core::inventory::{HoldStatus, QuotaKey};
+use ems_core::outbox::DomainEvent;
+use ems_core::{Error, Result};
+use parking_lot::Mutex;
+
+use crate::state::Shard;
+use crate::MemoryStore;
+
+fn conflict(event: &Event, expected: u64) -> Error {
+    Error::Conflict { entity: "event", id: event.id.to_string(), expected, found: event.version }
+}
+
+#[async_trait]
+impl EventStore for MemoryStore {
+    async fn insert_event(&self, event: &Event) -> Result<()> {
+        let mut index = self.inner.event_index.write();
+        match self.inner.events.entry(event.id) {
+            dashmap::Entry::Occupied(_) => {
+                return Err(Error::AlreadyExists { entity: "event", field: "id", value: event.id.to_string() })
+            }
+            dashmap::Entry::Vacant(v) => {
+                v.insert(Arc::new(Mutex::new(Shard::new(event.clone()))));
+            }
+        }
+        index.by_start.insert((event.starts_at, event.id));
+        self.record(event.created_at, [DomainEvent::EventCreated { event_id: event.id, organization: event.organization }]);
+        Ok(())
+    }
+
+    async fn event(&self, id: EventId) -> Result<Option<Event>> {
+        Ok(self.shard(id).map(|s| s.lock().event.clone()))
+    }
+
+    async fn update_event(&self, event: &Event, change: DomainEvent) -> Result<()> {
+        let shard = self.shard_or_missing(event.id)?;
+        // Lock order: index, then shard (listings never hold both).
+        let mut index = self.inner.event_index.write();
+        let mut s = shard.lock();
+        let expected = event.version.saturating_sub(1);
+        if s.event.version != expected {
+            return Err(conflict(&s.event, expected));
+        }
+        let taken = s.taken(QuotaKey::Event);
+        if event.capacity < taken {
+            return Err(Error::invalid("capacity", format!("{} units are already taken", taken)));
+        }
+        if s.event.starts_at != event.starts_at {
+            index.by_start.remove(&(s.event.starts_at, event.id));
+            index.by_start.insert((event.starts_at, event.id));
+        }
+        s.event = event.clone();
+        self.record(event.updated_at, [change]);
+        Ok(())
+    }
+
+    async fn cancel_event(&self, id: EventId, expected_version: u64, now: DateTime<Utc>) -> Result<EventCancellation> {
+        let shard = self.shard_or_missing(id)?;
+        let mut s = shard.lock();
+        if s.event.version != expected_version {
+            return Err(conflict(&s.event, expected_version));
+        }
+        if s.event.status.is_final() {
+            return Err(Error::invalid_state("event", id, s.event.status, "cancel"));
+        }
+        let mut out = vec![DomainEvent::EventCancelled { event_id: id }];
+        s.event.status = EventStatus::Cancelled;
+        s.event.version += 1;
+        s.event.updated_at = now;
+        let mut active: Vec<_> = s.holds.values().filter(|h| h.status == HoldStatus::Active).map(|h| h.id).collect();
+        active.sort();
+        let mut failed = Vec::new();
+        for hold in &active {
+            if let Some(b) = s.holds[hold].booking_id {
+                failed.push(b);
+            }
+            s.end_hold(*hold, HoldStatus::Released, Some((BookingStatus::Failed, BookingReason::EventCancelled)), now, &mut out);
+        }
+        let confirmed = s.bookings.values().filter(|b| b.status == BookingStatus::Confirmed).map(|b| b.id).collect();
+        self.record(now, out);
+        Ok(EventCancellation { event: s.event.clone(), released_holds: active.len() as u32, failed_bookings: failed, confirmed_bookings: confirmed })
+    }
+
+    async fn list_events(&self, query: &EventQuery) -> Result<Vec<Event>> {
+        const BATCH: usize = 256;
+        let mut out = Vec::new();
+        let mut position = query.after;
+        loop {
+            let keys: Vec<_> = {
+                let index = self.inner.event_index.read();
+                match position {
+                    Some(p) => index
+                        .by_start
+                        .range((std::ops::Bound::Excluded(p), std::ops::Bound::Unbounded))
+                        .take(BATCH)
+                        .copied()
+                        .collect(),
+                    None => index.by_start.iter().take(BATCH).copied().collect(),
+                }
+            };
+            let exhausted = keys.len() < BATCH;
+            for key in keys {
+                position = Some(key);
+                if let Some(shard) = self.shard(key.1) {
+                    let s = shard.lock();
+                    if s.event.starts_at == key.0 && query.filter.matches(&s.event, query.drafts) {
+                        out.push(s.event.clone());
+                        if out.len() >= query.limit as usize {
+                            return Ok(out);
+                        }
+                    }
+                }
+            }
+            if exhausted {
+                return Ok(out);
+            }
+        }
+    }
+}

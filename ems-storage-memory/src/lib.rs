@@ -1,0 +1,88 @@
+//! # ems-storage-memory
+//!
+//! The in-memory backend of ems: the reference semantics of every storage port,
+//! fast enough to embed, and the test double of every other crate.
+//!
+//! [`MemoryStore`] is a cheap `Clone` handle over shared state: clones see the same
+//! data, so two clones behave like two server processes over one database. Each
+//! event's inventory, holds, bookings, payments and tickets live behind one lock,
+//! so every domain-atomic port operation is a single critical section; different
+//! events never contend. Listings are deterministic (ordered by keys, never by
+//! hash order). Nothing is persisted.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use ems_core::Ems;
+//! use ems_storage_memory::MemoryStore;
+//!
+//! let ems = Ems::builder(Arc::new(MemoryStore::new())).build().unwrap();
+//! # let _ = ems;
+//! ```
+
+mod booking;
+mod directory;
+mod event;
+mod inventory;
+mod outbox;
+mod payment;
+mod state;
+mod ticket;
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+use ems_core::id::*;
+use ems_core::{Error, Result};
+use parking_lot::{Mutex, RwLock};
+
+use state::{Directory, EventIndex, Outbox, Shard};
+
+/// The in-memory store. See the crate docs.
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore").field("events", &self.inner.events.len()).finish_non_exhaustive()
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    directory: RwLock<Directory>,
+    events: DashMap<EventId, Arc<Mutex<Shard>>>,
+    event_index: RwLock<EventIndex>,
+    holds: DashMap<HoldId, EventId>,
+    bookings: DashMap<BookingId, EventId>,
+    booking_keys: DashMap<(UserId, String), (BookingId, EventId)>,
+    customer_bookings: DashMap<UserId, std::collections::BTreeSet<BookingId>>,
+    payments: DashMap<PaymentId, EventId>,
+    payment_keys: DashMap<String, (PaymentId, EventId)>,
+    payment_refs: DashMap<(String, String), PaymentId>,
+    refunds: DashMap<RefundId, EventId>,
+    tickets: DashMap<TicketId, EventId>,
+    outbox: Mutex<Outbox>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn shard(&self, event: EventId) -> Option<Arc<Mutex<Shard>>> {
+        // Clone the Arc so the map's internal lock is released before the shard is locked.
+        self.inner.events.get(&event).map(|s| Arc::clone(s.value()))
+    }
+
+    fn shard_or_missing(&self, event: EventId) -> Result<Arc<Mutex<Shard>>> {
+        self.shard(event).ok_or_else(|| Error::not_found("event", event))
+    }
+
+    fn shard_via<K: std::hash::Hash + Eq>(&self, index: &DashMap<K, EventId>, key: &K) -> Option<Arc<Mutex<Shard>>> {
+        let event = *index.get(key)?.value();
+        self.shard(event)
+    }
+}

@@ -1,0 +1,205 @@
+//! The data behind the lock of one event, and the helpers every port shares.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+
+use chrono::{DateTime, Utc};
+use ems_core::booking::{Booking, BookingReason, BookingStatus};
+use ems_core::directory::{Organization, UserProfile};
+use ems_core::event::Event;
+use ems_core::id::*;
+use ems_core::inventory::{Hold, HoldStatus, QuotaKey, SharedQuota, TicketTier};
+use ems_core::outbox::{DomainEvent, RecordedEvent};
+use ems_core::payment::{Payment, PaymentStatus, Refund, RefundStatus};
+use ems_core::ticket::Ticket;
+use ems_core::{Error, Result};
+
+#[derive(Default)]
+pub(crate) struct Directory {
+    pub(crate) organizations: HashMap<OrganizationId, Organization>,
+    pub(crate) users: HashMap<UserId, UserProfile>,
+    pub(crate) emails: HashMap<String, UserId>,
+}
+
+#[derive(Default)]
+pub(crate) struct EventIndex {
+    pub(crate) by_start: BTreeSet<(DateTime<Utc>, EventId)>,
+}
+
+#[derive(Default)]
+pub(crate) struct Outbox {
+    pub(crate) events: VecDeque<RecordedEvent>,
+    pub(crate) last_seq: u64,
+}
+
+impl Outbox {
+    pub(crate) fn push(&mut self, occurred_at: DateTime<Utc>, event: DomainEvent) {
+        self.last_seq += 1;
+        self.events.push_back(RecordedEvent { seq: self.last_seq, occurred_at, event });
+    }
+}
+
+/// Everything of one event, changed only under its lock.
+pub(crate) struct Shard {
+    pub(crate) event: Event,
+    pub(crate) tiers: Vec<TicketTier>,
+    pub(crate) shared: Vec<SharedQuota>,
+    /// Units taken (held + sold) per quota; a handful of entries, scanned linearly.
+    pub(crate) taken: Vec<(QuotaKey, u32)>,
+    pub(crate) holds: HashMap<HoldId, Hold>,
+    pub(crate) expiry: BTreeSet<(DateTime<Utc>, HoldId)>,
+    pub(crate) bookings: BTreeMap<BookingId, Booking>,
+    pub(crate) payments: HashMap<PaymentId, Payment>,
+    pub(crate) booking_payments: HashMap<BookingId, Vec<PaymentId>>,
+    pub(crate) refunds: HashMap<RefundId, Refund>,
+    pub(crate) booking_refunds: HashMap<BookingId, Vec<RefundId>>,
+    pub(crate) tickets: HashMap<TicketId, Ticket>,
+    pub(crate) booking_tickets: HashMap<BookingId, Vec<TicketId>>,
+}
+
+impl Shard {
+    pub(crate) fn new(event: Event) -> Self {
+        Self {
+            event,
+            tiers: Vec::new(),
+            shared: Vec::new(),
+            taken: vec![(QuotaKey::Event, 0)],
+            holds: HashMap::new(),
+            expiry: BTreeSet::new(),
+            bookings: BTreeMap::new(),
+            payments: HashMap::new(),
+            booking_payments: HashMap::new(),
+            refunds: HashMap::new(),
+            booking_refunds: HashMap::new(),
+            tickets: HashMap::new(),
+            booking_tickets: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn taken(&self, key: QuotaKey) -> u32 {
+        self.taken.iter().find(|(k, _)| *k == key).map_or(0, |(_, n)| *n)
+    }
+
+    pub(crate) fn capacity(&self, key: QuotaKey) -> u32 {
+        match key {
+            QuotaKey::Event => self.event.capacity,
+            QuotaKey::Tier(id) => self.tiers.iter().find(|t| t.id == id).map_or(0, |t| t.capacity),
+            QuotaKey::Shared(id) => self.shared.iter().find(|q| q.id == id).map_or(0, |q| q.capacity),
+        }
+    }
+
+    pub(crate) fn available(&self, key: QuotaKey) -> u32 {
+        self.capacity(key).saturating_sub(self.taken(key))
+    }
+
+    fn counter(&mut self, key: QuotaKey) -> &mut u32 {
+        let i = match self.taken.iter().position(|(k, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                self.taken.push((key, 0));
+                self.taken.len() - 1
+            }
+        };
+        &mut self.taken[i].1
+    }
+
+    /// Takes units; the caller checked capacity.
+    pub(crate) fn take(&mut self, demand: &BTreeMap<QuotaKey, u32>) {
+        for (key, n) in demand {
+            *self.counter(*key) += n;
+        }
+    }
+
+    pub(crate) fn give_back(&mut self, demand: &BTreeMap<QuotaKey, u32>) {
+        for (key, n) in demand {
+            let c = self.counter(*key);
+            debug_assert!(*c >= *n, "quota {key} would go negative");
+            *c = c.saturating_sub(*n);
+        }
+    }
+
+    /// Returns an active hold's units and moves it to `status`; fails its pending
+    /// booking with `booking_status`/`reason`. Records the matching events.
+    pub(crate) fn end_hold(
+        &mut self,
+        id: HoldId,
+        status: HoldStatus,
+        booking_outcome: Option<(BookingStatus, BookingReason)>,
+        now: DateTime<Utc>,
+        out: &mut Vec<DomainEvent>,
+    ) {
+        let Some(hold) = self.holds.get_mut(&id) else { return };
+        if hold.status != HoldStatus::Active {
+            return;
+        }
+        hold.status = status;
+        let (expires_at, booking, quantity, event_id) = (hold.expires_at, hold.booking_id, hold.quantity(), hold.event_id);
+        let lines = hold.lines.clone();
+        self.expiry.remove(&(expires_at, id));
+        let demand = ems_core::inventory::demand_of(&self.tiers, &lines);
+        self.give_back(&demand);
+        out.push(match status {
+            HoldStatus::Expired => DomainEvent::HoldExpired { event_id, hold_id: id, quantity },
+            _ => DomainEvent::HoldReleased { event_id, hold_id: id, quantity },
+        });
+        if let (Some(bid), Some((bstatus, reason))) = (booking, booking_outcome) {
+            if let Some(b) = self.bookings.get_mut(&bid) {
+                if b.status == BookingStatus::Pending {
+                    b.status = bstatus;
+                    b.reason = Some(reason.clone());
+                    b.updated_at = now;
+                    b.version += 1;
+                    out.push(match bstatus {
+                        BookingStatus::Expired => DomainEvent::BookingExpired { event_id, booking_id: bid },
+                        _ => DomainEvent::BookingFailed { event_id, booking_id: bid, reason },
+                    });
+                }
+            }
+        }
+    }
+
+    /// Expires every active hold due at `now` (at most `limit`); returns how many.
+    pub(crate) fn expire_due(&mut self, now: DateTime<Utc>, limit: u32, out: &mut Vec<DomainEvent>) -> u32 {
+        let mut n = 0;
+        while n < limit {
+            let Some(&(at, id)) = self.expiry.first() else { break };
+            if at > now {
+                break;
+            }
+            self.expiry.pop_first();
+            self.end_hold(id, HoldStatus::Expired, Some((BookingStatus::Expired, BookingReason::HoldExpired)), now, out);
+            n += 1;
+        }
+        n
+    }
+
+    /// Whether `amount` may still be refunded on `payment` (pending and succeeded
+    /// refunds counted).
+    pub(crate) fn check_refundable(&self, refund: &Refund) -> Result<()> {
+        let payment = self.payments.get(&refund.payment_id).ok_or_else(|| Error::not_found("payment", refund.payment_id))?;
+        if payment.status != PaymentStatus::Succeeded {
+            return Err(Error::invalid_state("payment", payment.id, payment.status, "refund"));
+        }
+        if refund.amount.is_zero() || refund.amount.is_negative() {
+            return Err(Error::invalid("amount", "a refund must be positive"));
+        }
+        let committed = self
+            .booking_refunds
+            .get(&refund.booking_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.refunds.get(id))
+            .filter(|r| r.payment_id == payment.id && r.status != RefundStatus::Failed)
+            .map(|r| r.amount);
+        let committed = ems_core::money::Money::sum(payment.amount.currency(), committed)?;
+        let after = committed.checked_add(refund.amount)?;
+        if after.amount() > payment.amount.amount() {
+            return Err(Error::invalid("amount", format!("refunds would total {after}, above the payment of {}", payment.amount)));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn insert_refund(&mut self, refund: &Refund) {
+        self.refunds.insert(refund.id, refund.clone());
+        self.booking_refunds.entry(refund.booking_id).or_default().push(refund.id);
+    }
+}
