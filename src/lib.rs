@@ -62,3 +62,8 @@ pub mod prelude {
     pub use ems_core::ticket::{CheckIn, CheckInRefusal};
     pub use ems_core::{Actor, Ems, Error, Store};
 }
+
+/// The README's examples, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

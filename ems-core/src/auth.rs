@@ -40,7 +40,9 @@ impl Actor {
     /// The user behind this actor, if any.
     pub fn user(&self) -> Option<UserId> {
         match *self {
-            Actor::Customer { user } | Actor::Organizer { user, .. } | Actor::Admin { user } => Some(user),
+            Actor::Customer { user } | Actor::Organizer { user, .. } | Actor::Admin { user } => {
+                Some(user)
+            }
             Actor::Anonymous | Actor::System => None,
         }
     }
@@ -63,9 +65,15 @@ impl Actor {
         if self.manages(org) {
             Ok(())
         } else if matches!(self, Actor::Organizer { .. }) {
-            Err(Error::forbidden(action, "organizer of another organization"))
+            Err(Error::forbidden(
+                action,
+                "organizer of another organization",
+            ))
         } else {
-            Err(Error::forbidden(action, "requires an organizer of the owning organization or an admin"))
+            Err(Error::forbidden(
+                action,
+                "requires an organizer of the owning organization or an admin",
+            ))
         }
     }
 
@@ -84,22 +92,36 @@ impl Actor {
         match (*self, on_behalf_of) {
             (Actor::Customer { user }, None) => Ok(user),
             (Actor::Customer { user }, Some(other)) if other == user => Ok(user),
-            (Actor::Customer { .. }, Some(_)) => Err(Error::forbidden(action, "customers buy only for themselves")),
+            (Actor::Customer { .. }, Some(_)) => Err(Error::forbidden(
+                action,
+                "customers buy only for themselves",
+            )),
             (Actor::Organizer { user, .. }, None) => Ok(user),
             (Actor::Organizer { user, .. }, Some(other)) if other == user => Ok(user),
             (a, Some(other)) if a.is_privileged() => Ok(other),
             (Actor::Admin { user }, None) => Ok(user),
             (Actor::Anonymous, _) => Err(Error::forbidden(action, "sign in to buy tickets")),
-            _ => Err(Error::invalid("customer", "the system must name the customer it buys for")),
+            _ => Err(Error::invalid(
+                "customer",
+                "the system must name the customer it buys for",
+            )),
         }
     }
 
     /// Ok if the actor is `owner`, or privileged, or manages `org`.
-    pub fn require_owner_or_manager(&self, owner: UserId, org: OrganizationId, action: &'static str) -> Result<()> {
+    pub fn require_owner_or_manager(
+        &self,
+        owner: UserId,
+        org: OrganizationId,
+        action: &'static str,
+    ) -> Result<()> {
         if self.user() == Some(owner) || self.manages(org) {
             Ok(())
         } else {
-            Err(Error::forbidden(action, "only the owner, its event's organizers or an admin"))
+            Err(Error::forbidden(
+                action,
+                "only the owner, its event's organizers or an admin",
+            ))
         }
     }
 }
@@ -111,9 +133,18 @@ mod tests {
     #[test]
     fn organizer_of_another_organization_is_refused() {
         let org = OrganizationId::new();
-        let other = Actor::Organizer { user: UserId::new(), organization: OrganizationId::new() };
-        assert!(matches!(other.require_manages(org, "publish"), Err(Error::Forbidden { .. })));
-        let mine = Actor::Organizer { user: UserId::new(), organization: org };
+        let other = Actor::Organizer {
+            user: UserId::new(),
+            organization: OrganizationId::new(),
+        };
+        assert!(matches!(
+            other.require_manages(org, "publish"),
+            Err(Error::Forbidden { .. })
+        ));
+        let mine = Actor::Organizer {
+            user: UserId::new(),
+            organization: org,
+        };
         assert!(mine.require_manages(org, "publish").is_ok());
         assert!(Actor::System.require_manages(org, "publish").is_ok());
         assert!(Actor::Anonymous.require_manages(org, "publish").is_err());

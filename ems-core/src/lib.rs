@@ -82,7 +82,9 @@ pub struct EmsConfig {
 
 impl Default for EmsConfig {
     fn default() -> Self {
-        Self { hold_ttl: Duration::minutes(10) }
+        Self {
+            hold_ttl: Duration::minutes(10),
+        }
     }
 }
 
@@ -106,7 +108,10 @@ impl std::fmt::Debug for Ems {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut gateways: Vec<_> = self.inner.gateways.keys().collect();
         gateways.sort();
-        f.debug_struct("Ems").field("gateways", &gateways).field("config", &self.inner.config).finish_non_exhaustive()
+        f.debug_struct("Ems")
+            .field("gateways", &gateways)
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -159,12 +164,16 @@ impl EmsBuilder {
     /// Checks the configuration and builds.
     pub fn build(mut self) -> Result<Ems> {
         if self.gateways.is_empty() {
-            self.gateways.insert("fake".into(), Arc::new(FakeGateway::new("whsec_fake")));
+            self.gateways
+                .insert("fake".into(), Arc::new(FakeGateway::new("whsec_fake")));
             self.default_gateway.get_or_insert_with(|| "fake".into());
         }
         let default_gateway = self.default_gateway.expect("set with the first gateway");
         if !self.gateways.contains_key(&default_gateway) {
-            return Err(Error::invalid("default_gateway", format!("no gateway named {default_gateway:?}")));
+            return Err(Error::invalid(
+                "default_gateway",
+                format!("no gateway named {default_gateway:?}"),
+            ));
         }
         if self.config.hold_ttl <= Duration::zero() {
             return Err(Error::invalid("hold_ttl", "must be positive"));
@@ -221,17 +230,21 @@ impl Ems {
 
     /// A registered gateway by name.
     pub fn gateway(&self, name: &str) -> Result<Arc<dyn PaymentGateway>> {
-        self.inner
-            .gateways
-            .get(name)
-            .cloned()
-            .ok_or_else(|| payment::GatewayError::UnknownGateway { name: name.to_owned() }.into())
+        self.inner.gateways.get(name).cloned().ok_or_else(|| {
+            payment::GatewayError::UnknownGateway {
+                name: name.to_owned(),
+            }
+            .into()
+        })
     }
 
     fn gateway_name(&self, requested: Option<&str>) -> Result<String> {
         let name = requested.unwrap_or(&self.inner.default_gateway);
         if !self.inner.gateways.contains_key(name) {
-            return Err(Error::invalid("gateway", format!("no gateway named {name:?}")));
+            return Err(Error::invalid(
+                "gateway",
+                format!("no gateway named {name:?}"),
+            ));
         }
         Ok(name.to_owned())
     }

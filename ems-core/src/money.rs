@@ -28,8 +28,9 @@ impl Currency {
     /// Looks a currency up by its three-letter code (case-insensitive).
     pub fn from_code(code: &str) -> Result<Self> {
         let upper = code.trim().to_ascii_uppercase();
-        let c = iso_currency::Currency::from_code(&upper)
-            .ok_or_else(|| Error::invalid("currency", format!("{code:?} is not an ISO 4217 code")))?;
+        let c = iso_currency::Currency::from_code(&upper).ok_or_else(|| {
+            Error::invalid("currency", format!("{code:?} is not an ISO 4217 code"))
+        })?;
         if c.exponent().is_none() {
             return Err(Error::invalid(
                 "currency",
@@ -168,7 +169,8 @@ impl Money {
                 format!("{self} has more decimals than {} allows", self.currency),
             ));
         }
-        i64::try_from(scaled).map_err(|_| Error::invalid("amount", format!("{self} is out of range")))
+        i64::try_from(scaled)
+            .map_err(|_| Error::invalid("amount", format!("{self} is out of range")))
     }
 
     /// Rounds to the currency's minor unit with `mode`.
@@ -248,7 +250,11 @@ impl Money {
     /// The smaller of two amounts in the same currency.
     pub fn min(self, other: Money) -> Result<Money> {
         self.same_currency(&other)?;
-        Ok(if other.amount < self.amount { other } else { self })
+        Ok(if other.amount < self.amount {
+            other
+        } else {
+            self
+        })
     }
 
     /// Sums amounts that must all be in `currency`.
@@ -268,7 +274,9 @@ impl Money {
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let shown = if self.is_minor_exact() {
-            self.amount.round_dp(self.currency.minor_units()).normalize_to(self.currency.minor_units())
+            self.amount
+                .round_dp(self.currency.minor_units())
+                .normalize_to(self.currency.minor_units())
         } else {
             self.amount
         };
@@ -318,7 +326,16 @@ mod tests {
         let e = Money::from_minor(100, Currency::EUR)
             .checked_add(Money::from_minor(100, Currency::USD))
             .unwrap_err();
-        assert!(matches!(e, Error::InvalidInput { field: "currency", .. }), "{e}");
+        assert!(
+            matches!(
+                e,
+                Error::InvalidInput {
+                    field: "currency",
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]

@@ -17,7 +17,8 @@ pub struct Cursor(String);
 impl Cursor {
     /// Encodes a key as an opaque cursor.
     pub(crate) fn encode<K: Serialize>(key: &K) -> Cursor {
-        let json = serde_json::to_vec(key).expect("cursor keys are plain data and always serialize");
+        let json =
+            serde_json::to_vec(key).expect("cursor keys are plain data and always serialize");
         Cursor(URL_SAFE_NO_PAD.encode(json))
     }
 
@@ -26,7 +27,8 @@ impl Cursor {
         let bytes = URL_SAFE_NO_PAD
             .decode(self.0.as_bytes())
             .map_err(|_| Error::invalid("cursor", "not a cursor returned by this listing"))?;
-        serde_json::from_slice(&bytes).map_err(|_| Error::invalid("cursor", "not a cursor returned by this listing"))
+        serde_json::from_slice(&bytes)
+            .map_err(|_| Error::invalid("cursor", "not a cursor returned by this listing"))
     }
 
     /// The cursor's text, for URLs.
@@ -53,19 +55,28 @@ pub struct PageRequest {
 impl PageRequest {
     /// The first page of `limit` items.
     pub fn first(limit: u32) -> Self {
-        Self { after: None, limit: Some(limit) }
+        Self {
+            after: None,
+            limit: Some(limit),
+        }
     }
 
     /// The page after `cursor`.
     pub fn after(cursor: Cursor, limit: u32) -> Self {
-        Self { after: Some(cursor), limit: Some(limit) }
+        Self {
+            after: Some(cursor),
+            limit: Some(limit),
+        }
     }
 
     pub(crate) fn checked_limit(&self) -> Result<u32> {
         match self.limit {
             None => Ok(50),
             Some(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n),
-            Some(n) => Err(Error::invalid("limit", format!("{n} is outside 1..={MAX_PAGE_SIZE}"))),
+            Some(n) => Err(Error::invalid(
+                "limit",
+                format!("{n} is outside 1..={MAX_PAGE_SIZE}"),
+            )),
         }
     }
 }
@@ -82,10 +93,18 @@ pub struct Page<T> {
 impl<T> Page<T> {
     /// Builds a page from up to `limit + 1` fetched rows: the extra row only tells
     /// that a next page exists.
-    pub(crate) fn from_overfetch<K: Serialize>(mut rows: Vec<T>, limit: u32, key: impl Fn(&T) -> K) -> Self {
+    pub(crate) fn from_overfetch<K: Serialize>(
+        mut rows: Vec<T>,
+        limit: u32,
+        key: impl Fn(&T) -> K,
+    ) -> Self {
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
-        let next = if more { rows.last().map(|r| Cursor::encode(&key(r))) } else { None };
+        let next = if more {
+            rows.last().map(|r| Cursor::encode(&key(r)))
+        } else {
+            None
+        };
         Page { items: rows, next }
     }
 }

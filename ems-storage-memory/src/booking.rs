@@ -21,19 +21,32 @@ impl BookingStore for MemoryStore {
                 dashmap::Entry::Vacant(v) => {
                     let mut out = Vec::new();
                     s.expire_due(booking.created_at, u32::MAX, &mut out);
-                    let hold = s.holds.get(&booking.hold_id).ok_or_else(|| Error::not_found("hold", booking.hold_id))?;
+                    let hold = s
+                        .holds
+                        .get(&booking.hold_id)
+                        .ok_or_else(|| Error::not_found("hold", booking.hold_id))?;
                     if hold.customer != booking.customer {
                         self.record(booking.created_at, out);
-                        return Err(Error::forbidden("book", "the hold belongs to another customer"));
+                        return Err(Error::forbidden(
+                            "book",
+                            "the hold belongs to another customer",
+                        ));
                     }
                     if hold.status != HoldStatus::Active || hold.booking_id.is_some() {
-                        let state = if hold.booking_id.is_some() { "already booked".to_owned() } else { format!("{:?}", hold.status) };
+                        let state = if hold.booking_id.is_some() {
+                            "already booked".to_owned()
+                        } else {
+                            format!("{:?}", hold.status)
+                        };
                         self.record(booking.created_at, out);
                         return Err(Error::invalid_state("hold", hold.id, state, "book"));
                     }
                     if hold.lines != booking.lines || hold.total != booking.total {
                         self.record(booking.created_at, out);
-                        return Err(Error::invalid("lines", "a booking must carry its hold's lines and total"));
+                        return Err(Error::invalid(
+                            "lines",
+                            "a booking must carry its hold's lines and total",
+                        ));
                     }
                     if let Some(h) = s.holds.get_mut(&booking.hold_id) {
                         h.booking_id = Some(booking.id);
@@ -41,8 +54,16 @@ impl BookingStore for MemoryStore {
                     s.bookings.insert(booking.id, booking.clone());
                     v.insert((booking.id, booking.event_id));
                     self.inner.bookings.insert(booking.id, booking.event_id);
-                    self.inner.customer_bookings.entry(booking.customer).or_default().insert(booking.id);
-                    out.push(DomainEvent::BookingCreated { event_id: booking.event_id, booking_id: booking.id, customer: booking.customer });
+                    self.inner
+                        .customer_bookings
+                        .entry(booking.customer)
+                        .or_default()
+                        .insert(booking.id);
+                    out.push(DomainEvent::BookingCreated {
+                        event_id: booking.event_id,
+                        booking_id: booking.id,
+                        customer: booking.customer,
+                    });
                     self.record(booking.created_at, out);
                     None
                 }
@@ -50,23 +71,37 @@ impl BookingStore for MemoryStore {
         };
         match existing {
             None => Ok(booking.clone()),
-            Some((id, _)) => self.booking(id).await?.ok_or_else(|| Error::not_found("booking", id)),
+            Some((id, _)) => self
+                .booking(id)
+                .await?
+                .ok_or_else(|| Error::not_found("booking", id)),
         }
     }
 
     async fn booking(&self, id: BookingId) -> Result<Option<Booking>> {
-        Ok(self.shard_via(&self.inner.bookings, &id).and_then(|s| s.lock().bookings.get(&id).cloned()))
+        Ok(self
+            .shard_via(&self.inner.bookings, &id)
+            .and_then(|s| s.lock().bookings.get(&id).cloned()))
     }
 
     async fn booking_by_key(&self, customer: UserId, key: &str) -> Result<Option<Booking>> {
-        let found = self.inner.booking_keys.get(&(customer, key.to_owned())).map(|e| e.value().0);
+        let found = self
+            .inner
+            .booking_keys
+            .get(&(customer, key.to_owned()))
+            .map(|e| e.value().0);
         match found {
             Some(id) => self.booking(id).await,
             None => Ok(None),
         }
     }
 
-    async fn bookings_for_customer(&self, customer: UserId, before: Option<BookingId>, limit: u32) -> Result<Vec<Booking>> {
+    async fn bookings_for_customer(
+        &self,
+        customer: UserId,
+        before: Option<BookingId>,
+        limit: u32,
+    ) -> Result<Vec<Booking>> {
         let ids: Vec<BookingId> = match self.inner.customer_bookings.get(&customer) {
             Some(set) => match before {
                 Some(b) => set.range(..b).rev().take(limit as usize).copied().collect(),
@@ -83,8 +118,15 @@ impl BookingStore for MemoryStore {
         Ok(out)
     }
 
-    async fn bookings_for_event(&self, event: EventId, before: Option<BookingId>, limit: u32) -> Result<Vec<Booking>> {
-        let Some(shard) = self.shard(event) else { return Ok(Vec::new()) };
+    async fn bookings_for_event(
+        &self,
+        event: EventId,
+        before: Option<BookingId>,
+        limit: u32,
+    ) -> Result<Vec<Booking>> {
+        let Some(shard) = self.shard(event) else {
+            return Ok(Vec::new());
+        };
         let s = shard.lock();
         let iter: Box<dyn Iterator<Item = &Booking>> = match before {
             Some(b) => Box::new(s.bookings.range(..b).rev().map(|(_, v)| v)),
@@ -96,21 +138,40 @@ impl BookingStore for MemoryStore {
     async fn confirm_booking(&self, request: &ConfirmBooking) -> Result<ConfirmOutcome> {
         let id = request.booking_id;
         let now = request.now;
-        let shard = self.shard_via(&self.inner.bookings, &id).ok_or_else(|| Error::not_found("booking", id))?;
+        let shard = self
+            .shard_via(&self.inner.bookings, &id)
+            .ok_or_else(|| Error::not_found("booking", id))?;
         let mut s = shard.lock();
-        let booking = s.bookings.get(&id).ok_or_else(|| Error::not_found("booking", id))?.clone();
+        let booking = s
+            .bookings
+            .get(&id)
+            .ok_or_else(|| Error::not_found("booking", id))?
+            .clone();
         match booking.status {
             BookingStatus::Confirmed => return Ok(ConfirmOutcome::AlreadyConfirmed(booking)),
-            BookingStatus::Cancelled | BookingStatus::Unfulfilled => return Ok(ConfirmOutcome::Unfulfilled(booking)),
+            BookingStatus::Cancelled | BookingStatus::Unfulfilled => {
+                return Ok(ConfirmOutcome::Unfulfilled(booking))
+            }
             _ => {}
         }
         let expected: u32 = booking.quantity();
-        if request.tickets.len() != expected as usize || request.tickets.iter().any(|t| t.booking_id != id || t.event_id != booking.event_id) {
-            return Err(Error::invalid("tickets", format!("one ticket per unit of booking {id} ({expected})")));
+        if request.tickets.len() != expected as usize
+            || request
+                .tickets
+                .iter()
+                .any(|t| t.booking_id != id || t.event_id != booking.event_id)
+        {
+            return Err(Error::invalid(
+                "tickets",
+                format!("one ticket per unit of booking {id} ({expected})"),
+            ));
         }
         let mut out = Vec::new();
         s.expire_due(now, u32::MAX, &mut out);
-        let hold_active = s.holds.get(&booking.hold_id).is_some_and(|h| h.status == HoldStatus::Active);
+        let hold_active = s
+            .holds
+            .get(&booking.hold_id)
+            .is_some_and(|h| h.status == HoldStatus::Active);
         let reason = if hold_active {
             None
         } else if s.event.status.is_final() {
@@ -137,22 +198,38 @@ impl BookingStore for MemoryStore {
                     s.tickets.insert(t.id, t.clone());
                     self.inner.tickets.insert(t.id, event_id);
                 }
-                s.booking_tickets.insert(id, request.tickets.iter().map(|t| t.id).collect());
-                let b = s.bookings.get_mut(&id).expect("read above under the same lock");
+                s.booking_tickets
+                    .insert(id, request.tickets.iter().map(|t| t.id).collect());
+                let b = s
+                    .bookings
+                    .get_mut(&id)
+                    .expect("read above under the same lock");
                 b.status = BookingStatus::Confirmed;
                 b.reason = reason.and_then(|r| r.ok());
                 b.updated_at = now;
                 b.version += 1;
-                out.push(DomainEvent::BookingConfirmed { event_id, booking_id: id, customer: b.customer, tickets: expected });
+                out.push(DomainEvent::BookingConfirmed {
+                    event_id,
+                    booking_id: id,
+                    customer: b.customer,
+                    tickets: expected,
+                });
                 ConfirmOutcome::Confirmed(b.clone())
             }
             Some(Err(why)) => {
-                let b = s.bookings.get_mut(&id).expect("read above under the same lock");
+                let b = s
+                    .bookings
+                    .get_mut(&id)
+                    .expect("read above under the same lock");
                 b.status = BookingStatus::Unfulfilled;
                 b.reason = Some(why.clone());
                 b.updated_at = now;
                 b.version += 1;
-                out.push(DomainEvent::BookingUnfulfilled { event_id, booking_id: id, reason: why });
+                out.push(DomainEvent::BookingUnfulfilled {
+                    event_id,
+                    booking_id: id,
+                    reason: why,
+                });
                 ConfirmOutcome::Unfulfilled(b.clone())
             }
         };
@@ -160,10 +237,21 @@ impl BookingStore for MemoryStore {
         Ok(outcome)
     }
 
-    async fn fail_booking(&self, id: BookingId, reason: BookingReason, now: DateTime<Utc>) -> Result<Booking> {
-        let shard = self.shard_via(&self.inner.bookings, &id).ok_or_else(|| Error::not_found("booking", id))?;
+    async fn fail_booking(
+        &self,
+        id: BookingId,
+        reason: BookingReason,
+        now: DateTime<Utc>,
+    ) -> Result<Booking> {
+        let shard = self
+            .shard_via(&self.inner.bookings, &id)
+            .ok_or_else(|| Error::not_found("booking", id))?;
         let mut s = shard.lock();
-        let booking = s.bookings.get(&id).ok_or_else(|| Error::not_found("booking", id))?.clone();
+        let booking = s
+            .bookings
+            .get(&id)
+            .ok_or_else(|| Error::not_found("booking", id))?
+            .clone();
         match booking.status {
             BookingStatus::Failed | BookingStatus::Expired => return Ok(booking),
             BookingStatus::Pending => {}
@@ -172,13 +260,20 @@ impl BookingStore for MemoryStore {
         let mut out = Vec::new();
         s.expire_due(now, u32::MAX, &mut out);
         s.end_hold(booking.hold_id, HoldStatus::Released, None, now, &mut out);
-        let b = s.bookings.get_mut(&id).expect("read above under the same lock");
+        let b = s
+            .bookings
+            .get_mut(&id)
+            .expect("read above under the same lock");
         if b.status == BookingStatus::Pending {
             b.status = BookingStatus::Failed;
             b.reason = Some(reason.clone());
             b.updated_at = now;
             b.version += 1;
-            out.push(DomainEvent::BookingFailed { event_id: b.event_id, booking_id: id, reason });
+            out.push(DomainEvent::BookingFailed {
+                event_id: b.event_id,
+                booking_id: id,
+                reason,
+            });
         }
         let b = b.clone();
         self.record(now, out);
@@ -187,21 +282,38 @@ impl BookingStore for MemoryStore {
 
     async fn cancel_booking(&self, request: &CancelBooking) -> Result<Booking> {
         let id = request.booking_id;
-        let shard = self.shard_via(&self.inner.bookings, &id).ok_or_else(|| Error::not_found("booking", id))?;
+        let shard = self
+            .shard_via(&self.inner.bookings, &id)
+            .ok_or_else(|| Error::not_found("booking", id))?;
         let mut s = shard.lock();
-        let booking = s.bookings.get(&id).ok_or_else(|| Error::not_found("booking", id))?.clone();
+        let booking = s
+            .bookings
+            .get(&id)
+            .ok_or_else(|| Error::not_found("booking", id))?
+            .clone();
         match booking.status {
             BookingStatus::Cancelled => return Ok(booking),
             BookingStatus::Confirmed => {}
             other => return Err(Error::invalid_state("booking", id, other, "cancel")),
         }
         let ticket_ids = s.booking_tickets.get(&id).cloned().unwrap_or_default();
-        if ticket_ids.iter().any(|t| s.tickets.get(t).is_some_and(|t| t.checked_in_at.is_some())) {
-            return Err(Error::invalid_state("booking", id, "a ticket is checked in", "cancel"));
+        if ticket_ids
+            .iter()
+            .any(|t| s.tickets.get(t).is_some_and(|t| t.checked_in_at.is_some()))
+        {
+            return Err(Error::invalid_state(
+                "booking",
+                id,
+                "a ticket is checked in",
+                "cancel",
+            ));
         }
         if let Some(r) = &request.refund {
             if r.booking_id != id {
-                return Err(Error::invalid("refund.booking_id", "refund names another booking"));
+                return Err(Error::invalid(
+                    "refund.booking_id",
+                    "refund names another booking",
+                ));
             }
             s.check_refundable(r)?;
         }
@@ -216,17 +328,28 @@ impl BookingStore for MemoryStore {
         if let Some(h) = s.holds.get_mut(&booking.hold_id) {
             h.status = HoldStatus::Released;
         }
-        let b = s.bookings.get_mut(&id).expect("read above under the same lock");
+        let b = s
+            .bookings
+            .get_mut(&id)
+            .expect("read above under the same lock");
         b.status = BookingStatus::Cancelled;
         b.reason = Some(request.reason.clone());
         b.updated_at = request.now;
         b.version += 1;
         let b = b.clone();
-        out.push(DomainEvent::BookingCancelled { event_id: b.event_id, booking_id: id, reason: request.reason.clone() });
+        out.push(DomainEvent::BookingCancelled {
+            event_id: b.event_id,
+            booking_id: id,
+            reason: request.reason.clone(),
+        });
         if let Some(r) = &request.refund {
             s.insert_refund(r);
             self.inner.refunds.insert(r.id, b.event_id);
-            out.push(DomainEvent::RefundRequested { booking_id: id, refund_id: r.id, amount: r.amount });
+            out.push(DomainEvent::RefundRequested {
+                booking_id: id,
+                refund_id: r.id,
+                amount: r.amount,
+            });
         }
         self.record(request.now, out);
         Ok(b)

@@ -11,10 +11,19 @@ impl DirectoryStore for MemoryStore {
     async fn insert_organization(&self, org: &Organization) -> Result<()> {
         let mut d = self.inner.directory.write();
         if d.organizations.contains_key(&org.id) {
-            return Err(Error::AlreadyExists { entity: "organization", field: "id", value: org.id.to_string() });
+            return Err(Error::AlreadyExists {
+                entity: "organization",
+                field: "id",
+                value: org.id.to_string(),
+            });
         }
         d.organizations.insert(org.id, org.clone());
-        self.record(org.created_at, [DomainEvent::OrganizationCreated { organization: org.id }]);
+        self.record(
+            org.created_at,
+            [DomainEvent::OrganizationCreated {
+                organization: org.id,
+            }],
+        );
         Ok(())
     }
 
@@ -26,14 +35,25 @@ impl DirectoryStore for MemoryStore {
         let email = user.email.to_lowercase();
         let mut d = self.inner.directory.write();
         if d.emails.contains_key(&email) {
-            return Err(Error::AlreadyExists { entity: "user", field: "email", value: email });
+            return Err(Error::AlreadyExists {
+                entity: "user",
+                field: "email",
+                value: email,
+            });
         }
         if d.users.contains_key(&user.id) {
-            return Err(Error::AlreadyExists { entity: "user", field: "id", value: user.id.to_string() });
+            return Err(Error::AlreadyExists {
+                entity: "user",
+                field: "id",
+                value: user.id.to_string(),
+            });
         }
         d.emails.insert(email, user.id);
         d.users.insert(user.id, user.clone());
-        self.record(user.created_at, [DomainEvent::UserRegistered { user: user.id }]);
+        self.record(
+            user.created_at,
+            [DomainEvent::UserRegistered { user: user.id }],
+        );
         Ok(())
     }
 
@@ -43,6 +63,9 @@ impl DirectoryStore for MemoryStore {
 
     async fn user_by_email(&self, email: &str) -> Result<Option<UserProfile>> {
         let d = self.inner.directory.read();
-        Ok(d.emails.get(&email.trim().to_lowercase()).and_then(|id| d.users.get(id)).cloned())
+        Ok(d.emails
+            .get(&email.trim().to_lowercase())
+            .and_then(|id| d.users.get(id))
+            .cloned())
     }
 }

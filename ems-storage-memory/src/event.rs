@@ -14,7 +14,12 @@ use crate::state::Shard;
 use crate::MemoryStore;
 
 fn conflict(event: &Event, expected: u64) -> Error {
-    Error::Conflict { entity: "event", id: event.id.to_string(), expected, found: event.version }
+    Error::Conflict {
+        entity: "event",
+        id: event.id.to_string(),
+        expected,
+        found: event.version,
+    }
 }
 
 #[async_trait]
@@ -23,14 +28,24 @@ impl EventStore for MemoryStore {
         let mut index = self.inner.event_index.write();
         match self.inner.events.entry(event.id) {
             dashmap::Entry::Occupied(_) => {
-                return Err(Error::AlreadyExists { entity: "event", field: "id", value: event.id.to_string() })
+                return Err(Error::AlreadyExists {
+                    entity: "event",
+                    field: "id",
+                    value: event.id.to_string(),
+                })
             }
             dashmap::Entry::Vacant(v) => {
                 v.insert(Arc::new(Mutex::new(Shard::new(event.clone()))));
             }
         }
         index.by_start.insert((event.starts_at, event.id));
-        self.record(event.created_at, [DomainEvent::EventCreated { event_id: event.id, organization: event.organization }]);
+        self.record(
+            event.created_at,
+            [DomainEvent::EventCreated {
+                event_id: event.id,
+                organization: event.organization,
+            }],
+        );
         Ok(())
     }
 
@@ -49,7 +64,10 @@ impl EventStore for MemoryStore {
         }
         let taken = s.taken(QuotaKey::Event);
         if event.capacity < taken {
-            return Err(Error::invalid("capacity", format!("{} units are already taken", taken)));
+            return Err(Error::invalid(
+                "capacity",
+                format!("{} units are already taken", taken),
+            ));
         }
         if s.event.starts_at != event.starts_at {
             index.by_start.remove(&(s.event.starts_at, event.id));
@@ -60,7 +78,12 @@ impl EventStore for MemoryStore {
         Ok(())
     }
 
-    async fn cancel_event(&self, id: EventId, expected_version: u64, now: DateTime<Utc>) -> Result<EventCancellation> {
+    async fn cancel_event(
+        &self,
+        id: EventId,
+        expected_version: u64,
+        now: DateTime<Utc>,
+    ) -> Result<EventCancellation> {
         let shard = self.shard_or_missing(id)?;
         let mut s = shard.lock();
         if s.event.version != expected_version {
@@ -73,18 +96,39 @@ impl EventStore for MemoryStore {
         s.event.status = EventStatus::Cancelled;
         s.event.version += 1;
         s.event.updated_at = now;
-        let mut active: Vec<_> = s.holds.values().filter(|h| h.status == HoldStatus::Active).map(|h| h.id).collect();
+        let mut active: Vec<_> = s
+            .holds
+            .values()
+            .filter(|h| h.status == HoldStatus::Active)
+            .map(|h| h.id)
+            .collect();
         active.sort();
         let mut failed = Vec::new();
         for hold in &active {
             if let Some(b) = s.holds[hold].booking_id {
                 failed.push(b);
             }
-            s.end_hold(*hold, HoldStatus::Released, Some((BookingStatus::Failed, BookingReason::EventCancelled)), now, &mut out);
+            s.end_hold(
+                *hold,
+                HoldStatus::Released,
+                Some((BookingStatus::Failed, BookingReason::EventCancelled)),
+                now,
+                &mut out,
+            );
         }
-        let confirmed = s.bookings.values().filter(|b| b.status == BookingStatus::Confirmed).map(|b| b.id).collect();
+        let confirmed = s
+            .bookings
+            .values()
+            .filter(|b| b.status == BookingStatus::Confirmed)
+            .map(|b| b.id)
+            .collect();
         self.record(now, out);
-        Ok(EventCancellation { event: s.event.clone(), released_holds: active.len() as u32, failed_bookings: failed, confirmed_bookings: confirmed })
+        Ok(EventCancellation {
+            event: s.event.clone(),
+            released_holds: active.len() as u32,
+            failed_bookings: failed,
+            confirmed_bookings: confirmed,
+        })
     }
 
     async fn list_events(&self, query: &EventQuery) -> Result<Vec<Event>> {

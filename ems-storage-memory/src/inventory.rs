@@ -14,18 +14,40 @@ impl InventoryStore for MemoryStore {
         let shard = self.shard_or_missing(tier.event_id)?;
         let mut s = shard.lock();
         if s.event.status.is_final() {
-            return Err(Error::invalid_state("event", tier.event_id, s.event.status, "add tier to"));
+            return Err(Error::invalid_state(
+                "event",
+                tier.event_id,
+                s.event.status,
+                "add tier to",
+            ));
         }
-        if s.tiers.iter().any(|t| t.name.eq_ignore_ascii_case(&tier.name)) {
-            return Err(Error::AlreadyExists { entity: "tier", field: "name", value: tier.name.clone() });
+        if s.tiers
+            .iter()
+            .any(|t| t.name.eq_ignore_ascii_case(&tier.name))
+        {
+            return Err(Error::AlreadyExists {
+                entity: "tier",
+                field: "name",
+                value: tier.name.clone(),
+            });
         }
-        if let Some(q) = tier.shared_quotas.iter().find(|q| !s.shared.iter().any(|sq| sq.id == **q)) {
+        if let Some(q) = tier
+            .shared_quotas
+            .iter()
+            .find(|q| !s.shared.iter().any(|sq| sq.id == **q))
+        {
             return Err(Error::not_found("shared quota", q));
         }
         s.tiers.push(tier.clone());
         s.taken.push((QuotaKey::Tier(tier.id), 0));
         let at = s.event.updated_at;
-        self.record(at, [DomainEvent::TierChanged { event_id: tier.event_id, tier_id: tier.id }]);
+        self.record(
+            at,
+            [DomainEvent::TierChanged {
+                event_id: tier.event_id,
+                tier_id: tier.id,
+            }],
+        );
         Ok(())
     }
 
@@ -33,49 +55,100 @@ impl InventoryStore for MemoryStore {
         let shard = self.shard_or_missing(tier.event_id)?;
         let mut s = shard.lock();
         let taken = s.taken(QuotaKey::Tier(tier.id));
-        let shared_ok = tier.shared_quotas.iter().all(|q| s.shared.iter().any(|sq| sq.id == *q));
-        let name_taken = s.tiers.iter().any(|t| t.id != tier.id && t.name.eq_ignore_ascii_case(&tier.name));
-        let current = s.tiers.iter_mut().find(|t| t.id == tier.id).ok_or_else(|| Error::not_found("tier", tier.id))?;
+        let shared_ok = tier
+            .shared_quotas
+            .iter()
+            .all(|q| s.shared.iter().any(|sq| sq.id == *q));
+        let name_taken = s
+            .tiers
+            .iter()
+            .any(|t| t.id != tier.id && t.name.eq_ignore_ascii_case(&tier.name));
+        let current = s
+            .tiers
+            .iter_mut()
+            .find(|t| t.id == tier.id)
+            .ok_or_else(|| Error::not_found("tier", tier.id))?;
         if current.version + 1 != tier.version {
-            return Err(Error::Conflict { entity: "tier", id: tier.id.to_string(), expected: tier.version - 1, found: current.version });
+            return Err(Error::Conflict {
+                entity: "tier",
+                id: tier.id.to_string(),
+                expected: tier.version - 1,
+                found: current.version,
+            });
         }
         if tier.capacity < taken {
-            return Err(Error::invalid("capacity", format!("{taken} units are already taken")));
+            return Err(Error::invalid(
+                "capacity",
+                format!("{taken} units are already taken"),
+            ));
         }
         if !shared_ok {
-            return Err(Error::invalid("shared_quotas", "every shared quota must belong to the event"));
+            return Err(Error::invalid(
+                "shared_quotas",
+                "every shared quota must belong to the event",
+            ));
         }
         if name_taken {
-            return Err(Error::AlreadyExists { entity: "tier", field: "name", value: tier.name.clone() });
+            return Err(Error::AlreadyExists {
+                entity: "tier",
+                field: "name",
+                value: tier.name.clone(),
+            });
         }
         if current.shared_quotas != tier.shared_quotas && taken > 0 {
-            return Err(Error::invalid("shared_quotas", "cannot change while units of the tier are held or sold"));
+            return Err(Error::invalid(
+                "shared_quotas",
+                "cannot change while units of the tier are held or sold",
+            ));
         }
         *current = tier.clone();
         let at = s.event.updated_at;
-        self.record(at, [DomainEvent::TierChanged { event_id: tier.event_id, tier_id: tier.id }]);
+        self.record(
+            at,
+            [DomainEvent::TierChanged {
+                event_id: tier.event_id,
+                tier_id: tier.id,
+            }],
+        );
         Ok(())
     }
 
     async fn tiers(&self, event: EventId) -> Result<Vec<TicketTier>> {
-        Ok(self.shard(event).map(|s| s.lock().tiers.clone()).unwrap_or_default())
+        Ok(self
+            .shard(event)
+            .map(|s| s.lock().tiers.clone())
+            .unwrap_or_default())
     }
 
     async fn insert_shared_quota(&self, quota: &SharedQuota) -> Result<()> {
         let shard = self.shard_or_missing(quota.event_id)?;
         let mut s = shard.lock();
         if s.event.status.is_final() {
-            return Err(Error::invalid_state("event", quota.event_id, s.event.status, "add quota to"));
+            return Err(Error::invalid_state(
+                "event",
+                quota.event_id,
+                s.event.status,
+                "add quota to",
+            ));
         }
         s.shared.push(quota.clone());
         s.taken.push((QuotaKey::Shared(quota.id), 0));
         let at = s.event.updated_at;
-        self.record(at, [DomainEvent::QuotaAdded { event_id: quota.event_id, quota_id: quota.id }]);
+        self.record(
+            at,
+            [DomainEvent::QuotaAdded {
+                event_id: quota.event_id,
+                quota_id: quota.id,
+            }],
+        );
         Ok(())
     }
 
     async fn shared_quotas(&self, event: EventId) -> Result<Vec<SharedQuota>> {
-        Ok(self.shard(event).map(|s| s.lock().shared.clone()).unwrap_or_default())
+        Ok(self
+            .shard(event)
+            .map(|s| s.lock().shared.clone())
+            .unwrap_or_default())
     }
 
     async fn availability(&self, event: EventId, now: DateTime<Utc>) -> Result<EventAvailability> {
@@ -89,7 +162,11 @@ impl InventoryStore for MemoryStore {
         keys.extend(s.shared.iter().map(|q| QuotaKey::Shared(q.id)));
         let quotas = keys
             .into_iter()
-            .map(|k| QuotaAvailability { quota: k, capacity: s.capacity(k), taken: s.taken(k) })
+            .map(|k| QuotaAvailability {
+                quota: k,
+                capacity: s.capacity(k),
+                taken: s.taken(k),
+            })
             .collect();
         let tiers = s
             .tiers
@@ -105,7 +182,11 @@ impl InventoryStore for MemoryStore {
                 }
             })
             .collect();
-        Ok(EventAvailability { event_id: event, quotas, tiers })
+        Ok(EventAvailability {
+            event_id: event,
+            quotas,
+            tiers,
+        })
     }
 
     async fn try_hold(&self, request: &HoldRequest) -> Result<Hold> {
@@ -127,7 +208,11 @@ impl InventoryStore for MemoryStore {
         };
         if s.holds.contains_key(&request.id) {
             self.record(request.now, out);
-            return Err(Error::AlreadyExists { entity: "hold", field: "id", value: request.id.to_string() });
+            return Err(Error::AlreadyExists {
+                entity: "hold",
+                field: "id",
+                value: request.id.to_string(),
+            });
         }
         s.take(&plan.demand);
         let hold = Hold {
@@ -144,25 +229,42 @@ impl InventoryStore for MemoryStore {
         s.expiry.insert((hold.expires_at, hold.id));
         s.holds.insert(hold.id, hold.clone());
         self.inner.holds.insert(hold.id, hold.event_id);
-        out.push(DomainEvent::HoldPlaced { event_id: hold.event_id, hold_id: hold.id, customer: hold.customer, quantity: hold.quantity() });
+        out.push(DomainEvent::HoldPlaced {
+            event_id: hold.event_id,
+            hold_id: hold.id,
+            customer: hold.customer,
+            quantity: hold.quantity(),
+        });
         self.record(request.now, out);
         Ok(hold)
     }
 
     async fn hold(&self, id: HoldId) -> Result<Option<Hold>> {
-        Ok(self.shard_via(&self.inner.holds, &id).and_then(|s| s.lock().holds.get(&id).cloned()))
+        Ok(self
+            .shard_via(&self.inner.holds, &id)
+            .and_then(|s| s.lock().holds.get(&id).cloned()))
     }
 
     async fn release_hold(&self, id: HoldId, now: DateTime<Utc>) -> Result<Hold> {
-        let shard = self.shard_via(&self.inner.holds, &id).ok_or_else(|| Error::not_found("hold", id))?;
+        let shard = self
+            .shard_via(&self.inner.holds, &id)
+            .ok_or_else(|| Error::not_found("hold", id))?;
         let mut s = shard.lock();
         let mut out = Vec::new();
         s.expire_due(now, u32::MAX, &mut out);
-        let status = s.holds.get(&id).ok_or_else(|| Error::not_found("hold", id))?.status;
+        let status = s
+            .holds
+            .get(&id)
+            .ok_or_else(|| Error::not_found("hold", id))?
+            .status;
         match status {
-            HoldStatus::Active => {
-                s.end_hold(id, HoldStatus::Released, Some((BookingStatus::Failed, BookingReason::Abandoned)), now, &mut out)
-            }
+            HoldStatus::Active => s.end_hold(
+                id,
+                HoldStatus::Released,
+                Some((BookingStatus::Failed, BookingReason::Abandoned)),
+                now,
+                &mut out,
+            ),
             HoldStatus::Released | HoldStatus::Expired => {}
             other => {
                 self.record(now, out);
@@ -174,7 +276,12 @@ impl InventoryStore for MemoryStore {
     }
 
     async fn sweep_expired(&self, now: DateTime<Utc>, limit: u32) -> Result<u32> {
-        let shards: Vec<_> = self.inner.events.iter().map(|e| std::sync::Arc::clone(e.value())).collect();
+        let shards: Vec<_> = self
+            .inner
+            .events
+            .iter()
+            .map(|e| std::sync::Arc::clone(e.value()))
+            .collect();
         let mut total = 0;
         for shard in shards {
             if total >= limit {

@@ -45,7 +45,9 @@ pub struct MemoryStore {
 
 impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryStore").field("events", &self.inner.events.len()).finish_non_exhaustive()
+        f.debug_struct("MemoryStore")
+            .field("events", &self.inner.events.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -78,11 +80,30 @@ impl MemoryStore {
     }
 
     fn shard_or_missing(&self, event: EventId) -> Result<Arc<Mutex<Shard>>> {
-        self.shard(event).ok_or_else(|| Error::not_found("event", event))
+        self.shard(event)
+            .ok_or_else(|| Error::not_found("event", event))
     }
 
-    fn shard_via<K: std::hash::Hash + Eq>(&self, index: &DashMap<K, EventId>, key: &K) -> Option<Arc<Mutex<Shard>>> {
+    fn shard_via<K: std::hash::Hash + Eq>(
+        &self,
+        index: &DashMap<K, EventId>,
+        key: &K,
+    ) -> Option<Arc<Mutex<Shard>>> {
         let event = *index.get(key)?.value();
         self.shard(event)
     }
+}
+
+#[cfg(test)]
+mod conformance {
+    use std::sync::Arc;
+
+    use ems_core::testkit::TestStores;
+
+    use crate::MemoryStore;
+
+    ems_core::conformance_tests!(|| async {
+        let store = MemoryStore::new();
+        TestStores::new(Arc::new(store.clone()), Arc::new(store))
+    });
 }

@@ -22,7 +22,13 @@ impl OutboxStore for MemoryStore {
         let outbox = self.inner.outbox.lock();
         let after = after.unwrap_or(0);
         let start = outbox.events.partition_point(|e| e.seq <= after);
-        Ok(outbox.events.iter().skip(start).take(limit as usize).cloned().collect())
+        Ok(outbox
+            .events
+            .iter()
+            .skip(start)
+            .take(limit as usize)
+            .cloned()
+            .collect())
     }
 
     async fn prune_events(&self, up_to: u64) -> Result<u64> {

@@ -34,7 +34,11 @@ pub(crate) struct Outbox {
 impl Outbox {
     pub(crate) fn push(&mut self, occurred_at: DateTime<Utc>, event: DomainEvent) {
         self.last_seq += 1;
-        self.events.push_back(RecordedEvent { seq: self.last_seq, occurred_at, event });
+        self.events.push_back(RecordedEvent {
+            seq: self.last_seq,
+            occurred_at,
+            event,
+        });
     }
 }
 
@@ -76,14 +80,25 @@ impl Shard {
     }
 
     pub(crate) fn taken(&self, key: QuotaKey) -> u32 {
-        self.taken.iter().find(|(k, _)| *k == key).map_or(0, |(_, n)| *n)
+        self.taken
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map_or(0, |(_, n)| *n)
     }
 
     pub(crate) fn capacity(&self, key: QuotaKey) -> u32 {
         match key {
             QuotaKey::Event => self.event.capacity,
-            QuotaKey::Tier(id) => self.tiers.iter().find(|t| t.id == id).map_or(0, |t| t.capacity),
-            QuotaKey::Shared(id) => self.shared.iter().find(|q| q.id == id).map_or(0, |q| q.capacity),
+            QuotaKey::Tier(id) => self
+                .tiers
+                .iter()
+                .find(|t| t.id == id)
+                .map_or(0, |t| t.capacity),
+            QuotaKey::Shared(id) => self
+                .shared
+                .iter()
+                .find(|q| q.id == id)
+                .map_or(0, |q| q.capacity),
         }
     }
 
@@ -127,19 +142,34 @@ impl Shard {
         now: DateTime<Utc>,
         out: &mut Vec<DomainEvent>,
     ) {
-        let Some(hold) = self.holds.get_mut(&id) else { return };
+        let Some(hold) = self.holds.get_mut(&id) else {
+            return;
+        };
         if hold.status != HoldStatus::Active {
             return;
         }
         hold.status = status;
-        let (expires_at, booking, quantity, event_id) = (hold.expires_at, hold.booking_id, hold.quantity(), hold.event_id);
+        let (expires_at, booking, quantity, event_id) = (
+            hold.expires_at,
+            hold.booking_id,
+            hold.quantity(),
+            hold.event_id,
+        );
         let lines = hold.lines.clone();
         self.expiry.remove(&(expires_at, id));
         let demand = ems_core::inventory::demand_of(&self.tiers, &lines);
         self.give_back(&demand);
         out.push(match status {
-            HoldStatus::Expired => DomainEvent::HoldExpired { event_id, hold_id: id, quantity },
-            _ => DomainEvent::HoldReleased { event_id, hold_id: id, quantity },
+            HoldStatus::Expired => DomainEvent::HoldExpired {
+                event_id,
+                hold_id: id,
+                quantity,
+            },
+            _ => DomainEvent::HoldReleased {
+                event_id,
+                hold_id: id,
+                quantity,
+            },
         });
         if let (Some(bid), Some((bstatus, reason))) = (booking, booking_outcome) {
             if let Some(b) = self.bookings.get_mut(&bid) {
@@ -149,8 +179,15 @@ impl Shard {
                     b.updated_at = now;
                     b.version += 1;
                     out.push(match bstatus {
-                        BookingStatus::Expired => DomainEvent::BookingExpired { event_id, booking_id: bid },
-                        _ => DomainEvent::BookingFailed { event_id, booking_id: bid, reason },
+                        BookingStatus::Expired => DomainEvent::BookingExpired {
+                            event_id,
+                            booking_id: bid,
+                        },
+                        _ => DomainEvent::BookingFailed {
+                            event_id,
+                            booking_id: bid,
+                            reason,
+                        },
                     });
                 }
             }
@@ -158,15 +195,28 @@ impl Shard {
     }
 
     /// Expires every active hold due at `now` (at most `limit`); returns how many.
-    pub(crate) fn expire_due(&mut self, now: DateTime<Utc>, limit: u32, out: &mut Vec<DomainEvent>) -> u32 {
+    pub(crate) fn expire_due(
+        &mut self,
+        now: DateTime<Utc>,
+        limit: u32,
+        out: &mut Vec<DomainEvent>,
+    ) -> u32 {
         let mut n = 0;
         while n < limit {
-            let Some(&(at, id)) = self.expiry.first() else { break };
+            let Some(&(at, id)) = self.expiry.first() else {
+                break;
+            };
             if at > now {
                 break;
             }
             self.expiry.pop_first();
-            self.end_hold(id, HoldStatus::Expired, Some((BookingStatus::Expired, BookingReason::HoldExpired)), now, out);
+            self.end_hold(
+                id,
+                HoldStatus::Expired,
+                Some((BookingStatus::Expired, BookingReason::HoldExpired)),
+                now,
+                out,
+            );
             n += 1;
         }
         n
@@ -175,9 +225,17 @@ impl Shard {
     /// Whether `amount` may still be refunded on `payment` (pending and succeeded
     /// refunds counted).
     pub(crate) fn check_refundable(&self, refund: &Refund) -> Result<()> {
-        let payment = self.payments.get(&refund.payment_id).ok_or_else(|| Error::not_found("payment", refund.payment_id))?;
+        let payment = self
+            .payments
+            .get(&refund.payment_id)
+            .ok_or_else(|| Error::not_found("payment", refund.payment_id))?;
         if payment.status != PaymentStatus::Succeeded {
-            return Err(Error::invalid_state("payment", payment.id, payment.status, "refund"));
+            return Err(Error::invalid_state(
+                "payment",
+                payment.id,
+                payment.status,
+                "refund",
+            ));
         }
         if refund.amount.is_zero() || refund.amount.is_negative() {
             return Err(Error::invalid("amount", "a refund must be positive"));
@@ -193,13 +251,22 @@ impl Shard {
         let committed = ems_core::money::Money::sum(payment.amount.currency(), committed)?;
         let after = committed.checked_add(refund.amount)?;
         if after.amount() > payment.amount.amount() {
-            return Err(Error::invalid("amount", format!("refunds would total {after}, above the payment of {}", payment.amount)));
+            return Err(Error::invalid(
+                "amount",
+                format!(
+                    "refunds would total {after}, above the payment of {}",
+                    payment.amount
+                ),
+            ));
         }
         Ok(())
     }
 
     pub(crate) fn insert_refund(&mut self, refund: &Refund) {
         self.refunds.insert(refund.id, refund.clone());
-        self.booking_refunds.entry(refund.booking_id).or_default().push(refund.id);
+        self.booking_refunds
+            .entry(refund.booking_id)
+            .or_default()
+            .push(refund.id);
     }
 }

@@ -36,7 +36,12 @@ pub struct RefundPolicy {
 impl Default for RefundPolicy {
     /// Full refund until the event starts.
     fn default() -> Self {
-        Self { rules: vec![RefundRule { secs_before_start: 0, percent: Decimal::ONE_HUNDRED }] }
+        Self {
+            rules: vec![RefundRule {
+                secs_before_start: 0,
+                percent: Decimal::ONE_HUNDRED,
+            }],
+        }
     }
 }
 
@@ -49,7 +54,13 @@ impl RefundPolicy {
     /// Steps of `(deadline before start, percent)`.
     pub fn tiered(steps: &[(Duration, Decimal)]) -> Result<Self> {
         let p = Self {
-            rules: steps.iter().map(|(d, pct)| RefundRule { secs_before_start: d.num_seconds(), percent: *pct }).collect(),
+            rules: steps
+                .iter()
+                .map(|(d, pct)| RefundRule {
+                    secs_before_start: d.num_seconds(),
+                    percent: *pct,
+                })
+                .collect(),
         };
         p.validate()?;
         Ok(p)
@@ -60,13 +71,25 @@ impl RefundPolicy {
     pub fn validate(&self) -> Result<()> {
         for (i, r) in self.rules.iter().enumerate() {
             if r.percent < Decimal::ZERO || r.percent > Decimal::ONE_HUNDRED {
-                return Err(Error::invalid("refund_policy.percent", format!("{} is outside 0..=100", r.percent)));
+                return Err(Error::invalid(
+                    "refund_policy.percent",
+                    format!("{} is outside 0..=100", r.percent),
+                ));
             }
             if r.secs_before_start < 0 {
-                return Err(Error::invalid("refund_policy.secs_before_start", "must not be negative"));
+                return Err(Error::invalid(
+                    "refund_policy.secs_before_start",
+                    "must not be negative",
+                ));
             }
-            if self.rules[..i].iter().any(|o| o.secs_before_start == r.secs_before_start) {
-                return Err(Error::invalid("refund_policy", "two rules with the same deadline"));
+            if self.rules[..i]
+                .iter()
+                .any(|o| o.secs_before_start == r.secs_before_start)
+            {
+                return Err(Error::invalid(
+                    "refund_policy",
+                    "two rules with the same deadline",
+                ));
             }
         }
         Ok(())
@@ -79,6 +102,10 @@ impl RefundPolicy {
         if before < 0 {
             return None;
         }
-        self.rules.iter().filter(|r| before >= r.secs_before_start).map(|r| r.percent).max()
+        self.rules
+            .iter()
+            .filter(|r| before >= r.secs_before_start)
+            .map(|r| r.percent)
+            .max()
     }
 }

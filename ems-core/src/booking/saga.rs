@@ -58,12 +58,24 @@ impl Ems {
         let customer = actor.purchaser(request.on_behalf_of, "check out")?;
         validate_key(&request.idempotency_key)?;
         let gateway_name = self.gateway_name(request.gateway.as_deref())?;
-        if let Some(existing) = self.store().booking_by_key(customer, &request.idempotency_key).await? {
+        if let Some(existing) = self
+            .store()
+            .booking_by_key(customer, &request.idempotency_key)
+            .await?
+        {
             return self.resume_checkout(existing, &request).await;
         }
         let event = self.event(actor, request.event_id).await?;
         let hold = self
-            .place_hold(actor, request.event_id, &request.items, HoldOptions { on_behalf_of: Some(customer), ttl: None })
+            .place_hold(
+                actor,
+                request.event_id,
+                &request.items,
+                HoldOptions {
+                    on_behalf_of: Some(customer),
+                    ttl: None,
+                },
+            )
             .await?;
         let now = self.now();
         let booking = Booking {
@@ -97,12 +109,18 @@ impl Ems {
         self.pay(stored).await
     }
 
-    async fn resume_checkout(&self, existing: Booking, request: &CheckoutRequest) -> Result<Checkout> {
+    async fn resume_checkout(
+        &self,
+        existing: Booking,
+        request: &CheckoutRequest,
+    ) -> Result<Checkout> {
         let same_items = existing.lines.len() == request.items.len()
-            && request
-                .items
-                .iter()
-                .all(|i| existing.lines.iter().any(|l| l.tier_id == i.tier_id && l.quantity == i.quantity));
+            && request.items.iter().all(|i| {
+                existing
+                    .lines
+                    .iter()
+                    .any(|l| l.tier_id == i.tier_id && l.quantity == i.quantity)
+            });
         if existing.event_id != request.event_id || !same_items {
             return Err(Error::AlreadyExists {
                 entity: "booking",
@@ -123,11 +141,20 @@ impl Ems {
     async fn checkout_state(&self, booking: Booking) -> Result<Checkout> {
         let payment = self.store().payments_for_booking(booking.id).await?.pop();
         let tickets = if booking.status == BookingStatus::Confirmed {
-            self.store().tickets_for_booking(booking.id).await?.into_iter().map(|t| self.issue(t)).collect()
+            self.store()
+                .tickets_for_booking(booking.id)
+                .await?
+                .into_iter()
+                .map(|t| self.issue(t))
+                .collect()
         } else {
             Vec::new()
         };
-        Ok(Checkout { booking, payment, tickets })
+        Ok(Checkout {
+            booking,
+            payment,
+            tickets,
+        })
     }
 
     /// Takes payment for a pending booking through its gateway.
@@ -155,7 +182,9 @@ impl Ems {
         }
         if booking.total.is_zero() {
             // Free tickets: nothing to charge.
-            let paid = self.set_payment_status(payment, PaymentStatus::Succeeded, Some("free".into()), None).await?;
+            let paid = self
+                .set_payment_status(payment, PaymentStatus::Succeeded, Some("free".into()), None)
+                .await?;
             return self.complete_paid(paid).await;
         }
         let request = PaymentRequest {
@@ -166,37 +195,71 @@ impl Ems {
             description: format!("booking {}", booking.id),
         };
         let mut outcome = gateway.create_payment(&request).await;
-        if let Ok(GatewayPayment { reference, status: GatewayPaymentStatus::Authorized }) = &outcome {
+        if let Ok(GatewayPayment {
+            reference,
+            status: GatewayPaymentStatus::Authorized,
+        }) = &outcome
+        {
             outcome = gateway.capture(reference, &request.idempotency_key).await;
         }
         match outcome {
-            Ok(GatewayPayment { reference, status: GatewayPaymentStatus::Succeeded }) => {
-                let paid = self.set_payment_status(payment, PaymentStatus::Succeeded, Some(reference), None).await?;
+            Ok(GatewayPayment {
+                reference,
+                status: GatewayPaymentStatus::Succeeded,
+            }) => {
+                let paid = self
+                    .set_payment_status(payment, PaymentStatus::Succeeded, Some(reference), None)
+                    .await?;
                 self.complete_paid(paid).await
             }
-            Ok(GatewayPayment { reference, status: GatewayPaymentStatus::Pending | GatewayPaymentStatus::Authorized }) => {
-                self.set_payment_status(payment, PaymentStatus::Pending, Some(reference), None).await?;
+            Ok(GatewayPayment {
+                reference,
+                status: GatewayPaymentStatus::Pending | GatewayPaymentStatus::Authorized,
+            }) => {
+                self.set_payment_status(payment, PaymentStatus::Pending, Some(reference), None)
+                    .await?;
                 self.checkout_state(booking).await
             }
-            Ok(GatewayPayment { reference, status: GatewayPaymentStatus::Declined { reason } }) => {
-                self.decline(payment, Some(reference), reason).await
-            }
+            Ok(GatewayPayment {
+                reference,
+                status: GatewayPaymentStatus::Declined { reason },
+            }) => self.decline(payment, Some(reference), reason).await,
             Err(GatewayError::Declined { reason }) => self.decline(payment, None, reason).await,
             Err(e) => {
                 // Outcome unknown: release the units now; the payment stays pending
                 // so `reconcile_payment` (or a webhook) settles it: a late success
                 // takes the units again or is refunded.
-                self.fail_pending(booking.id, BookingReason::PaymentError { message: e.to_string() }).await?;
-                self.checkout_state(self.booking_record(booking.id).await?).await
+                self.fail_pending(
+                    booking.id,
+                    BookingReason::PaymentError {
+                        message: e.to_string(),
+                    },
+                )
+                .await?;
+                self.checkout_state(self.booking_record(booking.id).await?)
+                    .await
             }
         }
     }
 
-    async fn decline(&self, payment: Payment, reference: Option<String>, reason: String) -> Result<Checkout> {
+    async fn decline(
+        &self,
+        payment: Payment,
+        reference: Option<String>,
+        reason: String,
+    ) -> Result<Checkout> {
         let booking = payment.booking_id;
-        self.set_payment_status(payment, PaymentStatus::Failed, reference, Some(reason.clone())).await?;
-        self.fail_pending(booking, BookingReason::PaymentDeclined { message: reason }).await?;
-        self.checkout_state(self.booking_record(booking).await?).await
+        self.set_payment_status(
+            payment,
+            PaymentStatus::Failed,
+            reference,
+            Some(reason.clone()),
+        )
+        .await?;
+        self.fail_pending(booking, BookingReason::PaymentDeclined { message: reason })
+            .await?;
+        self.checkout_state(self.booking_record(booking).await?)
+            .await
     }
 
     async fn fail_pending(&self, booking: BookingId, reason: BookingReason) -> Result<Booking> {
@@ -204,7 +267,10 @@ impl Ems {
     }
 
     pub(crate) async fn booking_record(&self, id: BookingId) -> Result<Booking> {
-        self.store().booking(id).await?.ok_or_else(|| Error::not_found("booking", id))
+        self.store()
+            .booking(id)
+            .await?
+            .ok_or_else(|| Error::not_found("booking", id))
     }
 
     /// Moves a payment to `status`, tolerating a concurrent writer that got there first.
@@ -235,12 +301,21 @@ impl Ems {
             match self.store().update_payment(&next).await {
                 Ok(()) => return Ok(next),
                 Err(Error::Conflict { .. }) => {
-                    current = self.store().payment(current.id).await?.ok_or_else(|| Error::not_found("payment", current.id))?;
+                    current = self
+                        .store()
+                        .payment(current.id)
+                        .await?
+                        .ok_or_else(|| Error::not_found("payment", current.id))?;
                 }
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::Conflict { entity: "payment", id: current.id.to_string(), expected: current.version, found: current.version + 1 })
+        Err(Error::Conflict {
+            entity: "payment",
+            id: current.id.to_string(),
+            expected: current.version,
+            found: current.version + 1,
+        })
     }
 
     /// Confirms the booking of a succeeded payment; refunds if it cannot be delivered.
@@ -262,7 +337,14 @@ impl Ems {
                 checked_in_at: None,
             })
             .collect();
-        let outcome = self.store().confirm_booking(&ConfirmBooking { booking_id: booking.id, tickets, now }).await?;
+        let outcome = self
+            .store()
+            .confirm_booking(&ConfirmBooking {
+                booking_id: booking.id,
+                tickets,
+                now,
+            })
+            .await?;
         if let ConfirmOutcome::Unfulfilled(b) = &outcome {
             self.refund_unfulfilled(b, &payment).await?;
         }
@@ -271,9 +353,15 @@ impl Ems {
 
     async fn refund_unfulfilled(&self, booking: &Booking, payment: &Payment) -> Result<()> {
         let existing = self.store().refunds_for_booking(booking.id).await?;
-        let already: Vec<_> = existing.iter().filter(|r| r.payment_id == payment.id).collect();
+        let already: Vec<_> = existing
+            .iter()
+            .filter(|r| r.payment_id == payment.id)
+            .collect();
         if !already.is_empty() {
-            for r in already.into_iter().filter(|r| r.status == RefundStatus::Failed) {
+            for r in already
+                .into_iter()
+                .filter(|r| r.status == RefundStatus::Failed)
+            {
                 self.execute_refund(r.clone()).await?;
             }
             return Ok(());
@@ -286,7 +374,9 @@ impl Ems {
         match self.store().insert_refund(&refund).await {
             Ok(()) => self.execute_refund(refund).await.map(|_| ()),
             // A concurrent delivery of the same success already recorded it.
-            Err(Error::InvalidInput { field: "amount", .. }) => Ok(()),
+            Err(Error::InvalidInput {
+                field: "amount", ..
+            }) => Ok(()),
             Err(e) => Err(e),
         }
     }
@@ -310,7 +400,11 @@ impl Ems {
 
     /// Sends a recorded refund to its payment's gateway and records the answer.
     async fn execute_refund(&self, refund: Refund) -> Result<Refund> {
-        let payment = self.store().payment(refund.payment_id).await?.ok_or_else(|| Error::not_found("payment", refund.payment_id))?;
+        let payment = self
+            .store()
+            .payment(refund.payment_id)
+            .await?
+            .ok_or_else(|| Error::not_found("payment", refund.payment_id))?;
         let mut next = refund.clone();
         next.version += 1;
         next.updated_at = self.now();
@@ -347,7 +441,11 @@ impl Ems {
     /// Sends a failed refund to the gateway again (same idempotency key, so it is
     /// never paid out twice). The event's organizers, admins and the system.
     pub async fn retry_refund(&self, actor: &Actor, refund: RefundId) -> Result<Refund> {
-        let r = self.store().refund(refund).await?.ok_or_else(|| Error::not_found("refund", refund))?;
+        let r = self
+            .store()
+            .refund(refund)
+            .await?
+            .ok_or_else(|| Error::not_found("refund", refund))?;
         let booking = self.booking_record(r.booking_id).await?;
         actor.require_manages(booking.organization, "retry refund")?;
         if r.status != RefundStatus::Failed {
@@ -360,7 +458,11 @@ impl Ems {
     /// it names. Deliveries may repeat, come out of order, or come after the hold
     /// lapsed; each is handled once and never oversells. An unknown payment
     /// reference is `NotFound` so the gateway delivers it again later.
-    pub async fn handle_webhook(&self, gateway_name: &str, request: &WebhookRequest) -> Result<Option<Checkout>> {
+    pub async fn handle_webhook(
+        &self,
+        gateway_name: &str,
+        request: &WebhookRequest,
+    ) -> Result<Option<Checkout>> {
         let gateway = self.gateway(gateway_name)?;
         let event = gateway.parse_webhook(request)?;
         let payment = self
@@ -374,19 +476,34 @@ impl Ems {
                 if payment.status == PaymentStatus::Succeeded {
                     return Ok(None);
                 }
-                self.set_payment_status(payment.clone(), PaymentStatus::Failed, None, Some(reason.clone())).await?;
+                self.set_payment_status(
+                    payment.clone(),
+                    PaymentStatus::Failed,
+                    None,
+                    Some(reason.clone()),
+                )
+                .await?;
                 let booking = self.booking_record(payment.booking_id).await?;
                 if booking.status == BookingStatus::Pending {
-                    self.fail_pending(booking.id, BookingReason::PaymentDeclined { message: reason }).await?;
+                    self.fail_pending(
+                        booking.id,
+                        BookingReason::PaymentDeclined { message: reason },
+                    )
+                    .await?;
                 }
-                Ok(Some(self.checkout_state(self.booking_record(payment.booking_id).await?).await?))
+                Ok(Some(
+                    self.checkout_state(self.booking_record(payment.booking_id).await?)
+                        .await?,
+                ))
             }
             WebhookKind::RefundSucceeded { .. } => Ok(None),
         }
     }
 
     async fn payment_succeeded(&self, payment: Payment) -> Result<Checkout> {
-        let paid = self.set_payment_status(payment, PaymentStatus::Succeeded, None, None).await?;
+        let paid = self
+            .set_payment_status(payment, PaymentStatus::Succeeded, None, None)
+            .await?;
         self.complete_paid(paid).await
     }
 
@@ -394,9 +511,15 @@ impl Ems {
     /// (timeouts) and settles it like a webhook would. The system and admins.
     pub async fn reconcile_payment(&self, actor: &Actor, payment: PaymentId) -> Result<Checkout> {
         actor.require_privileged("reconcile payment")?;
-        let p = self.store().payment(payment).await?.ok_or_else(|| Error::not_found("payment", payment))?;
+        let p = self
+            .store()
+            .payment(payment)
+            .await?
+            .ok_or_else(|| Error::not_found("payment", payment))?;
         if p.status != PaymentStatus::Pending {
-            return self.checkout_state(self.booking_record(p.booking_id).await?).await;
+            return self
+                .checkout_state(self.booking_record(p.booking_id).await?)
+                .await;
         }
         let gateway = self.gateway(&p.gateway)?;
         let answer = match &p.reference {
@@ -416,21 +539,42 @@ impl Ems {
             }
         };
         match answer {
-            Ok(GatewayPayment { reference, status: GatewayPaymentStatus::Succeeded }) => {
-                let paid = self.set_payment_status(p, PaymentStatus::Succeeded, Some(reference), None).await?;
+            Ok(GatewayPayment {
+                reference,
+                status: GatewayPaymentStatus::Succeeded,
+            }) => {
+                let paid = self
+                    .set_payment_status(p, PaymentStatus::Succeeded, Some(reference), None)
+                    .await?;
                 self.complete_paid(paid).await
             }
-            Ok(GatewayPayment { reference, status: GatewayPaymentStatus::Declined { reason } }) => {
-                self.set_payment_status(p.clone(), PaymentStatus::Failed, Some(reference), Some(reason.clone())).await?;
+            Ok(GatewayPayment {
+                reference,
+                status: GatewayPaymentStatus::Declined { reason },
+            }) => {
+                self.set_payment_status(
+                    p.clone(),
+                    PaymentStatus::Failed,
+                    Some(reference),
+                    Some(reason.clone()),
+                )
+                .await?;
                 let booking = self.booking_record(p.booking_id).await?;
                 if booking.status == BookingStatus::Pending {
-                    self.fail_pending(booking.id, BookingReason::PaymentDeclined { message: reason }).await?;
+                    self.fail_pending(
+                        booking.id,
+                        BookingReason::PaymentDeclined { message: reason },
+                    )
+                    .await?;
                 }
-                self.checkout_state(self.booking_record(p.booking_id).await?).await
+                self.checkout_state(self.booking_record(p.booking_id).await?)
+                    .await
             }
             Ok(GatewayPayment { reference, .. }) => {
-                self.set_payment_status(p.clone(), PaymentStatus::Pending, Some(reference), None).await?;
-                self.checkout_state(self.booking_record(p.booking_id).await?).await
+                self.set_payment_status(p.clone(), PaymentStatus::Pending, Some(reference), None)
+                    .await?;
+                self.checkout_state(self.booking_record(p.booking_id).await?)
+                    .await
             }
             Err(e) => Err(e.into()),
         }
@@ -439,7 +583,10 @@ impl Ems {
     /// Reads a booking: its customer, the event's organizers, admins.
     pub async fn booking(&self, actor: &Actor, id: BookingId) -> Result<Booking> {
         let b = self.booking_record(id).await?;
-        if actor.require_owner_or_manager(b.customer, b.organization, "read booking").is_err() {
+        if actor
+            .require_owner_or_manager(b.customer, b.organization, "read booking")
+            .is_err()
+        {
             return Err(Error::not_found("booking", id));
         }
         Ok(b)
@@ -452,30 +599,68 @@ impl Ems {
     }
 
     /// A customer's booking history, newest first: the customer itself or admins.
-    pub async fn bookings_of_customer(&self, actor: &Actor, customer: UserId, page: PageRequest) -> Result<Page<Booking>> {
+    pub async fn bookings_of_customer(
+        &self,
+        actor: &Actor,
+        customer: UserId,
+        page: PageRequest,
+    ) -> Result<Page<Booking>> {
         if actor.user() != Some(customer) && !actor.is_privileged() {
-            return Err(Error::forbidden("list bookings", "only the customer itself or an admin"));
+            return Err(Error::forbidden(
+                "list bookings",
+                "only the customer itself or an admin",
+            ));
         }
         let limit = page.checked_limit()?;
-        let before = page.after.as_ref().map(|c| c.decode::<BookingId>()).transpose()?;
-        let rows = self.store().bookings_for_customer(customer, before, limit + 1).await?;
+        let before = page
+            .after
+            .as_ref()
+            .map(|c| c.decode::<BookingId>())
+            .transpose()?;
+        let rows = self
+            .store()
+            .bookings_for_customer(customer, before, limit + 1)
+            .await?;
         Ok(Page::from_overfetch(rows, limit, |b: &Booking| b.id))
     }
 
     /// An event's bookings, newest first: its organizers and admins.
-    pub async fn bookings_of_event(&self, actor: &Actor, event: EventId, page: PageRequest) -> Result<Page<Booking>> {
-        let e = self.store().event(event).await?.ok_or_else(|| Error::not_found("event", event))?;
+    pub async fn bookings_of_event(
+        &self,
+        actor: &Actor,
+        event: EventId,
+        page: PageRequest,
+    ) -> Result<Page<Booking>> {
+        let e = self
+            .store()
+            .event(event)
+            .await?
+            .ok_or_else(|| Error::not_found("event", event))?;
         actor.require_manages(e.organization, "list bookings")?;
         let limit = page.checked_limit()?;
-        let before = page.after.as_ref().map(|c| c.decode::<BookingId>()).transpose()?;
-        let rows = self.store().bookings_for_event(event, before, limit + 1).await?;
+        let before = page
+            .after
+            .as_ref()
+            .map(|c| c.decode::<BookingId>())
+            .transpose()?;
+        let rows = self
+            .store()
+            .bookings_for_event(event, before, limit + 1)
+            .await?;
         Ok(Page::from_overfetch(rows, limit, |b: &Booking| b.id))
     }
 
     /// A booking's payments and refunds (each its own record).
-    pub async fn payments(&self, actor: &Actor, booking: BookingId) -> Result<(Vec<Payment>, Vec<Refund>)> {
+    pub async fn payments(
+        &self,
+        actor: &Actor,
+        booking: BookingId,
+    ) -> Result<(Vec<Payment>, Vec<Refund>)> {
         self.booking(actor, booking).await?;
-        Ok((self.store().payments_for_booking(booking).await?, self.store().refunds_for_booking(booking).await?))
+        Ok((
+            self.store().payments_for_booking(booking).await?,
+            self.store().refunds_for_booking(booking).await?,
+        ))
     }
 
     /// Cancels a booking.
@@ -496,19 +681,36 @@ impl Ems {
         let (reason, percent) = if by_manager {
             (BookingReason::OrganizerCancelled, Decimal::ONE_HUNDRED)
         } else {
-            let event = self.store().event(booking.event_id).await?.ok_or_else(|| Error::not_found("event", booking.event_id))?;
+            let event = self
+                .store()
+                .event(booking.event_id)
+                .await?
+                .ok_or_else(|| Error::not_found("event", booking.event_id))?;
             let percent = event
                 .refund_policy
                 .percent_at(self.now(), event.starts_at)
-                .ok_or_else(|| Error::invalid_state("booking", id, "past the refund policy's last deadline", "cancel"))?;
+                .ok_or_else(|| {
+                    Error::invalid_state(
+                        "booking",
+                        id,
+                        "past the refund policy's last deadline",
+                        "cancel",
+                    )
+                })?;
             (BookingReason::CustomerCancelled, percent)
         };
-        self.cancel_confirmed_booking(id, reason, Some(percent)).await
+        self.cancel_confirmed_booking(id, reason, Some(percent))
+            .await
     }
 
     /// Cancels a confirmed booking, records the refund of `percent` of its payment
     /// with the cancellation, then sends the refund to the gateway.
-    pub(crate) async fn cancel_confirmed_booking(&self, id: BookingId, reason: BookingReason, percent: Option<Decimal>) -> Result<Booking> {
+    pub(crate) async fn cancel_confirmed_booking(
+        &self,
+        id: BookingId,
+        reason: BookingReason,
+        percent: Option<Decimal>,
+    ) -> Result<Booking> {
         let booking = self.booking_record(id).await?;
         let payment = self
             .store()
@@ -518,14 +720,23 @@ impl Ems {
             .find(|p| p.status == PaymentStatus::Succeeded);
         let refund = match (payment, percent) {
             (Some(p), Some(pct)) if pct > Decimal::ZERO => {
-                let amount = booking.total.scale(pct / Decimal::ONE_HUNDRED, Rounding::Down)?.min(p.amount.checked_sub(p.refunded)?)?;
-                (amount.amount() > Decimal::ZERO).then(|| self.new_refund(&p, amount, &format!("{reason:?}")))
+                let amount = booking
+                    .total
+                    .scale(pct / Decimal::ONE_HUNDRED, Rounding::Down)?
+                    .min(p.amount.checked_sub(p.refunded)?)?;
+                (amount.amount() > Decimal::ZERO)
+                    .then(|| self.new_refund(&p, amount, &format!("{reason:?}")))
             }
             _ => None,
         };
         let cancelled = self
             .store()
-            .cancel_booking(&CancelBooking { booking_id: id, reason, refund: refund.clone(), now: self.now() })
+            .cancel_booking(&CancelBooking {
+                booking_id: id,
+                reason,
+                refund: refund.clone(),
+                now: self.now(),
+            })
             .await?;
         if let Some(r) = refund {
             if self.store().refund(r.id).await?.is_some() {

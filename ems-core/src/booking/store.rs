@@ -35,7 +35,9 @@ impl ConfirmOutcome {
     /// The booking in its new state.
     pub fn booking(&self) -> &Booking {
         match self {
-            ConfirmOutcome::Confirmed(b) | ConfirmOutcome::AlreadyConfirmed(b) | ConfirmOutcome::Unfulfilled(b) => b,
+            ConfirmOutcome::Confirmed(b)
+            | ConfirmOutcome::AlreadyConfirmed(b)
+            | ConfirmOutcome::Unfulfilled(b) => b,
         }
     }
 }
@@ -85,13 +87,28 @@ pub trait BookingStore: Send + Sync + 'static {
     /// Finds a customer's booking by idempotency key.
     async fn booking_by_key(&self, customer: UserId, key: &str) -> Result<Option<Booking>>;
     /// A customer's bookings, newest first.
-    async fn bookings_for_customer(&self, customer: UserId, before: Option<BookingId>, limit: u32) -> Result<Vec<Booking>>;
+    async fn bookings_for_customer(
+        &self,
+        customer: UserId,
+        before: Option<BookingId>,
+        limit: u32,
+    ) -> Result<Vec<Booking>>;
     /// An event's bookings, newest first.
-    async fn bookings_for_event(&self, event: EventId, before: Option<BookingId>, limit: u32) -> Result<Vec<Booking>>;
+    async fn bookings_for_event(
+        &self,
+        event: EventId,
+        before: Option<BookingId>,
+        limit: u32,
+    ) -> Result<Vec<Booking>>;
     /// Confirms a paid booking and stores its tickets (see the contract).
     async fn confirm_booking(&self, request: &ConfirmBooking) -> Result<ConfirmOutcome>;
     /// Fails a pending booking and releases its hold.
-    async fn fail_booking(&self, id: BookingId, reason: BookingReason, now: DateTime<Utc>) -> Result<Booking>;
+    async fn fail_booking(
+        &self,
+        id: BookingId,
+        reason: BookingReason,
+        now: DateTime<Utc>,
+    ) -> Result<Booking>;
     /// Cancels a confirmed booking, voiding its tickets and returning its units.
     async fn cancel_booking(&self, request: &CancelBooking) -> Result<Booking>;
 }

@@ -55,7 +55,10 @@ impl UserProfile {
     pub fn actor(&self) -> Actor {
         match (self.role, self.organization) {
             (Role::Admin, _) => Actor::Admin { user: self.id },
-            (Role::Organizer, Some(organization)) => Actor::Organizer { user: self.id, organization },
+            (Role::Organizer, Some(organization)) => Actor::Organizer {
+                user: self.id,
+                organization,
+            },
             _ => Actor::Customer { user: self.id },
         }
     }
@@ -134,16 +137,32 @@ impl Ems {
         }
         let email = new.email.trim().to_lowercase();
         let at = email.find('@');
-        if !matches!(at, Some(i) if i > 0 && i + 1 < email.len()) || email.len() > 254 || email.contains(char::is_whitespace) {
-            return Err(Error::invalid("email", format!("{:?} is not an email address", new.email)));
+        if !matches!(at, Some(i) if i > 0 && i + 1 < email.len())
+            || email.len() > 254
+            || email.contains(char::is_whitespace)
+        {
+            return Err(Error::invalid(
+                "email",
+                format!("{:?} is not an email address", new.email),
+            ));
         }
         let organization = match (new.role, new.organization) {
-            (Role::Organizer, None) => return Err(Error::invalid("organization", "an organizer belongs to an organization")),
+            (Role::Organizer, None) => {
+                return Err(Error::invalid(
+                    "organization",
+                    "an organizer belongs to an organization",
+                ))
+            }
             (Role::Organizer, Some(org)) => {
                 self.organization(org).await?;
                 Some(org)
             }
-            (_, Some(_)) => return Err(Error::invalid("organization", "only organizers belong to an organization")),
+            (_, Some(_)) => {
+                return Err(Error::invalid(
+                    "organization",
+                    "only organizers belong to an organization",
+                ))
+            }
             (_, None) => None,
         };
         let user = UserProfile {
@@ -161,8 +180,14 @@ impl Ems {
     /// Reads a user profile: the user itself or an admin.
     pub async fn user(&self, actor: &Actor, id: UserId) -> Result<UserProfile> {
         if actor.user() != Some(id) && !actor.is_privileged() {
-            return Err(Error::forbidden("read user", "only the user itself or an admin"));
+            return Err(Error::forbidden(
+                "read user",
+                "only the user itself or an admin",
+            ));
         }
-        self.store().user(id).await?.ok_or_else(|| Error::not_found("user", id))
+        self.store()
+            .user(id)
+            .await?
+            .ok_or_else(|| Error::not_found("user", id))
     }
 }

@@ -194,18 +194,34 @@ impl EventFilter {
                 return false;
             }
         }
-        let ci_eq = |a: &str, b: &str| a.trim().eq_ignore_ascii_case(b.trim()) || a.trim().to_lowercase() == b.trim().to_lowercase();
-        let contains = |hay: &str, needle: &str| hay.to_lowercase().contains(&needle.to_lowercase());
+        let ci_eq = |a: &str, b: &str| {
+            a.trim().eq_ignore_ascii_case(b.trim())
+                || a.trim().to_lowercase() == b.trim().to_lowercase()
+        };
+        let contains =
+            |hay: &str, needle: &str| hay.to_lowercase().contains(&needle.to_lowercase());
         self.organization.is_none_or(|o| o == event.organization)
-            && self.statuses.as_ref().is_none_or(|s| s.contains(&event.status))
-            && self.category.as_deref().is_none_or(|c| ci_eq(c, &event.category))
+            && self
+                .statuses
+                .as_ref()
+                .is_none_or(|s| s.contains(&event.status))
+            && self
+                .category
+                .as_deref()
+                .is_none_or(|c| ci_eq(c, &event.category))
             && self.starts_from.is_none_or(|t| event.starts_at >= t)
             && self.starts_before.is_none_or(|t| event.starts_at < t)
             && self
                 .text
                 .as_deref()
                 .is_none_or(|t| contains(&event.title, t) || contains(&event.description, t))
-            && self.city.as_deref().is_none_or(|c| ci_eq(c, &event.venue.city))
-            && self.venue.as_deref().is_none_or(|v| contains(&event.venue.name, v))
+            && self
+                .city
+                .as_deref()
+                .is_none_or(|c| ci_eq(c, &event.venue.city))
+            && self
+                .venue
+                .as_deref()
+                .is_none_or(|v| contains(&event.venue.name, v))
     }
 }

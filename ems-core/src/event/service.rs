@@ -30,7 +30,11 @@ impl NewEvent {
                 title: title.into(),
                 description: String::new(),
                 category: "general".into(),
-                venue: VenueInfo { name: "To be announced".into(), city: String::new(), address: None },
+                venue: VenueInfo {
+                    name: "To be announced".into(),
+                    city: String::new(),
+                    address: None,
+                },
                 time_zone: Tz::UTC,
                 starts_at,
                 ends_at,
@@ -55,7 +59,11 @@ impl NewEventBuilder {
     }
     /// Venue.
     pub fn venue(mut self, name: impl Into<String>, city: impl Into<String>) -> Self {
-        self.inner.venue = VenueInfo { name: name.into(), city: city.into(), address: None };
+        self.inner.venue = VenueInfo {
+            name: name.into(),
+            city: city.into(),
+            address: None,
+        };
         self
     }
     /// Venue time zone.
@@ -84,7 +92,12 @@ impl NewEventBuilder {
     }
 }
 
-pub(crate) fn validate_text(field: &'static str, value: &str, max: usize, required: bool) -> Result<String> {
+pub(crate) fn validate_text(
+    field: &'static str,
+    value: &str,
+    max: usize,
+    required: bool,
+) -> Result<String> {
     let v = value.trim();
     if required && v.is_empty() {
         return Err(Error::invalid(field, "must not be empty"));
@@ -109,7 +122,11 @@ fn validate_venue(v: &VenueInfo) -> Result<VenueInfo> {
     Ok(VenueInfo {
         name: validate_text("venue.name", &v.name, 200, true)?,
         city: validate_text("venue.city", &v.city, 100, false)?,
-        address: v.address.as_deref().map(|a| validate_text("venue.address", a, 500, false)).transpose()?,
+        address: v
+            .address
+            .as_deref()
+            .map(|a| validate_text("venue.address", a, 500, false))
+            .transpose()?,
     })
 }
 
@@ -151,27 +168,49 @@ impl Ems {
 
     /// Reads an event. Drafts are visible only to their organizers and admins.
     pub async fn event(&self, actor: &Actor, id: crate::id::EventId) -> Result<Event> {
-        let event = self.store().event(id).await?.ok_or_else(|| Error::not_found("event", id))?;
+        let event = self
+            .store()
+            .event(id)
+            .await?
+            .ok_or_else(|| Error::not_found("event", id))?;
         if event.status == EventStatus::Draft && !actor.manages(event.organization) {
             return Err(Error::not_found("event", id));
         }
         Ok(event)
     }
 
-    async fn managed_event(&self, actor: &Actor, id: crate::id::EventId, action: &'static str) -> Result<Event> {
-        let event = self.store().event(id).await?.ok_or_else(|| Error::not_found("event", id))?;
+    async fn managed_event(
+        &self,
+        actor: &Actor,
+        id: crate::id::EventId,
+        action: &'static str,
+    ) -> Result<Event> {
+        let event = self
+            .store()
+            .event(id)
+            .await?
+            .ok_or_else(|| Error::not_found("event", id))?;
         actor.require_manages(event.organization, action)?;
         Ok(event)
     }
 
     fn check_version(event: &Event, expected: u64) -> Result<()> {
         if event.version != expected {
-            return Err(Error::Conflict { entity: "event", id: event.id.to_string(), expected, found: event.version });
+            return Err(Error::Conflict {
+                entity: "event",
+                id: event.id.to_string(),
+                expected,
+                found: event.version,
+            });
         }
         Ok(())
     }
 
-    async fn save_event(&self, mut event: Event, change: crate::outbox::DomainEvent) -> Result<Event> {
+    async fn save_event(
+        &self,
+        mut event: Event,
+        change: crate::outbox::DomainEvent,
+    ) -> Result<Event> {
         event.version += 1;
         event.updated_at = self.now();
         self.store().update_event(&event, change).await?;
@@ -179,7 +218,13 @@ impl Ems {
     }
 
     /// Edits an event's details. `expected_version` is the version the caller read.
-    pub async fn update_event(&self, actor: &Actor, id: crate::id::EventId, expected_version: u64, patch: EventPatch) -> Result<Event> {
+    pub async fn update_event(
+        &self,
+        actor: &Actor,
+        id: crate::id::EventId,
+        expected_version: u64,
+        patch: EventPatch,
+    ) -> Result<Event> {
         let mut event = self.managed_event(actor, id, "update event").await?;
         Self::check_version(&event, expected_version)?;
         if event.status.is_final() {
@@ -204,22 +249,37 @@ impl Ems {
             p.validate()?;
             event.refund_policy = p;
         }
-        let change = crate::outbox::DomainEvent::EventUpdated { event_id: id, version: event.version + 1 };
+        let change = crate::outbox::DomainEvent::EventUpdated {
+            event_id: id,
+            version: event.version + 1,
+        };
         self.save_event(event, change).await
     }
 
     /// Puts a draft on sale.
-    pub async fn publish_event(&self, actor: &Actor, id: crate::id::EventId, expected_version: u64) -> Result<Event> {
+    pub async fn publish_event(
+        &self,
+        actor: &Actor,
+        id: crate::id::EventId,
+        expected_version: u64,
+    ) -> Result<Event> {
         let mut event = self.managed_event(actor, id, "publish event").await?;
         Self::check_version(&event, expected_version)?;
         if event.status != EventStatus::Draft {
             return Err(Error::invalid_state("event", id, event.status, "publish"));
         }
         if event.starts_at <= self.now() {
-            return Err(Error::invalid("starts_at", "an event that already started cannot be published"));
+            return Err(Error::invalid(
+                "starts_at",
+                "an event that already started cannot be published",
+            ));
         }
         event.status = EventStatus::Published;
-        self.save_event(event, crate::outbox::DomainEvent::EventPublished { event_id: id }).await
+        self.save_event(
+            event,
+            crate::outbox::DomainEvent::EventPublished { event_id: id },
+        )
+        .await
     }
 
     /// Moves a published event to new times. Bookings stay valid; an
@@ -235,7 +295,12 @@ impl Ems {
         let mut event = self.managed_event(actor, id, "reschedule event").await?;
         Self::check_version(&event, expected_version)?;
         if !event.status.is_on_sale() {
-            return Err(Error::invalid_state("event", id, event.status, "reschedule"));
+            return Err(Error::invalid_state(
+                "event",
+                id,
+                event.status,
+                "reschedule",
+            ));
         }
         if ends_at <= starts_at {
             return Err(Error::invalid("ends_at", "must be after starts_at"));
@@ -248,12 +313,22 @@ impl Ems {
         event.starts_at = starts_at;
         event.ends_at = ends_at;
         event.status = EventStatus::Rescheduled;
-        let change = crate::outbox::DomainEvent::EventRescheduled { event_id: id, previous_starts_at: previous, starts_at, ends_at };
+        let change = crate::outbox::DomainEvent::EventRescheduled {
+            event_id: id,
+            previous_starts_at: previous,
+            starts_at,
+            ends_at,
+        };
         self.save_event(event, change).await
     }
 
     /// Marks an event that has started as completed; sales stop, check-in goes on.
-    pub async fn complete_event(&self, actor: &Actor, id: crate::id::EventId, expected_version: u64) -> Result<Event> {
+    pub async fn complete_event(
+        &self,
+        actor: &Actor,
+        id: crate::id::EventId,
+        expected_version: u64,
+    ) -> Result<Event> {
         let mut event = self.managed_event(actor, id, "complete event").await?;
         Self::check_version(&event, expected_version)?;
         if !event.status.is_on_sale() {
@@ -263,29 +338,50 @@ impl Ems {
             return Err(Error::invalid_state("event", id, "not started", "complete"));
         }
         event.status = EventStatus::Completed;
-        self.save_event(event, crate::outbox::DomainEvent::EventCompleted { event_id: id }).await
+        self.save_event(
+            event,
+            crate::outbox::DomainEvent::EventCompleted { event_id: id },
+        )
+        .await
     }
 
     /// Cancels an event: open holds are released, pending bookings fail, and every
     /// confirmed booking is cancelled and refunded in full through its gateway.
     /// Refunds the gateway refuses are recorded as failed and can be retried with
     /// [`Ems::retry_refund`].
-    pub async fn cancel_event(&self, actor: &Actor, id: crate::id::EventId, expected_version: u64) -> Result<EventCancellation> {
+    pub async fn cancel_event(
+        &self,
+        actor: &Actor,
+        id: crate::id::EventId,
+        expected_version: u64,
+    ) -> Result<EventCancellation> {
         let event = self.managed_event(actor, id, "cancel event").await?;
         Self::check_version(&event, expected_version)?;
         if event.status.is_final() {
             return Err(Error::invalid_state("event", id, event.status, "cancel"));
         }
-        let cancellation = self.store().cancel_event(id, expected_version, self.now()).await?;
+        let cancellation = self
+            .store()
+            .cancel_event(id, expected_version, self.now())
+            .await?;
         for booking in &cancellation.confirmed_bookings {
-            self.cancel_confirmed_booking(*booking, BookingReason::EventCancelled, Some(rust_decimal::Decimal::ONE_HUNDRED))
-                .await?;
+            self.cancel_confirmed_booking(
+                *booking,
+                BookingReason::EventCancelled,
+                Some(rust_decimal::Decimal::ONE_HUNDRED),
+            )
+            .await?;
         }
         Ok(cancellation)
     }
 
     /// Lists events visible to `actor`, ordered by start time.
-    pub async fn list_events(&self, actor: &Actor, filter: EventFilter, page: PageRequest) -> Result<Page<Event>> {
+    pub async fn list_events(
+        &self,
+        actor: &Actor,
+        filter: EventFilter,
+        page: PageRequest,
+    ) -> Result<Page<Event>> {
         let limit = page.checked_limit()?;
         let drafts = match *actor {
             Actor::Admin { .. } | Actor::System => DraftVisibility::All,
@@ -297,9 +393,20 @@ impl Ems {
                 return Err(Error::invalid("starts_before", "must be after starts_from"));
             }
         }
-        let after = page.after.as_ref().map(|c| c.decode::<(DateTime<Utc>, crate::id::EventId)>()).transpose()?;
-        let query = EventQuery { filter, drafts, after, limit: limit + 1 };
+        let after = page
+            .after
+            .as_ref()
+            .map(|c| c.decode::<(DateTime<Utc>, crate::id::EventId)>())
+            .transpose()?;
+        let query = EventQuery {
+            filter,
+            drafts,
+            after,
+            limit: limit + 1,
+        };
         let rows = self.store().list_events(&query).await?;
-        Ok(Page::from_overfetch(rows, limit, |e: &Event| (e.starts_at, e.id)))
+        Ok(Page::from_overfetch(rows, limit, |e: &Event| {
+            (e.starts_at, e.id)
+        }))
     }
 }

@@ -56,7 +56,12 @@ pub trait EventStore: Send + Sync + 'static {
     /// Stores a changed event under optimistic concurrency and records `change`.
     async fn update_event(&self, event: &Event, change: DomainEvent) -> Result<()>;
     /// Cancels an event and everything open on it.
-    async fn cancel_event(&self, id: EventId, expected_version: u64, now: DateTime<Utc>) -> Result<EventCancellation>;
+    async fn cancel_event(
+        &self,
+        id: EventId,
+        expected_version: u64,
+        now: DateTime<Utc>,
+    ) -> Result<EventCancellation>;
     /// Lists events (see the contract for order and filters).
     async fn list_events(&self, query: &EventQuery) -> Result<Vec<Event>>;
 }

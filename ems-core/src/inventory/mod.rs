@@ -90,7 +90,11 @@ impl NewTier {
     }
 
     /// Sets the sales window.
-    pub fn sales_window(mut self, start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>) -> Self {
+    pub fn sales_window(
+        mut self,
+        start: Option<DateTime<Utc>>,
+        end: Option<DateTime<Utc>>,
+    ) -> Self {
         self.sales_start = start;
         self.sales_end = end;
         self

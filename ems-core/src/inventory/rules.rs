@@ -49,13 +49,26 @@ pub struct HoldPlan {
 /// from each quota. Capacity itself is the store's to check atomically.
 pub fn plan_hold(event: &Event, tiers: &[TicketTier], request: &HoldRequest) -> Result<HoldPlan> {
     if request.event_id != event.id {
-        return Err(Error::invalid("event_id", "hold request names another event"));
+        return Err(Error::invalid(
+            "event_id",
+            "hold request names another event",
+        ));
     }
     if !event.status.is_on_sale() {
-        return Err(Error::invalid_state("event", event.id, event.status, "hold tickets of"));
+        return Err(Error::invalid_state(
+            "event",
+            event.id,
+            event.status,
+            "hold tickets of",
+        ));
     }
     if request.now >= event.starts_at {
-        return Err(Error::invalid_state("event", event.id, "started", "hold tickets of"));
+        return Err(Error::invalid_state(
+            "event",
+            event.id,
+            "started",
+            "hold tickets of",
+        ));
     }
     if request.items.is_empty() {
         return Err(Error::invalid("items", "at least one tier and quantity"));
@@ -67,18 +80,30 @@ pub fn plan_hold(event: &Event, tiers: &[TicketTier], request: &HoldRequest) -> 
     let mut demand = BTreeMap::new();
     let mut total = Money::zero(event.currency);
     for (i, item) in request.items.iter().enumerate() {
-        if request.items[..i].iter().any(|other| other.tier_id == item.tier_id) {
-            return Err(Error::invalid("items", format!("tier {} listed twice", item.tier_id)));
+        if request.items[..i]
+            .iter()
+            .any(|other| other.tier_id == item.tier_id)
+        {
+            return Err(Error::invalid(
+                "items",
+                format!("tier {} listed twice", item.tier_id),
+            ));
         }
         if item.quantity == 0 {
-            return Err(Error::invalid("items.quantity", "must be greater than zero"));
+            return Err(Error::invalid(
+                "items.quantity",
+                "must be greater than zero",
+            ));
         }
         let tier = tiers
             .iter()
             .find(|t| t.id == item.tier_id)
             .ok_or_else(|| Error::not_found("tier", item.tier_id))?;
         if tier.event_id != event.id {
-            return Err(Error::invalid("items.tier_id", format!("tier {} belongs to another event", tier.id)));
+            return Err(Error::invalid(
+                "items.tier_id",
+                format!("tier {} belongs to another event", tier.id),
+            ));
         }
         if item.quantity < tier.min_per_order || item.quantity > tier.max_per_order {
             return Err(Error::invalid(
@@ -90,19 +115,37 @@ pub fn plan_hold(event: &Event, tiers: &[TicketTier], request: &HoldRequest) -> 
             ));
         }
         if tier.sales_start.is_some_and(|s| request.now < s) {
-            return Err(Error::invalid_state("tier", tier.id, "sales not open yet", "hold"));
+            return Err(Error::invalid_state(
+                "tier",
+                tier.id,
+                "sales not open yet",
+                "hold",
+            ));
         }
         if tier.sales_end.is_some_and(|e| request.now >= e) {
-            return Err(Error::invalid_state("tier", tier.id, "sales closed", "hold"));
+            return Err(Error::invalid_state(
+                "tier",
+                tier.id,
+                "sales closed",
+                "hold",
+            ));
         }
-        let line = HoldLine { tier_id: tier.id, quantity: item.quantity, unit_price: tier.price };
+        let line = HoldLine {
+            tier_id: tier.id,
+            quantity: item.quantity,
+            unit_price: tier.price,
+        };
         total = total.checked_add(line.unit_price.times(line.quantity)?)?;
         lines.push(line);
         for key in quotas_of(tier) {
             *demand.entry(key).or_insert(0u32) += item.quantity;
         }
     }
-    Ok(HoldPlan { lines, total, demand })
+    Ok(HoldPlan {
+        lines,
+        total,
+        demand,
+    })
 }
 
 /// Every quota a tier draws on.
@@ -132,11 +175,18 @@ pub fn demand_of(tiers: &[TicketTier], lines: &[HoldLine]) -> BTreeMap<QuotaKey,
 
 /// The `SoldOut` error for the first quota in `demand` that cannot take its units,
 /// given `available(key)`; `Ok` if all fit.
-pub fn check_capacity(demand: &BTreeMap<QuotaKey, u32>, available: impl Fn(QuotaKey) -> u32) -> Result<()> {
+pub fn check_capacity(
+    demand: &BTreeMap<QuotaKey, u32>,
+    available: impl Fn(QuotaKey) -> u32,
+) -> Result<()> {
     for (key, wanted) in demand {
         let left = available(*key);
         if *wanted > left {
-            return Err(Error::SoldOut { quota: key.to_string(), requested: *wanted, available: left });
+            return Err(Error::SoldOut {
+                quota: key.to_string(),
+                requested: *wanted,
+                available: left,
+            });
         }
     }
     Ok(())

@@ -21,24 +21,41 @@ fn validate_tier(event: &crate::event::Event, new: &NewTier) -> Result<()> {
     if new.price.currency() != event.currency {
         return Err(Error::invalid(
             "price.currency",
-            format!("event {} is priced in {}, not {}", event.id, event.currency, new.price.currency()),
+            format!(
+                "event {} is priced in {}, not {}",
+                event.id,
+                event.currency,
+                new.price.currency()
+            ),
         ));
     }
     if new.price.is_negative() {
         return Err(Error::invalid("price", "must not be negative"));
     }
     if !new.price.is_minor_exact() {
-        return Err(Error::invalid("price", format!("{} has more decimals than {} allows", new.price, event.currency)));
+        return Err(Error::invalid(
+            "price",
+            format!(
+                "{} has more decimals than {} allows",
+                new.price, event.currency
+            ),
+        ));
     }
     validate_capacity("capacity", new.capacity)?;
     if new.min_per_order == 0 {
         return Err(Error::invalid("min_per_order", "must be at least 1"));
     }
     if new.max_per_order < new.min_per_order {
-        return Err(Error::invalid("max_per_order", "must not be below min_per_order"));
+        return Err(Error::invalid(
+            "max_per_order",
+            "must not be below min_per_order",
+        ));
     }
     if new.max_per_order > MAX_PER_ORDER {
-        return Err(Error::invalid("max_per_order", format!("at most {MAX_PER_ORDER}")));
+        return Err(Error::invalid(
+            "max_per_order",
+            format!("at most {MAX_PER_ORDER}"),
+        ));
     }
     if let (Some(s), Some(e)) = (new.sales_start, new.sales_end) {
         if e <= s {
@@ -49,18 +66,39 @@ fn validate_tier(event: &crate::event::Event, new: &NewTier) -> Result<()> {
 }
 
 impl Ems {
-    async fn event_for_inventory(&self, actor: &Actor, event_id: EventId, action: &'static str) -> Result<crate::event::Event> {
-        let event = self.store().event(event_id).await?.ok_or_else(|| Error::not_found("event", event_id))?;
+    async fn event_for_inventory(
+        &self,
+        actor: &Actor,
+        event_id: EventId,
+        action: &'static str,
+    ) -> Result<crate::event::Event> {
+        let event = self
+            .store()
+            .event(event_id)
+            .await?
+            .ok_or_else(|| Error::not_found("event", event_id))?;
         actor.require_manages(event.organization, action)?;
         if event.status.is_final() {
-            return Err(Error::invalid_state("event", event_id, event.status, action));
+            return Err(Error::invalid_state(
+                "event",
+                event_id,
+                event.status,
+                action,
+            ));
         }
         Ok(event)
     }
 
     /// Adds a ticket tier to an event that is not cancelled or completed.
-    pub async fn add_tier(&self, actor: &Actor, event_id: EventId, new: NewTier) -> Result<TicketTier> {
-        let event = self.event_for_inventory(actor, event_id, "add tier").await?;
+    pub async fn add_tier(
+        &self,
+        actor: &Actor,
+        event_id: EventId,
+        new: NewTier,
+    ) -> Result<TicketTier> {
+        let event = self
+            .event_for_inventory(actor, event_id, "add tier")
+            .await?;
         validate_tier(&event, &new)?;
         let tier = TicketTier {
             id: TierId::new(),
@@ -80,8 +118,17 @@ impl Ems {
     }
 
     /// Changes a tier (price changes apply to later holds; held prices stay locked).
-    pub async fn update_tier(&self, actor: &Actor, event_id: EventId, tier_id: TierId, expected_version: u64, new: NewTier) -> Result<TicketTier> {
-        let event = self.event_for_inventory(actor, event_id, "update tier").await?;
+    pub async fn update_tier(
+        &self,
+        actor: &Actor,
+        event_id: EventId,
+        tier_id: TierId,
+        expected_version: u64,
+        new: NewTier,
+    ) -> Result<TicketTier> {
+        let event = self
+            .event_for_inventory(actor, event_id, "update tier")
+            .await?;
         validate_tier(&event, &new)?;
         let current = self
             .store()
@@ -91,7 +138,12 @@ impl Ems {
             .find(|t| t.id == tier_id)
             .ok_or_else(|| Error::not_found("tier", tier_id))?;
         if current.version != expected_version {
-            return Err(Error::Conflict { entity: "tier", id: tier_id.to_string(), expected: expected_version, found: current.version });
+            return Err(Error::Conflict {
+                entity: "tier",
+                id: tier_id.to_string(),
+                expected: expected_version,
+                found: current.version,
+            });
         }
         let tier = TicketTier {
             name: new.name.trim().to_owned(),
@@ -110,8 +162,15 @@ impl Ems {
     }
 
     /// Adds a quota several tiers can share.
-    pub async fn add_shared_quota(&self, actor: &Actor, event_id: EventId, name: &str, capacity: u32) -> Result<SharedQuota> {
-        self.event_for_inventory(actor, event_id, "add quota").await?;
+    pub async fn add_shared_quota(
+        &self,
+        actor: &Actor,
+        event_id: EventId,
+        name: &str,
+        capacity: u32,
+    ) -> Result<SharedQuota> {
+        self.event_for_inventory(actor, event_id, "add quota")
+            .await?;
         let quota = SharedQuota {
             id: QuotaId::new(),
             event_id,
@@ -129,31 +188,65 @@ impl Ems {
     }
 
     /// What can be bought now, per tier and quota.
-    pub async fn availability(&self, actor: &Actor, event_id: EventId) -> Result<EventAvailability> {
+    pub async fn availability(
+        &self,
+        actor: &Actor,
+        event_id: EventId,
+    ) -> Result<EventAvailability> {
         self.event(actor, event_id).await?;
         self.store().availability(event_id, self.now()).await
     }
 
     /// Reserves units for a customer until the hold's TTL runs out. All items or none.
-    pub async fn place_hold(&self, actor: &Actor, event_id: EventId, items: &[HoldItem], options: HoldOptions) -> Result<Hold> {
+    pub async fn place_hold(
+        &self,
+        actor: &Actor,
+        event_id: EventId,
+        items: &[HoldItem],
+        options: HoldOptions,
+    ) -> Result<Hold> {
         let customer = actor.purchaser(options.on_behalf_of, "hold tickets")?;
         let ttl = options.ttl.unwrap_or(self.config().hold_ttl);
         if ttl <= Duration::zero() || ttl > Duration::days(1) {
             return Err(Error::invalid("ttl", "must be between 1 second and 1 day"));
         }
-        if let Some(bad) = items.iter().find(|i| i.quantity == 0 || i.quantity > MAX_PER_ORDER) {
-            return Err(Error::invalid("items.quantity", format!("{} is outside 1..={MAX_PER_ORDER}", bad.quantity)));
+        if let Some(bad) = items
+            .iter()
+            .find(|i| i.quantity == 0 || i.quantity > MAX_PER_ORDER)
+        {
+            return Err(Error::invalid(
+                "items.quantity",
+                format!("{} is outside 1..={MAX_PER_ORDER}", bad.quantity),
+            ));
         }
         let now = self.now();
-        let request = HoldRequest { id: HoldId::new(), event_id, customer, items: items.to_vec(), now, expires_at: now + ttl };
+        let request = HoldRequest {
+            id: HoldId::new(),
+            event_id,
+            customer,
+            items: items.to_vec(),
+            now,
+            expires_at: now + ttl,
+        };
         self.store().try_hold(&request).await
     }
 
     /// Reads a hold: its customer, the event's organizers, admins.
     pub async fn hold(&self, actor: &Actor, id: HoldId) -> Result<Hold> {
-        let hold = self.store().hold(id).await?.ok_or_else(|| Error::not_found("hold", id))?;
-        let event = self.store().event(hold.event_id).await?.ok_or_else(|| Error::not_found("event", hold.event_id))?;
-        if actor.require_owner_or_manager(hold.customer, event.organization, "read hold").is_err() {
+        let hold = self
+            .store()
+            .hold(id)
+            .await?
+            .ok_or_else(|| Error::not_found("hold", id))?;
+        let event = self
+            .store()
+            .event(hold.event_id)
+            .await?
+            .ok_or_else(|| Error::not_found("event", hold.event_id))?;
+        if actor
+            .require_owner_or_manager(hold.customer, event.organization, "read hold")
+            .is_err()
+        {
             return Err(Error::not_found("hold", id));
         }
         Ok(hold)
@@ -171,4 +264,3 @@ impl Ems {
         self.store().sweep_expired(self.now(), limit).await
     }
 }
-

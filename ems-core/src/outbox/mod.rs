@@ -21,7 +21,10 @@ pub enum DomainEvent {
     /// A user registered.
     UserRegistered { user: UserId },
     /// An event was created as a draft.
-    EventCreated { event_id: EventId, organization: OrganizationId },
+    EventCreated {
+        event_id: EventId,
+        organization: OrganizationId,
+    },
     /// An event's details changed.
     EventUpdated { event_id: EventId, version: u64 },
     /// An event went on sale.
@@ -40,39 +43,106 @@ pub enum DomainEvent {
     /// A ticket tier was added or changed.
     TierChanged { event_id: EventId, tier_id: TierId },
     /// A shared quota was added.
-    QuotaAdded { event_id: EventId, quota_id: QuotaId },
+    QuotaAdded {
+        event_id: EventId,
+        quota_id: QuotaId,
+    },
     /// Units were reserved.
-    HoldPlaced { event_id: EventId, hold_id: HoldId, customer: UserId, quantity: u32 },
+    HoldPlaced {
+        event_id: EventId,
+        hold_id: HoldId,
+        customer: UserId,
+        quantity: u32,
+    },
     /// A hold was given up and its units returned.
-    HoldReleased { event_id: EventId, hold_id: HoldId, quantity: u32 },
+    HoldReleased {
+        event_id: EventId,
+        hold_id: HoldId,
+        quantity: u32,
+    },
     /// A hold ran out of time and its units returned.
-    HoldExpired { event_id: EventId, hold_id: HoldId, quantity: u32 },
+    HoldExpired {
+        event_id: EventId,
+        hold_id: HoldId,
+        quantity: u32,
+    },
     /// A booking was opened for a hold.
-    BookingCreated { event_id: EventId, booking_id: BookingId, customer: UserId },
+    BookingCreated {
+        event_id: EventId,
+        booking_id: BookingId,
+        customer: UserId,
+    },
     /// A booking was paid and its tickets issued.
-    BookingConfirmed { event_id: EventId, booking_id: BookingId, customer: UserId, tickets: u32 },
+    BookingConfirmed {
+        event_id: EventId,
+        booking_id: BookingId,
+        customer: UserId,
+        tickets: u32,
+    },
     /// A pending booking failed (payment declined, checkout abandoned …).
-    BookingFailed { event_id: EventId, booking_id: BookingId, reason: BookingReason },
+    BookingFailed {
+        event_id: EventId,
+        booking_id: BookingId,
+        reason: BookingReason,
+    },
     /// A pending booking's hold expired before payment.
-    BookingExpired { event_id: EventId, booking_id: BookingId },
+    BookingExpired {
+        event_id: EventId,
+        booking_id: BookingId,
+    },
     /// A payment arrived but the units could not be delivered; it is refunded.
-    BookingUnfulfilled { event_id: EventId, booking_id: BookingId, reason: BookingReason },
+    BookingUnfulfilled {
+        event_id: EventId,
+        booking_id: BookingId,
+        reason: BookingReason,
+    },
     /// A confirmed booking was cancelled and its tickets voided.
-    BookingCancelled { event_id: EventId, booking_id: BookingId, reason: BookingReason },
+    BookingCancelled {
+        event_id: EventId,
+        booking_id: BookingId,
+        reason: BookingReason,
+    },
     /// A payment was created at the gateway.
-    PaymentStarted { booking_id: BookingId, payment_id: PaymentId, amount: Money },
+    PaymentStarted {
+        booking_id: BookingId,
+        payment_id: PaymentId,
+        amount: Money,
+    },
     /// A payment succeeded.
-    PaymentSucceeded { booking_id: BookingId, payment_id: PaymentId, amount: Money },
+    PaymentSucceeded {
+        booking_id: BookingId,
+        payment_id: PaymentId,
+        amount: Money,
+    },
     /// A payment failed or was voided.
-    PaymentFailed { booking_id: BookingId, payment_id: PaymentId, reason: String },
+    PaymentFailed {
+        booking_id: BookingId,
+        payment_id: PaymentId,
+        reason: String,
+    },
     /// A refund was requested.
-    RefundRequested { booking_id: BookingId, refund_id: RefundId, amount: Money },
+    RefundRequested {
+        booking_id: BookingId,
+        refund_id: RefundId,
+        amount: Money,
+    },
     /// A refund went through.
-    RefundSucceeded { booking_id: BookingId, refund_id: RefundId, amount: Money },
+    RefundSucceeded {
+        booking_id: BookingId,
+        refund_id: RefundId,
+        amount: Money,
+    },
     /// A refund failed and needs a retry.
-    RefundFailed { booking_id: BookingId, refund_id: RefundId, reason: String },
+    RefundFailed {
+        booking_id: BookingId,
+        refund_id: RefundId,
+        reason: String,
+    },
     /// A ticket was admitted at the door.
-    TicketCheckedIn { event_id: EventId, ticket_id: TicketId },
+    TicketCheckedIn {
+        event_id: EventId,
+        ticket_id: TicketId,
+    },
 }
 
 /// A domain event with its position in the log.
@@ -104,10 +174,18 @@ pub trait OutboxStore: Send + Sync + 'static {
 
 impl Ems {
     /// Reads the domain-event log after `after`. Admins and the system only.
-    pub async fn events_after(&self, actor: &Actor, after: Option<u64>, limit: u32) -> Result<Vec<RecordedEvent>> {
+    pub async fn events_after(
+        &self,
+        actor: &Actor,
+        after: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<RecordedEvent>> {
         actor.require_privileged("read domain events")?;
         if limit == 0 || limit > crate::page::MAX_PAGE_SIZE {
-            return Err(crate::Error::invalid("limit", format!("{limit} is outside 1..={}", crate::page::MAX_PAGE_SIZE)));
+            return Err(crate::Error::invalid(
+                "limit",
+                format!("{limit} is outside 1..={}", crate::page::MAX_PAGE_SIZE),
+            ));
         }
         self.store().read_events(after, limit).await
     }

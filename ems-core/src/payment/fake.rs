@@ -88,7 +88,10 @@ impl std::fmt::Debug for FakeGateway {
 impl FakeGateway {
     /// A gateway that signs webhooks with `webhook_secret` and succeeds by default.
     pub fn new(webhook_secret: &str) -> Self {
-        Self { state: Arc::new(Mutex::new(State::default())), secret: Arc::new(webhook_secret.as_bytes().to_vec()) }
+        Self {
+            state: Arc::new(Mutex::new(State::default())),
+            secret: Arc::new(webhook_secret.as_bytes().to_vec()),
+        }
     }
 
     /// Queues the behaviour of the next `create_payment` call (first in, first used).
@@ -114,7 +117,9 @@ impl FakeGateway {
             let status = if succeed {
                 GatewayPaymentStatus::Succeeded
             } else {
-                GatewayPaymentStatus::Declined { reason: "declined after review".into() }
+                GatewayPaymentStatus::Declined {
+                    reason: "declined after review".into(),
+                }
             };
             if let Some(p) = s.payments.get_mut(reference) {
                 p.status = status;
@@ -122,7 +127,9 @@ impl FakeGateway {
             if succeed {
                 WebhookKind::PaymentSucceeded
             } else {
-                WebhookKind::PaymentFailed { reason: "declined after review".into() }
+                WebhookKind::PaymentFailed {
+                    reason: "declined after review".into(),
+                }
             }
         };
         self.webhook(reference, kind)
@@ -135,14 +142,19 @@ impl FakeGateway {
             s.next_event += 1;
             format!("evt_{}", s.next_event)
         };
-        let event = WebhookEvent { id, payment_reference: reference.to_owned(), kind };
+        let event = WebhookEvent {
+            id,
+            payment_reference: reference.to_owned(),
+            kind,
+        };
         let body = serde_json::to_vec(&event).expect("webhook events are plain data");
         let signature = Some(self.sign(&body));
         WebhookRequest { signature, body }
     }
 
     fn sign(&self, body: &[u8]) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes keys of any length");
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes keys of any length");
         mac.update(body);
         format!("v1={}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
     }
@@ -152,7 +164,11 @@ impl FakeGateway {
         let s = self.state.lock();
         let p = s.payments.get(reference)?;
         let charged = matches!(p.status, GatewayPaymentStatus::Succeeded);
-        let gross = if charged { p.amount } else { Money::zero(p.amount.currency()) };
+        let gross = if charged {
+            p.amount
+        } else {
+            Money::zero(p.amount.currency())
+        };
         gross.checked_sub(p.refunded).ok()
     }
 
@@ -171,40 +187,72 @@ impl FakeGateway {
 #[async_trait]
 impl PaymentGateway for FakeGateway {
     fn capabilities(&self) -> Capabilities {
-        Capabilities { partial_refunds: true, idempotency_keys: true, manual_capture: true, void: true, webhooks: true }
+        Capabilities {
+            partial_refunds: true,
+            idempotency_keys: true,
+            manual_capture: true,
+            void: true,
+            webhooks: true,
+        }
     }
 
-    async fn create_payment(&self, request: &PaymentRequest) -> Result<GatewayPayment, GatewayError> {
+    async fn create_payment(
+        &self,
+        request: &PaymentRequest,
+    ) -> Result<GatewayPayment, GatewayError> {
         let behavior = {
             let mut s = self.state.lock();
             s.create_calls += 1;
             if let Some(reference) = s.by_key.get(&request.idempotency_key).cloned() {
                 let p = &s.payments[&reference];
                 if p.amount != request.amount {
-                    return Err(GatewayError::Rejected { reason: "idempotency key reused with another amount".into() });
+                    return Err(GatewayError::Rejected {
+                        reason: "idempotency key reused with another amount".into(),
+                    });
                 }
-                return Ok(GatewayPayment { reference, status: p.status.clone() });
+                return Ok(GatewayPayment {
+                    reference,
+                    status: p.status.clone(),
+                });
             }
-            s.script.pop_front().or_else(|| s.default.clone()).unwrap_or(FakeBehavior::Succeed)
+            s.script
+                .pop_front()
+                .or_else(|| s.default.clone())
+                .unwrap_or(FakeBehavior::Succeed)
         };
         if let FakeBehavior::Delay(d) = &behavior {
             tokio::time::sleep(*d).await;
         }
         let status = match &behavior {
-            FakeBehavior::Succeed | FakeBehavior::Delay(_) | FakeBehavior::TimeoutAfterCharge => GatewayPaymentStatus::Succeeded,
+            FakeBehavior::Succeed | FakeBehavior::Delay(_) | FakeBehavior::TimeoutAfterCharge => {
+                GatewayPaymentStatus::Succeeded
+            }
             FakeBehavior::Authorize => GatewayPaymentStatus::Authorized,
             FakeBehavior::Pending => GatewayPaymentStatus::Pending,
-            FakeBehavior::Decline(reason) => return Err(GatewayError::Declined { reason: reason.clone() }),
+            FakeBehavior::Decline(reason) => {
+                return Err(GatewayError::Declined {
+                    reason: reason.clone(),
+                })
+            }
             FakeBehavior::Timeout => return Err(GatewayError::Timeout),
-            FakeBehavior::Unavailable => return Err(GatewayError::Unavailable { reason: "fake outage".into() }),
+            FakeBehavior::Unavailable => {
+                return Err(GatewayError::Unavailable {
+                    reason: "fake outage".into(),
+                })
+            }
         };
         let reference = format!("fake_pay_{}", uuid::Uuid::now_v7().simple());
         {
             let mut s = self.state.lock();
-            s.by_key.insert(request.idempotency_key.clone(), reference.clone());
+            s.by_key
+                .insert(request.idempotency_key.clone(), reference.clone());
             s.payments.insert(
                 reference.clone(),
-                FakePayment { amount: request.amount, status: status.clone(), refunded: Money::zero(request.amount.currency()) },
+                FakePayment {
+                    amount: request.amount,
+                    status: status.clone(),
+                    refunded: Money::zero(request.amount.currency()),
+                },
             );
         }
         if behavior == FakeBehavior::TimeoutAfterCharge {
@@ -215,29 +263,56 @@ impl PaymentGateway for FakeGateway {
 
     async fn payment_status(&self, reference: &str) -> Result<GatewayPayment, GatewayError> {
         let s = self.state.lock();
-        let p = s.payments.get(reference).ok_or_else(|| GatewayError::Rejected { reason: format!("unknown payment {reference}") })?;
-        Ok(GatewayPayment { reference: reference.to_owned(), status: p.status.clone() })
+        let p = s
+            .payments
+            .get(reference)
+            .ok_or_else(|| GatewayError::Rejected {
+                reason: format!("unknown payment {reference}"),
+            })?;
+        Ok(GatewayPayment {
+            reference: reference.to_owned(),
+            status: p.status.clone(),
+        })
     }
 
     async fn capture(&self, reference: &str, _key: &str) -> Result<GatewayPayment, GatewayError> {
         let mut s = self.state.lock();
-        let p = s.payments.get_mut(reference).ok_or_else(|| GatewayError::Rejected { reason: format!("unknown payment {reference}") })?;
+        let p = s
+            .payments
+            .get_mut(reference)
+            .ok_or_else(|| GatewayError::Rejected {
+                reason: format!("unknown payment {reference}"),
+            })?;
         match p.status {
             GatewayPaymentStatus::Authorized | GatewayPaymentStatus::Succeeded => {
                 p.status = GatewayPaymentStatus::Succeeded;
-                Ok(GatewayPayment { reference: reference.to_owned(), status: p.status.clone() })
+                Ok(GatewayPayment {
+                    reference: reference.to_owned(),
+                    status: p.status.clone(),
+                })
             }
-            _ => Err(GatewayError::Rejected { reason: "payment is not authorized".into() }),
+            _ => Err(GatewayError::Rejected {
+                reason: "payment is not authorized".into(),
+            }),
         }
     }
 
     async fn void(&self, reference: &str) -> Result<(), GatewayError> {
         let mut s = self.state.lock();
-        let p = s.payments.get_mut(reference).ok_or_else(|| GatewayError::Rejected { reason: format!("unknown payment {reference}") })?;
+        let p = s
+            .payments
+            .get_mut(reference)
+            .ok_or_else(|| GatewayError::Rejected {
+                reason: format!("unknown payment {reference}"),
+            })?;
         match p.status {
-            GatewayPaymentStatus::Succeeded => Err(GatewayError::Rejected { reason: "payment already completed; refund it".into() }),
+            GatewayPaymentStatus::Succeeded => Err(GatewayError::Rejected {
+                reason: "payment already completed; refund it".into(),
+            }),
             _ => {
-                p.status = GatewayPaymentStatus::Declined { reason: "voided".into() };
+                p.status = GatewayPaymentStatus::Declined {
+                    reason: "voided".into(),
+                };
                 Ok(())
             }
         }
@@ -251,32 +326,63 @@ impl PaymentGateway for FakeGateway {
         }
         if s.refund_failures > 0 {
             s.refund_failures -= 1;
-            return Err(GatewayError::Unavailable { reason: "fake refund outage".into() });
+            return Err(GatewayError::Unavailable {
+                reason: "fake refund outage".into(),
+            });
         }
         let p = s
             .payments
             .get_mut(&request.payment_reference)
-            .ok_or_else(|| GatewayError::Rejected { reason: format!("unknown payment {}", request.payment_reference) })?;
+            .ok_or_else(|| GatewayError::Rejected {
+                reason: format!("unknown payment {}", request.payment_reference),
+            })?;
         if p.status != GatewayPaymentStatus::Succeeded {
-            return Err(GatewayError::Rejected { reason: "only succeeded payments can be refunded".into() });
+            return Err(GatewayError::Rejected {
+                reason: "only succeeded payments can be refunded".into(),
+            });
         }
-        let after = p.refunded.checked_add(request.amount).map_err(|e| GatewayError::Rejected { reason: e.to_string() })?;
-        if after.amount() > p.amount.amount() || request.amount.is_negative() || request.amount.is_zero() {
-            return Err(GatewayError::Rejected { reason: format!("cannot refund {} of {}", request.amount, p.amount) });
+        let after = p
+            .refunded
+            .checked_add(request.amount)
+            .map_err(|e| GatewayError::Rejected {
+                reason: e.to_string(),
+            })?;
+        if after.amount() > p.amount.amount()
+            || request.amount.is_negative()
+            || request.amount.is_zero()
+        {
+            return Err(GatewayError::Rejected {
+                reason: format!("cannot refund {} of {}", request.amount, p.amount),
+            });
         }
         p.refunded = after;
-        let refund = GatewayRefund { reference: format!("fake_re_{}", uuid::Uuid::now_v7().simple()), completed: true };
-        s.refunds.insert(request.idempotency_key.clone(), refund.clone());
+        let refund = GatewayRefund {
+            reference: format!("fake_re_{}", uuid::Uuid::now_v7().simple()),
+            completed: true,
+        };
+        s.refunds
+            .insert(request.idempotency_key.clone(), refund.clone());
         Ok(refund)
     }
 
     fn parse_webhook(&self, request: &WebhookRequest) -> Result<WebhookEvent, GatewayError> {
-        let given = request.signature.as_deref().ok_or(GatewayError::InvalidSignature)?;
-        let given = given.strip_prefix("v1=").ok_or(GatewayError::InvalidSignature)?;
-        let given = URL_SAFE_NO_PAD.decode(given).map_err(|_| GatewayError::InvalidSignature)?;
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes keys of any length");
+        let given = request
+            .signature
+            .as_deref()
+            .ok_or(GatewayError::InvalidSignature)?;
+        let given = given
+            .strip_prefix("v1=")
+            .ok_or(GatewayError::InvalidSignature)?;
+        let given = URL_SAFE_NO_PAD
+            .decode(given)
+            .map_err(|_| GatewayError::InvalidSignature)?;
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes keys of any length");
         mac.update(&request.body);
-        mac.verify_slice(&given).map_err(|_| GatewayError::InvalidSignature)?;
-        serde_json::from_slice(&request.body).map_err(|e| GatewayError::InvalidWebhook { reason: e.to_string() })
+        mac.verify_slice(&given)
+            .map_err(|_| GatewayError::InvalidSignature)?;
+        serde_json::from_slice(&request.body).map_err(|e| GatewayError::InvalidWebhook {
+            reason: e.to_string(),
+        })
     }
 }

@@ -62,7 +62,12 @@ pub enum GatewayError {
 impl GatewayError {
     /// Whether the same call may succeed later (timeouts, outages, open circuit).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, GatewayError::Timeout | GatewayError::Unavailable { .. } | GatewayError::CircuitOpen { .. })
+        matches!(
+            self,
+            GatewayError::Timeout
+                | GatewayError::Unavailable { .. }
+                | GatewayError::CircuitOpen { .. }
+        )
     }
 }
 
@@ -220,13 +225,20 @@ pub trait PaymentGateway: Send + Sync + 'static {
     /// What this gateway supports.
     fn capabilities(&self) -> Capabilities;
     /// Starts (and, unless the gateway authorizes only, completes) a payment.
-    async fn create_payment(&self, request: &PaymentRequest) -> Result<GatewayPayment, GatewayError>;
+    async fn create_payment(
+        &self,
+        request: &PaymentRequest,
+    ) -> Result<GatewayPayment, GatewayError>;
     /// Asks the gateway for a payment's current state (polling instead of webhooks).
     async fn payment_status(&self, reference: &str) -> Result<GatewayPayment, GatewayError>;
     /// Returns money on a succeeded payment.
     async fn refund(&self, request: &RefundRequest) -> Result<GatewayRefund, GatewayError>;
     /// Captures an authorized payment.
-    async fn capture(&self, _reference: &str, _idempotency_key: &str) -> Result<GatewayPayment, GatewayError> {
+    async fn capture(
+        &self,
+        _reference: &str,
+        _idempotency_key: &str,
+    ) -> Result<GatewayPayment, GatewayError> {
         Err(GatewayError::NotSupported("manual capture"))
     }
     /// Cancels a payment that has not completed.

@@ -21,7 +21,8 @@ pub struct GatewayConfig {
 }
 
 /// Builds a gateway of one kind from its configuration.
-pub type GatewayFactory = Arc<dyn Fn(&GatewayConfig) -> Result<Arc<dyn PaymentGateway>, GatewayError> + Send + Sync>;
+pub type GatewayFactory =
+    Arc<dyn Fn(&GatewayConfig) -> Result<Arc<dyn PaymentGateway>, GatewayError> + Send + Sync>;
 
 /// Gateway factories by kind. `fake` is always registered (setting `webhook_secret`).
 ///
@@ -42,7 +43,9 @@ pub struct GatewayRegistry {
 
 impl std::fmt::Debug for GatewayRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GatewayRegistry").field("kinds", &self.kinds()).finish()
+        f.debug_struct("GatewayRegistry")
+            .field("kinds", &self.kinds())
+            .finish()
     }
 }
 
@@ -55,11 +58,17 @@ impl Default for GatewayRegistry {
 impl GatewayRegistry {
     /// A registry knowing the `fake` kind.
     pub fn new() -> Self {
-        let mut r = Self { factories: HashMap::new() };
+        let mut r = Self {
+            factories: HashMap::new(),
+        };
         r.register(
             "fake",
             Arc::new(|c: &GatewayConfig| {
-                let secret = c.settings.get("webhook_secret").map(String::as_str).unwrap_or("whsec_fake");
+                let secret = c
+                    .settings
+                    .get("webhook_secret")
+                    .map(String::as_str)
+                    .unwrap_or("whsec_fake");
                 Ok(Arc::new(FakeGateway::new(secret)) as Arc<dyn PaymentGateway>)
             }),
         );
@@ -79,8 +88,17 @@ impl GatewayRegistry {
     }
 
     /// Builds the gateway `config` describes.
-    pub fn build(&self, config: &GatewayConfig, clock: Arc<dyn Clock>) -> Result<Arc<dyn PaymentGateway>, GatewayError> {
-        let factory = self.factories.get(&config.kind).ok_or_else(|| GatewayError::UnknownGateway { name: config.kind.clone() })?;
+    pub fn build(
+        &self,
+        config: &GatewayConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<dyn PaymentGateway>, GatewayError> {
+        let factory =
+            self.factories
+                .get(&config.kind)
+                .ok_or_else(|| GatewayError::UnknownGateway {
+                    name: config.kind.clone(),
+                })?;
         let gateway = factory(config)?;
         Ok(match config.resilience {
             Some(policy) => Arc::new(ResilientGateway::new(gateway, clock, policy)),
@@ -94,7 +112,10 @@ impl PaymentGateway for Arc<dyn PaymentGateway> {
     fn capabilities(&self) -> super::Capabilities {
         (**self).capabilities()
     }
-    async fn create_payment(&self, r: &super::PaymentRequest) -> Result<super::GatewayPayment, GatewayError> {
+    async fn create_payment(
+        &self,
+        r: &super::PaymentRequest,
+    ) -> Result<super::GatewayPayment, GatewayError> {
         (**self).create_payment(r).await
     }
     async fn payment_status(&self, reference: &str) -> Result<super::GatewayPayment, GatewayError> {
@@ -103,13 +124,20 @@ impl PaymentGateway for Arc<dyn PaymentGateway> {
     async fn refund(&self, r: &super::RefundRequest) -> Result<super::GatewayRefund, GatewayError> {
         (**self).refund(r).await
     }
-    async fn capture(&self, reference: &str, key: &str) -> Result<super::GatewayPayment, GatewayError> {
+    async fn capture(
+        &self,
+        reference: &str,
+        key: &str,
+    ) -> Result<super::GatewayPayment, GatewayError> {
         (**self).capture(reference, key).await
     }
     async fn void(&self, reference: &str) -> Result<(), GatewayError> {
         (**self).void(reference).await
     }
-    fn parse_webhook(&self, r: &super::WebhookRequest) -> Result<super::WebhookEvent, GatewayError> {
+    fn parse_webhook(
+        &self,
+        r: &super::WebhookRequest,
+    ) -> Result<super::WebhookEvent, GatewayError> {
         (**self).parse_webhook(r)
     }
 }

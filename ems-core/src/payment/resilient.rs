@@ -59,7 +59,12 @@ pub struct ResilientGateway<G> {
 impl<G: PaymentGateway> ResilientGateway<G> {
     /// Wraps `inner`.
     pub fn new(inner: G, clock: Arc<dyn Clock>, policy: ResiliencePolicy) -> Self {
-        Self { inner, clock, policy, breaker: Mutex::new(Breaker::default()) }
+        Self {
+            inner,
+            clock,
+            policy,
+            breaker: Mutex::new(Breaker::default()),
+        }
     }
 
     /// The wrapped gateway.
@@ -94,7 +99,8 @@ impl<G: PaymentGateway> ResilientGateway<G> {
         b.consecutive_failures += 1;
         let half_open_trial_failed = b.open_until.is_some();
         if b.consecutive_failures >= self.policy.failure_threshold || half_open_trial_failed {
-            let cooldown = chrono::Duration::from_std(self.policy.cooldown).unwrap_or(chrono::Duration::seconds(30));
+            let cooldown = chrono::Duration::from_std(self.policy.cooldown)
+                .unwrap_or(chrono::Duration::seconds(30));
             b.open_until = Some(self.clock.now() + cooldown);
         }
     }
@@ -105,7 +111,11 @@ impl<G: PaymentGateway> ResilientGateway<G> {
         Fut: Future<Output = Result<T, GatewayError>> + Send,
         T: Send,
     {
-        let attempts = if idempotent { self.policy.max_retries + 1 } else { 1 };
+        let attempts = if idempotent {
+            self.policy.max_retries + 1
+        } else {
+            1
+        };
         let mut wait = self.policy.backoff;
         let mut last = GatewayError::Timeout;
         for attempt in 0..attempts {
@@ -144,13 +154,18 @@ impl<G: PaymentGateway> PaymentGateway for ResilientGateway<G> {
         self.inner.capabilities()
     }
 
-    async fn create_payment(&self, request: &PaymentRequest) -> Result<GatewayPayment, GatewayError> {
+    async fn create_payment(
+        &self,
+        request: &PaymentRequest,
+    ) -> Result<GatewayPayment, GatewayError> {
         let idempotent = self.inner.capabilities().idempotency_keys;
-        self.call(idempotent, || self.inner.create_payment(request)).await
+        self.call(idempotent, || self.inner.create_payment(request))
+            .await
     }
 
     async fn payment_status(&self, reference: &str) -> Result<GatewayPayment, GatewayError> {
-        self.call(true, || self.inner.payment_status(reference)).await
+        self.call(true, || self.inner.payment_status(reference))
+            .await
     }
 
     async fn refund(&self, request: &RefundRequest) -> Result<GatewayRefund, GatewayError> {
@@ -160,7 +175,8 @@ impl<G: PaymentGateway> PaymentGateway for ResilientGateway<G> {
 
     async fn capture(&self, reference: &str, key: &str) -> Result<GatewayPayment, GatewayError> {
         let idempotent = self.inner.capabilities().idempotency_keys;
-        self.call(idempotent, || self.inner.capture(reference, key)).await
+        self.call(idempotent, || self.inner.capture(reference, key))
+            .await
     }
 
     async fn void(&self, reference: &str) -> Result<(), GatewayError> {
@@ -215,8 +231,18 @@ mod tests {
         let fake = FakeGateway::new("s");
         fake.set_default(FakeBehavior::Delay(Duration::from_secs(5)));
         let clock = Arc::new(ManualClock::new(Utc::now()));
-        let g = ResilientGateway::new(fake.clone(), clock, ResiliencePolicy { max_retries: 0, ..policy() });
-        assert!(matches!(g.create_payment(&request("b")).await, Err(GatewayError::Timeout)));
+        let g = ResilientGateway::new(
+            fake.clone(),
+            clock,
+            ResiliencePolicy {
+                max_retries: 0,
+                ..policy()
+            },
+        );
+        assert!(matches!(
+            g.create_payment(&request("b")).await,
+            Err(GatewayError::Timeout)
+        ));
     }
 
     #[tokio::test(start_paused = true)]
@@ -225,7 +251,10 @@ mod tests {
         fake.push(FakeBehavior::Decline("no".into()));
         let clock = Arc::new(ManualClock::new(Utc::now()));
         let g = ResilientGateway::new(fake.clone(), clock, policy());
-        assert!(matches!(g.create_payment(&request("c")).await, Err(GatewayError::Declined { .. })));
+        assert!(matches!(
+            g.create_payment(&request("c")).await,
+            Err(GatewayError::Declined { .. })
+        ));
         assert_eq!(fake.calls().0, 1);
     }
 
@@ -238,11 +267,17 @@ mod tests {
         assert!(g.create_payment(&request("d")).await.is_err());
         assert!(g.is_open(), "three failed attempts open the circuit");
         let calls = fake.calls().0;
-        assert!(matches!(g.create_payment(&request("e")).await, Err(GatewayError::CircuitOpen { .. })));
+        assert!(matches!(
+            g.create_payment(&request("e")).await,
+            Err(GatewayError::CircuitOpen { .. })
+        ));
         assert_eq!(fake.calls().0, calls, "an open circuit makes no call");
         clock.advance(chrono::Duration::seconds(31));
         fake.set_default(FakeBehavior::Succeed);
-        assert!(g.create_payment(&request("f")).await.is_ok(), "trial call after cooldown");
+        assert!(
+            g.create_payment(&request("f")).await.is_ok(),
+            "trial call after cooldown"
+        );
         assert!(!g.is_open());
     }
 }

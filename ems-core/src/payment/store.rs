@@ -23,7 +23,8 @@ pub trait PaymentStore: Send + Sync + 'static {
     /// Reads a payment.
     async fn payment(&self, id: PaymentId) -> Result<Option<Payment>>;
     /// Finds a payment by its gateway and gateway reference.
-    async fn payment_by_reference(&self, gateway: &str, reference: &str) -> Result<Option<Payment>>;
+    async fn payment_by_reference(&self, gateway: &str, reference: &str)
+        -> Result<Option<Payment>>;
     /// A booking's payments, oldest first.
     async fn payments_for_booking(&self, booking: BookingId) -> Result<Vec<Payment>>;
     /// Stores a changed payment under optimistic concurrency.
@@ -44,11 +45,18 @@ pub fn payment_change_event(old: &Payment, new: &Payment) -> Option<DomainEvent>
         return None;
     }
     match new.status {
-        PaymentStatus::Succeeded => Some(DomainEvent::PaymentSucceeded { booking_id: new.booking_id, payment_id: new.id, amount: new.amount }),
+        PaymentStatus::Succeeded => Some(DomainEvent::PaymentSucceeded {
+            booking_id: new.booking_id,
+            payment_id: new.id,
+            amount: new.amount,
+        }),
         PaymentStatus::Failed | PaymentStatus::Voided => Some(DomainEvent::PaymentFailed {
             booking_id: new.booking_id,
             payment_id: new.id,
-            reason: new.failure.clone().unwrap_or_else(|| format!("{:?}", new.status).to_lowercase()),
+            reason: new
+                .failure
+                .clone()
+                .unwrap_or_else(|| format!("{:?}", new.status).to_lowercase()),
         }),
         PaymentStatus::Pending => None,
     }
@@ -60,7 +68,11 @@ pub fn refund_change_event(old: &Refund, new: &Refund) -> Option<DomainEvent> {
         return None;
     }
     match new.status {
-        RefundStatus::Succeeded => Some(DomainEvent::RefundSucceeded { booking_id: new.booking_id, refund_id: new.id, amount: new.amount }),
+        RefundStatus::Succeeded => Some(DomainEvent::RefundSucceeded {
+            booking_id: new.booking_id,
+            refund_id: new.id,
+            amount: new.amount,
+        }),
         RefundStatus::Failed => Some(DomainEvent::RefundFailed {
             booking_id: new.booking_id,
             refund_id: new.id,

@@ -1,1 +1,144 @@
-//! The conformance suite.
+//! The conformance suite every storage backend runs.
+//!
+//! Each scenario is a plain `pub async fn(TestStores)` asserting one behaviour
+//! through the ports (via [`Ems`]), so it runs unchanged on any backend. A backend
+//! runs all of them, plus the concurrency stress and the model test, with one line:
+//!
+//! ```text
+//! ems_core::conformance_tests!(|| async {
+//!     let store = MyStore::connect_fresh().await;
+//!     ems_core::testkit::TestStores::new(Arc::new(store.clone()), Arc::new(store.second_handle()))
+//! });
+//! ```
+//!
+//! `TestStores::b` must be an independent handle to the same data (a second pool,
+//! as a second server process would have), so the races go through two handles.
+
+mod fixture;
+pub mod model;
+pub mod scenarios;
+
+use std::future::Future;
+use std::sync::Arc;
+
+pub use fixture::{epoch, eur, Fixture};
+
+use crate::Store;
+
+/// Two handles to one fresh, empty store.
+#[derive(Clone)]
+pub struct TestStores {
+    /// The first handle.
+    pub a: Arc<dyn Store>,
+    /// A second, independent handle to the same data.
+    pub b: Arc<dyn Store>,
+}
+
+impl std::fmt::Debug for TestStores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TestStores")
+    }
+}
+
+impl TestStores {
+    /// Pairs two handles to the same data.
+    pub fn new(a: Arc<dyn Store>, b: Arc<dyn Store>) -> Self {
+        Self { a, b }
+    }
+}
+
+/// Runs one scenario on a fresh store from `factory`, on a multi-thread runtime.
+pub fn run<F, Fut, S, SFut>(factory: F, scenario: S)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = TestStores>,
+    S: FnOnce(TestStores) -> SFut,
+    SFut: Future<Output = ()>,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("a test runtime starts");
+    rt.block_on(async {
+        let stores = factory().await;
+        scenario(stores).await;
+    });
+}
+
+/// Generates one `#[test]` per conformance scenario, plus the model test, for
+/// the backend `factory` creates (an expression of type `Fn() -> impl Future<Output = TestStores>`).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:expr) => {
+        $crate::__conformance_tests!($factory;
+            duplicate_email_is_rejected,
+            draft_event_is_invisible_to_customers,
+            stale_event_update_is_a_conflict,
+            hold_on_draft_event_is_rejected,
+            hold_on_cancelled_event_is_rejected,
+            unauthorized_actor_cannot_manage_an_event,
+            event_capacity_cannot_drop_below_units_taken,
+            reschedule_keeps_bookings_valid_and_tells_holders,
+            cancel_event_releases_holds_and_refunds_paid_bookings,
+            completed_event_stops_sales,
+            event_search_applies_every_filter,
+            event_pages_stay_stable_under_inserts,
+            hold_reserves_units_on_every_quota,
+            hold_that_does_not_fit_changes_nothing,
+            shared_quota_limits_its_tiers_together,
+            expired_hold_units_are_available_again,
+            sweep_expires_holds_and_their_pending_bookings,
+            released_hold_returns_units_once,
+            quantity_outside_per_order_limits_is_rejected,
+            zero_quantity_is_rejected_without_partial_state,
+            sales_window_is_enforced,
+            tier_priced_in_another_currency_is_rejected,
+            negative_price_and_zero_capacity_are_rejected,
+            checkout_confirms_and_issues_one_ticket_per_unit,
+            same_idempotency_key_returns_the_same_booking,
+            same_key_with_other_items_is_rejected,
+            concurrent_checkouts_with_one_key_make_one_booking,
+            declined_payment_fails_the_booking_and_releases_units,
+            gateway_timeout_releases_units_and_reconcile_settles,
+            pending_payment_confirms_on_webhook,
+            duplicate_webhook_is_applied_once,
+            failure_webhook_after_success_is_ignored,
+            late_payment_reacquires_units_when_available,
+            late_payment_is_refunded_when_sold_out,
+            forged_webhook_signature_is_rejected,
+            booking_a_foreign_hold_is_rejected,
+            customer_cancellation_refunds_per_policy,
+            cancellation_after_the_last_deadline_is_refused,
+            failed_refund_is_recorded_and_retry_pays_once,
+            free_tickets_confirm_without_charging,
+            check_in_admits_once_and_says_when,
+            check_in_refuses_forged_codes,
+            check_in_refuses_tickets_of_other_events,
+            check_in_refuses_void_tickets,
+            concurrent_check_ins_admit_once,
+            domain_events_are_read_in_order_from_a_cursor,
+            booking_history_is_paginated_newest_first,
+            concurrent_holds_through_two_handles_never_oversell,
+            concurrent_checkouts_sell_exactly_capacity,
+        );
+
+        #[test]
+        fn model_test_counters_and_money_agree_with_an_oracle() {
+            $crate::testkit::model::run_model_test($factory, 48);
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_tests {
+    ($factory:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::testkit::run($factory, $crate::testkit::scenarios::$name);
+            }
+        )*
+    };
+}

@@ -52,9 +52,14 @@ impl TicketSigner {
     /// A signer with a secret key of at least 32 bytes.
     pub fn new(key: &[u8]) -> crate::Result<Self> {
         if key.len() < 32 {
-            return Err(crate::Error::invalid("ticket_key", "must be at least 32 bytes"));
+            return Err(crate::Error::invalid(
+                "ticket_key",
+                "must be at least 32 bytes",
+            ));
         }
-        Ok(Self { mac: Hmac::new_from_slice(key).expect("HMAC takes keys of any length") })
+        Ok(Self {
+            mac: Hmac::new_from_slice(key).expect("HMAC takes keys of any length"),
+        })
     }
 
     /// A signer with a fresh random key (codes do not survive a restart).
@@ -89,13 +94,16 @@ impl TicketSigner {
         if code.len() > 2 * RAW_LEN {
             return Err(CodeError::Malformed);
         }
-        let raw = URL_SAFE_NO_PAD.decode(code).map_err(|_| CodeError::Malformed)?;
+        let raw = URL_SAFE_NO_PAD
+            .decode(code)
+            .map_err(|_| CodeError::Malformed)?;
         if raw.len() != RAW_LEN || raw[0] != VERSION {
             return Err(CodeError::Malformed);
         }
         let mut mac = self.mac.clone();
         mac.update(&raw[..33]);
-        mac.verify_truncated_left(&raw[33..]).map_err(|_| CodeError::BadSignature)?;
+        mac.verify_truncated_left(&raw[33..])
+            .map_err(|_| CodeError::BadSignature)?;
         let ticket = Uuid::from_slice(&raw[1..17]).map_err(|_| CodeError::Malformed)?;
         let event = Uuid::from_slice(&raw[17..33]).map_err(|_| CodeError::Malformed)?;
         Ok((TicketId(ticket), EventId(event)))

@@ -105,7 +105,12 @@ pub trait TicketStore: Send + Sync + 'static {
     /// A booking's tickets in issue order.
     async fn tickets_for_booking(&self, booking: BookingId) -> Result<Vec<Ticket>>;
     /// Admits a ticket once.
-    async fn check_in(&self, ticket: TicketId, event: EventId, now: DateTime<Utc>) -> Result<CheckIn>;
+    async fn check_in(
+        &self,
+        ticket: TicketId,
+        event: EventId,
+        now: DateTime<Utc>,
+    ) -> Result<CheckIn>;
 }
 
 impl Ems {
@@ -124,14 +129,24 @@ impl Ems {
     /// Checks a code in at `event`'s door. The event's organizers, admins and the
     /// system only. A forged or garbled code is refused without a store lookup.
     pub async fn check_in(&self, actor: &Actor, event: EventId, code: &str) -> Result<CheckIn> {
-        let e = self.store().event(event).await?.ok_or_else(|| Error::not_found("event", event))?;
+        let e = self
+            .store()
+            .event(event)
+            .await?
+            .ok_or_else(|| Error::not_found("event", event))?;
         actor.require_manages(e.organization, "check in")?;
         let (ticket_id, ticket_event) = match self.signer().verify(code) {
             Ok(parts) => parts,
-            Err(_) => return Ok(CheckIn::Refused { refusal: CheckInRefusal::Unknown }),
+            Err(_) => {
+                return Ok(CheckIn::Refused {
+                    refusal: CheckInRefusal::Unknown,
+                })
+            }
         };
         if ticket_event != event {
-            return Ok(CheckIn::Refused { refusal: CheckInRefusal::WrongEvent { ticket_event } });
+            return Ok(CheckIn::Refused {
+                refusal: CheckInRefusal::WrongEvent { ticket_event },
+            });
         }
         self.store().check_in(ticket_id, event, self.now()).await
     }

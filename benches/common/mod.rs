@@ -1,0 +1,87 @@
+//! Shared set-up for the in-memory benches: published events with one large tier.
+
+use std::sync::Arc;
+
+use chrono::{Duration, TimeZone, Utc};
+use ems::clock::ManualClock;
+use ems::memory::MemoryStore;
+use ems::payment::FakeGateway;
+use ems::prelude::*;
+
+/// A service over a fresh memory store with `events` published events of one tier each.
+pub(crate) struct World {
+    pub(crate) ems: Ems,
+    pub(crate) store: MemoryStore,
+    pub(crate) events: Vec<(EventId, TierId)>,
+}
+
+pub(crate) fn world(events: usize, capacity: u32) -> World {
+    futures::executor::block_on(async {
+        let store = MemoryStore::new();
+        let clock = ManualClock::new(
+            Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0)
+                .single()
+                .expect("a valid instant"),
+        );
+        let ems = Ems::builder(Arc::new(store.clone()))
+            .clock(Arc::new(clock.clone()))
+            .gateway("fake", Arc::new(FakeGateway::new("whsec_bench")))
+            .ticket_key(&[1u8; 32])
+            .build()
+            .expect("bench set-up succeeds");
+        let org = ems
+            .create_organization(&Actor::System, "Bench")
+            .await
+            .expect("bench set-up succeeds");
+        let organizer = Actor::Organizer {
+            user: UserId::new(),
+            organization: org.id,
+        };
+        let starts = clock.now() + Duration::days(30);
+        let mut out = Vec::with_capacity(events);
+        for i in 0..events {
+            let e = ems
+                .create_event(
+                    &organizer,
+                    NewEvent::builder(
+                        org.id,
+                        format!("Event {i}"),
+                        starts,
+                        starts + Duration::hours(2),
+                    )
+                    .capacity(capacity)
+                    .build(),
+                )
+                .await
+                .expect("bench set-up succeeds");
+            let t = ems
+                .add_tier(
+                    &organizer,
+                    e.id,
+                    NewTier::new(
+                        "GA",
+                        Money::parse("10.00", "EUR").expect("bench set-up succeeds"),
+                        capacity,
+                    )
+                    .per_order(1, 10),
+                )
+                .await
+                .expect("bench set-up succeeds");
+            ems.publish_event(&organizer, e.id, e.version)
+                .await
+                .expect("bench set-up succeeds");
+            out.push((e.id, t.id));
+        }
+        World {
+            ems,
+            store,
+            events: out,
+        }
+    })
+}
+
+/// Drops the domain-event log so long runs measure the operation, not log growth.
+pub(crate) fn prune(store: &MemoryStore) {
+    use ems::outbox::OutboxStore;
+    futures::executor::block_on(store.prune_events(u64::MAX)).expect("bench set-up succeeds");
+}

@@ -1,0 +1,2223 @@
+//! One behaviour per scenario. Each takes fresh [`TestStores`] and panics with a
+//! message saying what was expected.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::Duration;
+use rust_decimal::Decimal;
+
+use super::fixture::{eur, Fixture};
+use super::TestStores;
+use crate::booking::{BookingReason, BookingStatus, RefundPolicy};
+use crate::directory::{NewUser, Role};
+use crate::event::{EventFilter, EventPatch, EventStatus, NewEvent};
+use crate::id::*;
+use crate::inventory::{HoldItem, HoldOptions, HoldStatus, NewTier, QuotaKey};
+use crate::money::{Currency, Money};
+use crate::outbox::DomainEvent;
+use crate::page::PageRequest;
+use crate::payment::{FakeBehavior, PaymentStatus, RefundStatus, WebhookKind};
+use crate::ticket::{CheckIn, CheckInRefusal};
+use crate::{Actor, Error};
+
+fn items(tier: TierId, quantity: u32) -> Vec<HoldItem> {
+    vec![HoldItem {
+        tier_id: tier,
+        quantity,
+    }]
+}
+
+/// A second profile with an email already used (in any case) is refused.
+pub async fn duplicate_email_is_rejected(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let new = |email: &str| NewUser {
+        email: email.into(),
+        display_name: "Ana".into(),
+        role: Role::Customer,
+        organization: None,
+    };
+    f.ems
+        .register_user(&Actor::Anonymous, new("ana@example.com"))
+        .await
+        .expect("first registration");
+    let err = f
+        .ems
+        .register_user(&Actor::Anonymous, new("ANA@example.com"))
+        .await
+        .expect_err("duplicate email refused");
+    assert!(
+        matches!(err, Error::AlreadyExists { field: "email", .. }),
+        "expected AlreadyExists on email, got {err:?}"
+    );
+    let found = f
+        .ems
+        .store()
+        .user_by_email("Ana@Example.com")
+        .await
+        .expect("lookup works");
+    assert!(found.is_some(), "lookup by email is case-insensitive");
+}
+
+/// Drafts are hidden from customers in reads and listings.
+pub async fn draft_event_is_invisible_to_customers(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let draft = f.draft_event(10).await;
+    let err = f
+        .ems
+        .event(&f.customer(), draft.id)
+        .await
+        .expect_err("draft hidden");
+    assert!(
+        matches!(err, Error::NotFound { .. }),
+        "expected NotFound, got {err:?}"
+    );
+    let page = f
+        .ems
+        .list_events(
+            &f.customer(),
+            EventFilter::default(),
+            PageRequest::first(10),
+        )
+        .await
+        .expect("listing");
+    assert!(page.items.is_empty(), "customers list no drafts");
+    let page = f
+        .ems
+        .list_events(&f.organizer, EventFilter::default(), PageRequest::first(10))
+        .await
+        .expect("listing");
+    assert_eq!(page.items.len(), 1, "its organizer lists the draft");
+}
+
+/// Updating with a version that is no longer current is a `Conflict` and stores nothing.
+pub async fn stale_event_update_is_a_conflict(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let e = f.draft_event(10).await;
+    let patch = |t: &str| EventPatch {
+        title: Some(t.into()),
+        ..Default::default()
+    };
+    let updated = f
+        .ems
+        .update_event(&f.organizer, e.id, e.version, patch("First"))
+        .await
+        .expect("first update");
+    assert_eq!(updated.version, e.version + 1);
+    let err = f
+        .ems_b
+        .update_event(&f.organizer, e.id, e.version, patch("Second"))
+        .await
+        .expect_err("stale write refused");
+    assert!(
+        matches!(err, Error::Conflict { expected, found, .. } if expected == e.version && found == e.version + 1),
+        "got {err:?}"
+    );
+    let now = f.ems.event(&f.organizer, e.id).await.expect("readable");
+    assert_eq!(now.title, "First", "the stale write changed nothing");
+}
+
+/// A hold on a draft is refused with `InvalidState` and takes nothing.
+pub async fn hold_on_draft_event_is_rejected(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let e = f.draft_event(10).await;
+    let tier = f
+        .ems
+        .add_tier(&f.organizer, e.id, NewTier::new("GA", eur("10"), 10))
+        .await
+        .expect("tier");
+    let err = f
+        .ems
+        .place_hold(
+            &Actor::System,
+            e.id,
+            &items(tier.id, 1),
+            HoldOptions {
+                on_behalf_of: Some(UserId::new()),
+                ttl: None,
+            },
+        )
+        .await;
+    assert!(
+        matches!(err, Err(Error::InvalidState { .. })),
+        "expected InvalidState, got {err:?}"
+    );
+    assert_eq!(f.event_taken(e.id).await, 0, "nothing taken");
+}
+
+/// A hold on a cancelled event is refused.
+pub async fn hold_on_cancelled_event_is_rejected(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(10, &[("GA", "10", 10)]).await;
+    f.ems
+        .cancel_event(&f.organizer, e.id, e.version)
+        .await
+        .expect("cancelled");
+    let err = f
+        .ems
+        .place_hold(
+            &f.customer(),
+            e.id,
+            &items(tiers[0].id, 1),
+            HoldOptions::default(),
+        )
+        .await;
+    assert!(
+        matches!(err, Err(Error::InvalidState { .. })),
+        "expected InvalidState, got {err:?}"
+    );
+    assert_eq!(f.event_taken(e.id).await, 0);
+}
+
+/// Customers, anonymous callers and other organizations' organizers cannot manage events.
+pub async fn unauthorized_actor_cannot_manage_an_event(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let e = f.draft_event(10).await;
+    let outsider = Actor::Organizer {
+        user: UserId::new(),
+        organization: OrganizationId::new(),
+    };
+    for actor in [f.customer(), Actor::Anonymous, outsider] {
+        let err = f
+            .ems
+            .publish_event(&actor, e.id, e.version)
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(err, Error::Forbidden { .. }),
+            "{actor:?}: expected Forbidden, got {err:?}"
+        );
+        let err = f
+            .ems
+            .add_tier(&actor, e.id, NewTier::new("X", eur("1"), 1))
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(err, Error::Forbidden { .. }),
+            "{actor:?}: expected Forbidden, got {err:?}"
+        );
+    }
+    let new = NewEvent::builder(
+        f.org.id,
+        "Mine",
+        f.clock_now() + Duration::days(1),
+        f.clock_now() + Duration::days(2),
+    )
+    .capacity(5)
+    .build();
+    assert!(matches!(
+        f.ems.create_event(&f.customer(), new).await,
+        Err(Error::Forbidden { .. })
+    ));
+    let still = f.ems.event(&f.organizer, e.id).await.expect("readable");
+    assert_eq!(still.status, EventStatus::Draft, "nothing changed");
+}
+
+/// Capacity cannot be lowered below the units already held or sold.
+pub async fn event_capacity_cannot_drop_below_units_taken(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(10, &[("GA", "10", 10)]).await;
+    f.buy(&f.customer(), e.id, tiers[0].id, 4).await;
+    let err = f
+        .ems
+        .update_event(
+            &f.organizer,
+            e.id,
+            e.version,
+            EventPatch {
+                capacity: Some(3),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(
+        matches!(
+            err,
+            Err(Error::InvalidInput {
+                field: "capacity",
+                ..
+            })
+        ),
+        "got {err:?}"
+    );
+    let ok = f
+        .ems
+        .update_event(
+            &f.organizer,
+            e.id,
+            e.version,
+            EventPatch {
+                capacity: Some(4),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(
+        ok.is_ok(),
+        "capacity equal to units taken is allowed: {ok:?}"
+    );
+    assert_eq!(f.available(e.id, tiers[0].id).await, 0);
+}
+
+/// Rescheduling keeps confirmed bookings and tickets valid and records `EventRescheduled`.
+pub async fn reschedule_keeps_bookings_valid_and_tells_holders(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(10, &[("GA", "10", 10)]).await;
+    let c = f.buy(&f.customer(), e.id, tiers[0].id, 2).await;
+    let new_start = e.starts_at + Duration::days(7);
+    let moved = f
+        .ems
+        .reschedule_event(
+            &f.organizer,
+            e.id,
+            e.version,
+            new_start,
+            new_start + Duration::hours(3),
+        )
+        .await
+        .expect("rescheduled");
+    assert_eq!(moved.status, EventStatus::Rescheduled);
+    assert_eq!(moved.rescheduled_from, Some(e.starts_at));
+    let b = f
+        .ems
+        .booking(&f.organizer, c.booking.id)
+        .await
+        .expect("booking readable");
+    assert_eq!(b.status, BookingStatus::Confirmed, "bookings stay valid");
+    let events = f
+        .ems
+        .events_after(&Actor::System, None, 500)
+        .await
+        .expect("log readable");
+    assert!(
+        events.iter().any(|r| matches!(r.event, DomainEvent::EventRescheduled { event_id, starts_at, .. } if event_id == e.id && starts_at == new_start)),
+        "an EventRescheduled domain event tells integrators"
+    );
+    let check = f
+        .ems
+        .check_in(&f.organizer, e.id, &c.tickets[0].code)
+        .await
+        .expect("check-in runs");
+    assert!(
+        matches!(check, CheckIn::Admitted { .. }),
+        "tickets still admit: {check:?}"
+    );
+}
+
+/// Cancelling an event releases open holds, fails pending bookings, and refunds
+/// every paid booking in full through its gateway.
+pub async fn cancel_event_releases_holds_and_refunds_paid_bookings(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(20, &[("GA", "12.50", 20)]).await;
+    let paid = f.buy(&f.customer(), e.id, tiers[0].id, 2).await;
+    let held = f
+        .ems
+        .place_hold(
+            &f.customer(),
+            e.id,
+            &items(tiers[0].id, 3),
+            HoldOptions::default(),
+        )
+        .await
+        .expect("hold");
+    f.gateway.push(FakeBehavior::Pending);
+    let pending = f.buy(&f.customer(), e.id, tiers[0].id, 1).await;
+    assert_eq!(pending.booking.status, BookingStatus::Pending);
+    let c = f
+        .ems
+        .cancel_event(&f.organizer, e.id, e.version)
+        .await
+        .expect("cancelled");
+    assert_eq!(
+        c.released_holds, 2,
+        "the bare hold and the pending booking's hold"
+    );
+    assert_eq!(c.confirmed_bookings, vec![paid.booking.id]);
+    let hold = f
+        .ems
+        .store()
+        .hold(held.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(hold.status, HoldStatus::Released);
+    let p = f
+        .ems
+        .booking(&f.organizer, pending.booking.id)
+        .await
+        .expect("read");
+    assert_eq!(p.status, BookingStatus::Failed);
+    let b = f
+        .ems
+        .booking(&f.organizer, paid.booking.id)
+        .await
+        .expect("read");
+    assert_eq!(
+        (b.status, b.reason),
+        (
+            BookingStatus::Cancelled,
+            Some(BookingReason::EventCancelled)
+        )
+    );
+    let (_, refunds) = f
+        .ems
+        .payments(&f.organizer, paid.booking.id)
+        .await
+        .expect("payments");
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(
+        (refunds[0].status, refunds[0].amount),
+        (RefundStatus::Succeeded, eur("25.00"))
+    );
+    let reference = paid
+        .payment
+        .and_then(|p| p.reference)
+        .expect("paid at the gateway");
+    assert_eq!(
+        f.gateway.net_charged(&reference),
+        Some(eur("0")),
+        "the gateway returned everything"
+    );
+    assert_eq!(f.event_taken(e.id).await, 0, "every unit is back");
+}
+
+/// A completed event sells nothing more.
+pub async fn completed_event_stops_sales(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(10, &[("GA", "10", 10)]).await;
+    let early = f.ems.complete_event(&f.organizer, e.id, e.version).await;
+    assert!(
+        matches!(early, Err(Error::InvalidState { .. })),
+        "cannot complete before the start: {early:?}"
+    );
+    f.clock.set(e.starts_at + Duration::hours(1));
+    let done = f
+        .ems
+        .complete_event(&f.organizer, e.id, e.version)
+        .await
+        .expect("completed");
+    assert_eq!(done.status, EventStatus::Completed);
+    let err = f
+        .ems
+        .place_hold(
+            &f.customer(),
+            e.id,
+            &items(tiers[0].id, 1),
+            HoldOptions::default(),
+        )
+        .await;
+    assert!(
+        matches!(err, Err(Error::InvalidState { .. })),
+        "got {err:?}"
+    );
+}
+
+/// Search applies organizer, status, category, dates, text, city and venue filters together.
+pub async fn event_search_applies_every_filter(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let base = f.clock_now() + Duration::days(10);
+    let mk = |title: &str, city: &str, venue: &str, cat: &str, days: i64| {
+        NewEvent::builder(
+            f.org.id,
+            title,
+            base + Duration::days(days),
+            base + Duration::days(days) + Duration::hours(2),
+        )
+        .capacity(10)
+        .venue(venue, city)
+        .category(cat)
+        .description(format!("An evening of {cat}"))
+        .build()
+    };
+    let jazz = f
+        .ems
+        .create_event(
+            &f.organizer,
+            mk("Jazz at the Docks", "Porto", "Docks Club", "concert", 1),
+        )
+        .await
+        .expect("created");
+    let f2 = f
+        .ems
+        .create_event(
+            &f.organizer,
+            mk("Fado Night", "Lisbon", "Alfama House", "concert", 2),
+        )
+        .await
+        .expect("created");
+    let talk = f
+        .ems
+        .create_event(
+            &f.organizer,
+            mk("Rust Talk", "Lisbon", "Tech Hub", "talk", 3),
+        )
+        .await
+        .expect("created");
+    for e in [&jazz, &f2, &talk] {
+        f.ems
+            .publish_event(&f.organizer, e.id, e.version)
+            .await
+            .expect("published");
+    }
+    let other_org = f
+        .ems
+        .create_organization(&Actor::System, "Other")
+        .await
+        .expect("org");
+    let other = Actor::Organizer {
+        user: UserId::new(),
+        organization: other_org.id,
+    };
+    let foreign = NewEvent::builder(
+        other_org.id,
+        "Jazz Elsewhere",
+        base,
+        base + Duration::hours(1),
+    )
+    .capacity(5)
+    .venue("Docks Club", "Porto")
+    .build();
+    let foreign = f.ems.create_event(&other, foreign).await.expect("created");
+    f.ems
+        .publish_event(&other, foreign.id, foreign.version)
+        .await
+        .expect("published");
+
+    let titles = |filter: EventFilter| {
+        let ems = f.ems.clone();
+        async move {
+            let page = ems
+                .list_events(&Actor::Anonymous, filter, PageRequest::first(50))
+                .await
+                .expect("listing");
+            page.items.into_iter().map(|e| e.title).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        titles(EventFilter {
+            text: Some("JAZZ".into()),
+            ..Default::default()
+        })
+        .await,
+        vec!["Jazz Elsewhere", "Jazz at the Docks"]
+    );
+    assert_eq!(
+        titles(EventFilter {
+            text: Some("jazz".into()),
+            organization: Some(f.org.id),
+            ..Default::default()
+        })
+        .await,
+        vec!["Jazz at the Docks"]
+    );
+    assert_eq!(
+        titles(EventFilter {
+            city: Some("lisbon".into()),
+            ..Default::default()
+        })
+        .await,
+        vec!["Fado Night", "Rust Talk"]
+    );
+    assert_eq!(
+        titles(EventFilter {
+            category: Some("Talk".into()),
+            ..Default::default()
+        })
+        .await,
+        vec!["Rust Talk"]
+    );
+    assert_eq!(
+        titles(EventFilter {
+            venue: Some("docks".into()),
+            ..Default::default()
+        })
+        .await,
+        vec!["Jazz Elsewhere", "Jazz at the Docks"]
+    );
+    assert_eq!(
+        titles(EventFilter {
+            text: Some("evening of talk".into()),
+            ..Default::default()
+        })
+        .await,
+        vec!["Rust Talk"],
+        "description is searched"
+    );
+    assert_eq!(
+        titles(EventFilter {
+            starts_from: Some(base + Duration::days(2)),
+            starts_before: Some(base + Duration::days(3)),
+            ..Default::default()
+        })
+        .await,
+        vec!["Fado Night"]
+    );
+    f.ems
+        .cancel_event(&f.organizer, talk.id, talk.version + 1)
+        .await
+        .expect("cancelled");
+    assert_eq!(
+        titles(EventFilter {
+            statuses: Some(vec![EventStatus::Cancelled]),
+            ..Default::default()
+        })
+        .await,
+        vec!["Rust Talk"]
+    );
+}
+
+/// Keyset pages neither skip nor repeat events when new ones are inserted between reads.
+pub async fn event_pages_stay_stable_under_inserts(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let base = f.clock_now() + Duration::days(10);
+    let mut created = Vec::new();
+    for i in 0..7 {
+        let s = base + Duration::hours(i * 2);
+        let e = f
+            .ems
+            .create_event(
+                &f.organizer,
+                NewEvent::builder(f.org.id, format!("E{i}"), s, s + Duration::hours(1))
+                    .capacity(5)
+                    .build(),
+            )
+            .await
+            .expect("created");
+        created.push(e.id);
+    }
+    let first = f
+        .ems
+        .list_events(&f.organizer, EventFilter::default(), PageRequest::first(3))
+        .await
+        .expect("page 1");
+    assert_eq!(first.items.len(), 3);
+    // An event inserted before the cursor and one after it.
+    let early = base - Duration::hours(1);
+    f.ems
+        .create_event(
+            &f.organizer,
+            NewEvent::builder(f.org.id, "Early", early, early + Duration::hours(1))
+                .capacity(5)
+                .build(),
+        )
+        .await
+        .expect("created");
+    let late = base + Duration::days(5);
+    let late_e = f
+        .ems
+        .create_event(
+            &f.organizer,
+            NewEvent::builder(f.org.id, "Late", late, late + Duration::hours(1))
+                .capacity(5)
+                .build(),
+        )
+        .await
+        .expect("created");
+    let mut seen: Vec<_> = first.items.iter().map(|e| e.id).collect();
+    let mut next = first.next.clone();
+    while let Some(cursor) = next {
+        let page = f
+            .ems
+            .list_events(
+                &f.organizer,
+                EventFilter::default(),
+                PageRequest::after(cursor, 3),
+            )
+            .await
+            .expect("next page");
+        seen.extend(page.items.iter().map(|e| e.id));
+        next = page.next;
+    }
+    let mut expected = created.clone();
+    expected.push(late_e.id);
+    assert_eq!(
+        seen, expected,
+        "every event after the cursor exactly once, in start order"
+    );
+    let bad = f
+        .ems
+        .list_events(
+            &f.organizer,
+            EventFilter::default(),
+            PageRequest::after("garbage!".to_owned().into(), 3),
+        )
+        .await;
+    assert!(
+        matches!(
+            bad,
+            Err(Error::InvalidInput {
+                field: "cursor",
+                ..
+            })
+        ),
+        "got {bad:?}"
+    );
+}
+
+/// A hold takes its units on the tier, the event and every shared quota.
+pub async fn hold_reserves_units_on_every_quota(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let e = f.draft_event(50).await;
+    let q = f
+        .ems
+        .add_shared_quota(&f.organizer, e.id, "Seated", 30)
+        .await
+        .expect("quota");
+    let tier = f
+        .ems
+        .add_tier(
+            &f.organizer,
+            e.id,
+            NewTier::new("Stalls", eur("20"), 20).shared_quota(q.id),
+        )
+        .await
+        .expect("tier");
+    f.ems
+        .publish_event(&f.organizer, e.id, e.version)
+        .await
+        .expect("published");
+    let hold = f
+        .ems
+        .place_hold(
+            &f.customer(),
+            e.id,
+            &items(tier.id, 3),
+            HoldOptions::default(),
+        )
+        .await
+        .expect("hold");
+    assert_eq!(hold.total, eur("60"));
+    assert_eq!(hold.status, HoldStatus::Active);
+    let a = f.availability(e.id).await;
+    let taken = |k: QuotaKey| a.quotas.iter().find(|x| x.quota == k).map(|x| x.taken);
+    assert_eq!(taken(QuotaKey::Event), Some(3));
+    assert_eq!(taken(QuotaKey::Tier(tier.id)), Some(3));
+    assert_eq!(taken(QuotaKey::Shared(q.id)), Some(3));
+    assert_eq!(a.tier(tier.id).map(|t| t.available), Some(17));
+}
+
+/// A multi-tier hold that does not fit on one quota takes nothing on any quota.
+pub async fn hold_that_does_not_fit_changes_nothing(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f
+        .published_event(100, &[("A", "10", 10), ("B", "5", 2)])
+        .await;
+    let req = vec![
+        HoldItem {
+            tier_id: tiers[0].id,
+            quantity: 5,
+        },
+        HoldItem {
+            tier_id: tiers[1].id,
+            quantity: 3,
+        },
+    ];
+    let err = f
+        .ems
+        .place_hold(&f.customer(), e.id, &req, HoldOptions::default())
+        .await
+        .expect_err("B lacks room");
+    assert!(
+        matches!(
+            err,
+            Error::SoldOut {
+                requested: 3,
+                available: 2,
+                ..
+            }
+        ),
+        "expected SoldOut{{requested 3, available 2}}, got {err:?}"
+    );
+    let a = f.availability(e.id).await;
+    assert!(
+        a.quotas.iter().all(|q| q.taken == 0),
+        "no quota changed: {a:?}"
+    );
+}
+
+/// Tiers attached to one shared quota together never exceed it.
+pub async fn shared_quota_limits_its_tiers_together(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let e = f.draft_event(100).await;
+    let q = f
+        .ems
+        .add_shared_quota(&f.organizer, e.id, "Balcony", 5)
+        .await
+        .expect("quota");
+    let a = f
+        .ems
+        .add_tier(
+            &f.organizer,
+            e.id,
+            NewTier::new("Adult", eur("20"), 10).shared_quota(q.id),
+        )
+        .await
+        .expect("tier");
+    let c = f
+        .ems
+        .add_tier(
+            &f.organizer,
+            e.id,
+            NewTier::new("Child", eur("10"), 10).shared_quota(q.id),
+        )
+        .await
+        .expect("tier");
+    f.ems
+        .publish_event(&f.organizer, e.id, e.version)
+        .await
+        .expect("published");
+    f.buy(&f.customer(), e.id, a.id, 3).await;
+    assert_eq!(
+        f.available(e.id, c.id).await,
+        2,
+        "the child tier sees the shared quota's 2 left"
+    );
+    let err = f
+        .ems
+        .place_hold(&f.customer(), e.id, &items(c.id, 3), HoldOptions::default())
+        .await;
+    assert!(
+        matches!(err, Err(Error::SoldOut { available: 2, .. })),
+        "got {err:?}"
+    );
+}
+
+/// Units of an expired hold are available again without any sweep.
+pub async fn expired_hold_units_are_available_again(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(5, &[("GA", "10", 5)]).await;
+    let hold = f
+        .ems
+        .place_hold(
+            &f.customer(),
+            e.id,
+            &items(tiers[0].id, 5),
+            HoldOptions {
+                ttl: Some(Duration::minutes(5)),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("hold");
+    assert_eq!(f.available(e.id, tiers[0].id).await, 0);
+    f.clock.advance(Duration::minutes(5));
+    assert_eq!(hold.status_at(f.clock_now()), HoldStatus::Expired);
+    assert_eq!(
+        f.available(e.id, tiers[0].id).await,
+        5,
+        "expired units count as available"
+    );
+    f.ems_b
+        .place_hold(
+            &f.customer(),
+            e.id,
+            &items(tiers[0].id, 5),
+            HoldOptions::default(),
+        )
+        .await
+        .expect("units can be held again");
+}
+
+/// The sweeper expires lapsed holds and their pending bookings and records both.
+pub async fn sweep_expires_holds_and_their_pending_bookings(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(10, &[("GA", "10", 10)]).await;
+    f.gateway.push(FakeBehavior::Pending);
+    let pending = f.buy(&f.customer(), e.id, tiers[0].id, 2).await;
+    let bare = f
+        .ems
+        .place_hold(
+            &f.customer(),
+            e.id,
+            &items(tiers[0].id, 1),
+            HoldOptions::default(),
+        )
+        .await
+        .expect("hold");
+    assert_eq!(
+        f.ems
+            .sweep_expired(&Actor::System, 100)
+            .await
+            .expect("sweep"),
+        0,
+        "nothing due yet"
+    );
+    f.clock
+        .advance(f.ems.config().hold_ttl + Duration::seconds(1));
+    assert_eq!(
+        f.ems
+            .sweep_expired(&Actor::System, 100)
+            .await
+            .expect("sweep"),
+        2
+    );
+    let b = f
+        .ems
+        .booking(&f.organizer, pending.booking.id)
+        .await
+        .expect("read");
+    assert_eq!(
+        (b.status, b.reason),
+        (BookingStatus::Expired, Some(BookingReason::HoldExpired))
+    );
+    let h = f
+        .ems
+        .store()
+        .hold(bare.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(h.status, HoldStatus::Expired);
+    let log = f
+        .ems
+        .events_after(&Actor::System, None, 500)
+        .await
+        .expect("log");
+    assert_eq!(
+        log.iter()
+            .filter(|r| matches!(r.event, DomainEvent::HoldExpired { .. }))
+            .count(),
+        2
+    );
+    assert!(log.iter().any(|r| matches!(r.event, DomainEvent::BookingExpired { booking_id, .. } if booking_id == pending.booking.id)));
+    assert!(matches!(
+        f.ems.sweep_expired(&f.customer(), 10).await,
+        Err(Error::Forbidden { .. })
+    ));
+}
+
+/// Releasing returns the units once; releasing again changes nothing.
+pub async fn released_hold_returns_units_once(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(10, &[("GA", "10", 10)]).await;
+    let buyer = f.customer();
+    let other = f
+        .ems
+        .place_hold(
+            &f.customer(),
+            e.id,
+            &items(tiers[0].id, 2),
+            HoldOptions::default(),
+        )
+        .await
+        .expect("hold");
+    let hold = f
+        .ems
+        .place_hold(&buyer, e.id, &items(tiers[0].id, 3), HoldOptions::default())
+        .await
+        .expect("hold");
+    assert!(
+        matches!(
+            f.ems.release_hold(&f.customer(), hold.id).await,
+            Err(Error::NotFound { .. })
+        ),
+        "a stranger cannot see it"
+    );
+    let released = f.ems.release_hold(&buyer, hold.id).await.expect("released");
+    assert_eq!(released.status, HoldStatus::Released);
+    let again = f
+        .ems_b
+        .release_hold(&buyer, hold.id)
+        .await
+        .expect("second release is a no-op");
+    assert_eq!(again.status, HoldStatus::Released);
+    assert_eq!(
+        f.event_taken(e.id).await,
+        2,
+        "only the other hold's units are taken"
+    );
+    let _ = other;
+}
+
+/// Quantities outside the tier's per-order range are refused.
+pub async fn quantity_outside_per_order_limits_is_rejected(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let e = f.draft_event(100).await;
+    let t = f
+        .ems
+        .add_tier(
+            &f.organizer,
+            e.id,
+            NewTier::new("Pairs", eur("10"), 50).per_order(2, 4),
+        )
+        .await
+        .expect("tier");
+    f.ems
+        .publish_event(&f.organizer, e.id, e.version)
+        .await
+        .expect("published");
+    for q in [1, 5] {
+        let err = f
+            .ems
+            .place_hold(&f.customer(), e.id, &items(t.id, q), HoldOptions::default())
+            .await;
+        assert!(
+            matches!(
+                err,
+                Err(Error::InvalidInput {
+                    field: "items.quantity",
+                    ..
+                })
+            ),
+            "{q}: got {err:?}"
+        );
+    }
+    assert!(f
+        .ems
+        .place_hold(&f.customer(), e.id, &items(t.id, 4), HoldOptions::default())
+        .await
+        .is_ok());
+}
+
+/// Zero quantities, empty orders and unknown tiers are typed errors that take nothing.
+pub async fn zero_quantity_is_rejected_without_partial_state(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(10, &[("GA", "10", 10)]).await;
+    let c = f.customer();
+    let zero = f
+        .ems
+        .place_hold(&c, e.id, &items(tiers[0].id, 0), HoldOptions::default())
+        .await;
+    assert!(
+        matches!(
+            zero,
+            Err(Error::InvalidInput {
+                field: "items.quantity",
+                ..
+            })
+        ),
+        "got {zero:?}"
+    );
+    let empty = f
+        .ems
+        .place_hold(&c, e.id, &[], HoldOptions::default())
+        .await;
+    assert!(
+        matches!(empty, Err(Error::InvalidInput { field: "items", .. })),
+        "got {empty:?}"
+    );
+    let mixed = vec![
+        HoldItem {
+            tier_id: tiers[0].id,
+            quantity: 2,
+        },
+        HoldItem {
+            tier_id: TierId::new(),
+            quantity: 1,
+        },
+    ];
+    let unknown = f
+        .ems
+        .place_hold(&c, e.id, &mixed, HoldOptions::default())
+        .await;
+    assert!(
+        matches!(unknown, Err(Error::NotFound { entity: "tier", .. })),
+        "got {unknown:?}"
+    );
+    let twice = vec![
+        HoldItem {
+            tier_id: tiers[0].id,
+            quantity: 1,
+        },
+        HoldItem {
+            tier_id: tiers[0].id,
+            quantity: 1,
+        },
+    ];
+    assert!(matches!(
+        f.ems
+            .place_hold(&c, e.id, &twice, HoldOptions::default())
+            .await,
+        Err(Error::InvalidInput { .. })
+    ));
+    let ttl = f
+        .ems
+        .place_hold(
+            &c,
+            e.id,
+            &items(tiers[0].id, 1),
+            HoldOptions {
+                ttl: Some(Duration::seconds(-5)),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert!(
+        matches!(ttl, Err(Error::InvalidInput { field: "ttl", .. })),
+        "got {ttl:?}"
+    );
+    assert_eq!(f.event_taken(e.id).await, 0, "no partial state");
+}
+
+/// Holds are refused before a tier's sales open and after they close.
+pub async fn sales_window_is_enforced(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let e = f.draft_event(100).await;
+    let now = f.clock_now();
+    let t = f
+        .ems
+        .add_tier(
+            &f.organizer,
+            e.id,
+            NewTier::new("Early bird", eur("8"), 50)
+                .sales_window(Some(now + Duration::days(1)), Some(now + Duration::days(2))),
+        )
+        .await
+        .expect("tier");
+    f.ems
+        .publish_event(&f.organizer, e.id, e.version)
+        .await
+        .expect("published");
+    let before = f
+        .ems
+        .place_hold(&f.customer(), e.id, &items(t.id, 1), HoldOptions::default())
+        .await;
+    assert!(
+        matches!(before, Err(Error::InvalidState { .. })),
+        "before opening: {before:?}"
+    );
+    f.clock.advance(Duration::days(1));
+    assert!(
+        f.ems
+            .place_hold(&f.customer(), e.id, &items(t.id, 1), HoldOptions::default())
+            .await
+            .is_ok(),
+        "open at its start"
+    );
+    f.clock.advance(Duration::days(1));
+    let after = f
+        .ems
+        .place_hold(&f.customer(), e.id, &items(t.id, 1), HoldOptions::default())
+        .await;
+    assert!(
+        matches!(after, Err(Error::InvalidState { .. })),
+        "closed at its end: {after:?}"
+    );
+}
+
+/// A tier priced in another currency than its event is refused.
+pub async fn tier_priced_in_another_currency_is_rejected(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let e = f.draft_event(10).await;
+    let usd = Money::parse("10", "USD").expect("amount");
+    let err = f
+        .ems
+        .add_tier(&f.organizer, e.id, NewTier::new("GA", usd, 10))
+        .await;
+    assert!(
+        matches!(
+            err,
+            Err(Error::InvalidInput {
+                field: "price.currency",
+                ..
+            })
+        ),
+        "got {err:?}"
+    );
+    assert!(f
+        .ems
+        .tiers(&f.organizer, e.id)
+        .await
+        .expect("tiers")
+        .is_empty());
+}
+
+/// Negative prices, sub-cent prices and zero capacities are typed errors.
+pub async fn negative_price_and_zero_capacity_are_rejected(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let e = f.draft_event(10).await;
+    let cases = [
+        (NewTier::new("Neg", eur("-1"), 10), "price"),
+        (NewTier::new("Frac", eur("1.005"), 10), "price"),
+        (NewTier::new("Zero", eur("1"), 0), "capacity"),
+        (
+            NewTier::new("Limits", eur("1"), 5).per_order(3, 2),
+            "max_per_order",
+        ),
+        (NewTier::new("", eur("1"), 5), "name"),
+    ];
+    for (tier, field) in cases {
+        let err = f.ems.add_tier(&f.organizer, e.id, tier).await;
+        assert!(
+            matches!(err, Err(Error::InvalidInput { field: got, .. }) if got == field),
+            "expected InvalidInput on {field}, got {err:?}"
+        );
+    }
+    let bad_event = NewEvent::builder(
+        f.org.id,
+        "Empty",
+        f.clock_now() + Duration::days(1),
+        f.clock_now() + Duration::days(2),
+    )
+    .capacity(0)
+    .build();
+    assert!(matches!(
+        f.ems.create_event(&f.organizer, bad_event).await,
+        Err(Error::InvalidInput {
+            field: "capacity",
+            ..
+        })
+    ));
+    let backwards = NewEvent::builder(
+        f.org.id,
+        "Back",
+        f.clock_now() + Duration::days(2),
+        f.clock_now() + Duration::days(1),
+    )
+    .capacity(5)
+    .build();
+    assert!(matches!(
+        f.ems.create_event(&f.organizer, backwards).await,
+        Err(Error::InvalidInput {
+            field: "ends_at",
+            ..
+        })
+    ));
+    assert!(
+        f.ems
+            .tiers(&f.organizer, e.id)
+            .await
+            .expect("tiers")
+            .is_empty(),
+        "nothing stored"
+    );
+}
+
+/// A successful checkout confirms the booking and issues one valid ticket per unit.
+pub async fn checkout_confirms_and_issues_one_ticket_per_unit(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f
+        .published_event(10, &[("GA", "19.99", 10), ("VIP", "50", 5)])
+        .await;
+    let buyer = f.customer();
+    let req = crate::booking::CheckoutRequest {
+        event_id: e.id,
+        items: vec![
+            HoldItem {
+                tier_id: tiers[0].id,
+                quantity: 2,
+            },
+            HoldItem {
+                tier_id: tiers[1].id,
+                quantity: 1,
+            },
+        ],
+        idempotency_key: "k".into(),
+        gateway: None,
+        on_behalf_of: None,
+    };
+    let c = f.ems.checkout(&buyer, req).await.expect("checkout");
+    assert_eq!(c.booking.status, BookingStatus::Confirmed);
+    assert_eq!(c.booking.total, eur("89.98"));
+    assert_eq!(c.tickets.len(), 3);
+    let codes: HashSet<_> = c.tickets.iter().map(|t| t.code.clone()).collect();
+    assert_eq!(codes.len(), 3, "codes are distinct");
+    let p = c.payment.expect("payment recorded");
+    assert_eq!(
+        (p.status, p.amount),
+        (PaymentStatus::Succeeded, eur("89.98"))
+    );
+    let hold = f
+        .ems
+        .store()
+        .hold(c.booking.hold_id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(hold.status, HoldStatus::Confirmed);
+    assert_eq!(f.event_taken(e.id).await, 3, "sold units stay taken");
+    let again = f
+        .ems
+        .tickets(&buyer, c.booking.id)
+        .await
+        .expect("tickets readable");
+    assert_eq!(again, c.tickets, "tickets and codes read back identically");
+}
+
+/// The same idempotency key twice gives the same booking and charges once.
+pub async fn same_idempotency_key_returns_the_same_booking(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(10, &[("GA", "10", 10)]).await;
+    let buyer = f.customer();
+    let first = f
+        .ems
+        .checkout(&buyer, f.order(e.id, tiers[0].id, 2, "same"))
+        .await
+        .expect("first");
+    let second = f
+        .ems_b
+        .checkout(&buyer, f.order(e.id, tiers[0].id, 2, "same"))
+        .await
+        .expect("second");
+    assert_eq!(first.booking.id, second.booking.id);
+    assert_eq!(first.tickets.len(), second.tickets.len());
+    assert_eq!(f.gateway.calls().0, 1, "charged once");
+    assert_eq!(f.event_taken(e.id).await, 2);
+    let other = f
+        .ems
+        .checkout(&f.customer(), f.order(e.id, tiers[0].id, 2, "same"))
+        .await
+        .expect("another customer");
+    assert_ne!(other.booking.id, first.booking.id, "keys are per customer");
+}
+
+/// Reusing a key for a different order is refused.
+pub async fn same_key_with_other_items_is_rejected(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(10, &[("GA", "10", 10)]).await;
+    let buyer = f.customer();
+    f.ems
+        .checkout(&buyer, f.order(e.id, tiers[0].id, 2, "k1"))
+        .await
+        .expect("first");
+    let err = f
+        .ems
+        .checkout(&buyer, f.order(e.id, tiers[0].id, 3, "k1"))
+        .await;
+    assert!(
+        matches!(
+            err,
+            Err(Error::AlreadyExists {
+                field: "idempotency_key",
+                ..
+            })
+        ),
+        "got {err:?}"
+    );
+    assert_eq!(f.event_taken(e.id).await, 2);
+}
+
+/// Many concurrent checkouts with one key through two handles make one booking.
+pub async fn concurrent_checkouts_with_one_key_make_one_booking(stores: TestStores) {
+    let f = Arc::new(Fixture::new(stores).await);
+    let (e, tiers) = f.published_event(100, &[("GA", "10", 100)]).await;
+    let buyer = f.customer();
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let f = Arc::clone(&f);
+        let req = f.order(e.id, tiers[0].id, 2, "race");
+        tasks.push(tokio::spawn(async move {
+            let ems = if i % 2 == 0 { &f.ems } else { &f.ems_b };
+            ems.checkout(&buyer, req)
+                .await
+                .expect("checkout")
+                .booking
+                .id
+        }));
+    }
+    let ids: HashSet<_> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task"))
+        .collect();
+    assert_eq!(ids.len(), 1, "one booking for one key");
+    assert_eq!(f.event_taken(e.id).await, 2, "losers' holds were released");
+    assert_eq!(f.gateway.calls().0, 1, "charged once");
+}
+
+/// A declined payment fails the booking and returns its units.
+pub async fn declined_payment_fails_the_booking_and_releases_units(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(10, &[("GA", "10", 10)]).await;
+    f.gateway
+        .push(FakeBehavior::Decline("card declined".into()));
+    let c = f.buy(&f.customer(), e.id, tiers[0].id, 3).await;
+    assert_eq!(c.booking.status, BookingStatus::Failed);
+    assert_eq!(
+        c.booking.reason,
+        Some(BookingReason::PaymentDeclined {
+            message: "card declined".into()
+        })
+    );
+    assert_eq!(c.payment.map(|p| p.status), Some(PaymentStatus::Failed));
+    assert!(c.tickets.is_empty());
+    assert_eq!(f.event_taken(e.id).await, 0);
+}
+
+/// A gateway timeout releases the units; reconciling later finds the charge and
+/// takes the units again.
+pub async fn gateway_timeout_releases_units_and_reconcile_settles(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(10, &[("GA", "10", 10)]).await;
+    f.gateway.push(FakeBehavior::TimeoutAfterCharge);
+    let c = f.buy(&f.customer(), e.id, tiers[0].id, 2).await;
+    assert_eq!(c.booking.status, BookingStatus::Failed);
+    assert!(matches!(
+        c.booking.reason,
+        Some(BookingReason::PaymentError { .. })
+    ));
+    assert_eq!(
+        f.event_taken(e.id).await,
+        0,
+        "units released while the outcome is unknown"
+    );
+    let payment = c.payment.expect("payment recorded");
+    assert_eq!(payment.status, PaymentStatus::Pending, "outcome unknown");
+    let settled = f
+        .ems
+        .reconcile_payment(&Actor::System, payment.id)
+        .await
+        .expect("reconciled");
+    assert_eq!(settled.booking.status, BookingStatus::Confirmed);
+    assert_eq!(settled.booking.reason, Some(BookingReason::Reacquired));
+    assert_eq!(settled.tickets.len(), 2);
+    assert_eq!(f.event_taken(e.id).await, 2);
+}
+
+/// A pending payment is confirmed by the gateway's success webhook.
+pub async fn pending_payment_confirms_on_webhook(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(10, &[("GA", "10", 10)]).await;
+    f.gateway.push(FakeBehavior::Pending);
+    let c = f.buy(&f.customer(), e.id, tiers[0].id, 2).await;
+    assert_eq!(c.booking.status, BookingStatus::Pending);
+    let reference = c
+        .payment
+        .and_then(|p| p.reference)
+        .expect("gateway reference");
+    let hook = f.gateway.settle(&reference, true);
+    let done = f
+        .ems_b
+        .handle_webhook("fake", &hook)
+        .await
+        .expect("webhook handled")
+        .expect("a checkout");
+    assert_eq!(done.booking.status, BookingStatus::Confirmed);
+    assert_eq!(done.tickets.len(), 2);
+}
+
+/// A success webhook delivered twice (concurrently) confirms once.
+pub async fn duplicate_webhook_is_applied_once(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(10, &[("GA", "10", 10)]).await;
+    f.gateway.push(FakeBehavior::Pending);
+    let c = f.buy(&f.customer(), e.id, tiers[0].id, 2).await;
+    let reference = c.payment.and_then(|p| p.reference).expect("reference");
+    let hook = f.gateway.settle(&reference, true);
+    let (a, b) = tokio::join!(
+        f.ems.handle_webhook("fake", &hook),
+        f.ems_b.handle_webhook("fake", &hook)
+    );
+    let (a, b) = (
+        a.expect("first").expect("checkout"),
+        b.expect("second").expect("checkout"),
+    );
+    assert_eq!(a.booking.status, BookingStatus::Confirmed);
+    assert_eq!(b.booking.status, BookingStatus::Confirmed);
+    let tickets = f
+        .ems
+        .store()
+        .tickets_for_booking(c.booking.id)
+        .await
+        .expect("tickets");
+    assert_eq!(tickets.len(), 2, "tickets issued once");
+    assert_eq!(f.event_taken(e.id).await, 2);
+}
+
+/// A failure notice arriving after the success notice changes nothing.
+pub async fn failure_webhook_after_success_is_ignored(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(10, &[("GA", "10", 10)]).await;
+    f.gateway.push(FakeBehavior::Pending);
+    let c = f.buy(&f.customer(), e.id, tiers[0].id, 1).await;
+    let reference = c.payment.and_then(|p| p.reference).expect("reference");
+    let success = f.gateway.settle(&reference, true);
+    let failure = f.gateway.webhook(
+        &reference,
+        WebhookKind::PaymentFailed {
+            reason: "late".into(),
+        },
+    );
+    f.ems
+        .handle_webhook("fake", &success)
+        .await
+        .expect("success handled");
+    f.ems
+        .handle_webhook("fake", &failure)
+        .await
+        .expect("failure handled");
+    let b = f
+        .ems
+        .booking(&f.organizer, c.booking.id)
+        .await
+        .expect("read");
+    assert_eq!(b.status, BookingStatus::Confirmed);
+    let (payments, _) = f
+        .ems
+        .payments(&f.organizer, c.booking.id)
+        .await
+        .expect("payments");
+    assert_eq!(payments[0].status, PaymentStatus::Succeeded);
+}
+
+/// A payment succeeding after its hold expired takes the units again when they are free.
+pub async fn late_payment_reacquires_units_when_available(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(10, &[("GA", "10", 10)]).await;
+    f.gateway.push(FakeBehavior::Pending);
+    let c = f.buy(&f.customer(), e.id, tiers[0].id, 3).await;
+    f.clock
+        .advance(f.ems.config().hold_ttl + Duration::minutes(1));
+    assert_eq!(f.event_taken(e.id).await, 0, "expired hold released");
+    let reference = c.payment.and_then(|p| p.reference).expect("reference");
+    let done = f
+        .ems
+        .handle_webhook("fake", &f.gateway.settle(&reference, true))
+        .await
+        .expect("handled")
+        .expect("checkout");
+    assert_eq!(done.booking.status, BookingStatus::Confirmed);
+    assert_eq!(done.booking.reason, Some(BookingReason::Reacquired));
+    assert_eq!(done.tickets.len(), 3);
+    assert_eq!(f.event_taken(e.id).await, 3);
+}
+
+/// A payment succeeding after its hold expired and the units sold out is refunded
+/// in full and the booking says why; nothing is oversold.
+pub async fn late_payment_is_refunded_when_sold_out(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(3, &[("GA", "10", 3)]).await;
+    f.gateway.push(FakeBehavior::Pending);
+    let c = f.buy(&f.customer(), e.id, tiers[0].id, 2).await;
+    f.clock
+        .advance(f.ems.config().hold_ttl + Duration::minutes(1));
+    f.buy(&f.customer(), e.id, tiers[0].id, 3).await;
+    let reference = c.payment.and_then(|p| p.reference).expect("reference");
+    let done = f
+        .ems
+        .handle_webhook("fake", &f.gateway.settle(&reference, true))
+        .await
+        .expect("handled")
+        .expect("checkout");
+    assert_eq!(done.booking.status, BookingStatus::Unfulfilled);
+    assert_eq!(done.booking.reason, Some(BookingReason::SoldOutAfterExpiry));
+    assert!(done.tickets.is_empty());
+    assert_eq!(f.event_taken(e.id).await, 3, "never oversold");
+    let (_, refunds) = f
+        .ems
+        .payments(&f.organizer, c.booking.id)
+        .await
+        .expect("payments");
+    assert_eq!(refunds.len(), 1);
+    assert_eq!(
+        (refunds[0].status, refunds[0].amount),
+        (RefundStatus::Succeeded, eur("20"))
+    );
+    assert_eq!(f.gateway.net_charged(&reference), Some(eur("0")));
+    // The same webhook again refunds nothing more.
+    f.ems
+        .handle_webhook("fake", &f.gateway.settle(&reference, true))
+        .await
+        .expect("handled");
+    let (_, refunds) = f
+        .ems
+        .payments(&f.organizer, c.booking.id)
+        .await
+        .expect("payments");
+    assert_eq!(
+        refunds.len(),
+        1,
+        "one refund, however often the webhook comes"
+    );
+}
+
+/// A webhook with a wrong signature is refused and changes nothing.
+pub async fn forged_webhook_signature_is_rejected(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(10, &[("GA", "10", 10)]).await;
+    f.gateway.push(FakeBehavior::Pending);
+    let c = f.buy(&f.customer(), e.id, tiers[0].id, 1).await;
+    let reference = c.payment.and_then(|p| p.reference).expect("reference");
+    let mut hook = f.gateway.settle(&reference, true);
+    hook.signature = Some("v1=AAAA".into());
+    let err = f.ems.handle_webhook("fake", &hook).await;
+    assert!(
+        matches!(
+            err,
+            Err(Error::Payment(
+                crate::payment::GatewayError::InvalidSignature
+            ))
+        ),
+        "got {err:?}"
+    );
+    hook.signature = None;
+    assert!(f.ems.handle_webhook("fake", &hook).await.is_err());
+    let b = f
+        .ems
+        .booking(&f.organizer, c.booking.id)
+        .await
+        .expect("read");
+    assert_eq!(b.status, BookingStatus::Pending, "nothing changed");
+}
+
+/// A booking on another customer's hold, or on a hold already booked, is refused.
+pub async fn booking_a_foreign_hold_is_rejected(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(10, &[("GA", "10", 10)]).await;
+    let owner = f.customer();
+    let hold = f
+        .ems
+        .place_hold(&owner, e.id, &items(tiers[0].id, 2), HoldOptions::default())
+        .await
+        .expect("hold");
+    let now = f.clock_now();
+    let thief = UserId::new();
+    let booking = crate::booking::Booking {
+        id: BookingId::new(),
+        event_id: e.id,
+        organization: e.organization,
+        customer: thief,
+        hold_id: hold.id,
+        lines: hold.lines.clone(),
+        total: hold.total,
+        status: BookingStatus::Pending,
+        reason: None,
+        idempotency_key: "steal".into(),
+        gateway: "fake".into(),
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    };
+    let err = f.ems.store().create_booking(&booking).await;
+    assert!(matches!(err, Err(Error::Forbidden { .. })), "got {err:?}");
+    assert!(
+        f.ems
+            .store()
+            .booking_by_key(thief, "steal")
+            .await
+            .expect("lookup")
+            .is_none(),
+        "nothing stored"
+    );
+    f.clock.advance(f.ems.config().hold_ttl);
+    let expired = crate::booking::Booking {
+        customer: owner.user().expect("a user"),
+        id: BookingId::new(),
+        created_at: f.clock_now(),
+        ..booking
+    };
+    let err = f.ems.store().create_booking(&expired).await;
+    assert!(
+        matches!(err, Err(Error::InvalidState { .. })),
+        "an expired hold cannot be booked: {err:?}"
+    );
+}
+
+/// A customer's cancellation refunds what the event's policy gives at that time.
+pub async fn customer_cancellation_refunds_per_policy(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let e = f.draft_event(10).await;
+    let policy = RefundPolicy::tiered(&[
+        (Duration::days(14), Decimal::ONE_HUNDRED),
+        (Duration::days(2), Decimal::from(50)),
+    ])
+    .expect("policy");
+    let e = f
+        .ems
+        .update_event(
+            &f.organizer,
+            e.id,
+            e.version,
+            EventPatch {
+                refund_policy: Some(policy),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("updated");
+    let t = f
+        .ems
+        .add_tier(&f.organizer, e.id, NewTier::new("GA", eur("15.55"), 10))
+        .await
+        .expect("tier");
+    f.ems
+        .publish_event(&f.organizer, e.id, e.version)
+        .await
+        .expect("published");
+    let buyer = f.customer();
+    let c = f.buy(&buyer, e.id, t.id, 2).await;
+    f.clock.set(e.starts_at - Duration::days(5));
+    let cancelled = f
+        .ems
+        .cancel_booking(&buyer, c.booking.id)
+        .await
+        .expect("cancelled");
+    assert_eq!(
+        (cancelled.status, cancelled.reason),
+        (
+            BookingStatus::Cancelled,
+            Some(BookingReason::CustomerCancelled)
+        )
+    );
+    let (payments, refunds) = f
+        .ems
+        .payments(&buyer, c.booking.id)
+        .await
+        .expect("payments");
+    assert_eq!(refunds.len(), 1, "each refund is its own record");
+    assert_eq!(
+        (refunds[0].status, refunds[0].amount),
+        (RefundStatus::Succeeded, eur("15.55")),
+        "50% of 31.10"
+    );
+    assert_eq!(payments[0].refunded, eur("15.55"));
+    assert_eq!(f.event_taken(e.id).await, 0, "units returned");
+    let tickets = f
+        .ems
+        .store()
+        .tickets_for_booking(c.booking.id)
+        .await
+        .expect("tickets");
+    assert!(
+        tickets
+            .iter()
+            .all(|t| t.status == crate::ticket::TicketStatus::Void),
+        "tickets void"
+    );
+    let again = f
+        .ems
+        .cancel_booking(&buyer, c.booking.id)
+        .await
+        .expect("idempotent");
+    assert_eq!(again.status, BookingStatus::Cancelled);
+    assert_eq!(
+        f.ems
+            .payments(&buyer, c.booking.id)
+            .await
+            .expect("payments")
+            .1
+            .len(),
+        1,
+        "no second refund"
+    );
+}
+
+/// Past the policy's last deadline, a customer cannot cancel; an organizer still can, in full.
+pub async fn cancellation_after_the_last_deadline_is_refused(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let e = f.draft_event(10).await;
+    let policy =
+        RefundPolicy::tiered(&[(Duration::days(7), Decimal::ONE_HUNDRED)]).expect("policy");
+    let e = f
+        .ems
+        .update_event(
+            &f.organizer,
+            e.id,
+            e.version,
+            EventPatch {
+                refund_policy: Some(policy),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("updated");
+    let t = f
+        .ems
+        .add_tier(&f.organizer, e.id, NewTier::new("GA", eur("10"), 10))
+        .await
+        .expect("tier");
+    f.ems
+        .publish_event(&f.organizer, e.id, e.version)
+        .await
+        .expect("published");
+    let buyer = f.customer();
+    let c = f.buy(&buyer, e.id, t.id, 1).await;
+    f.clock.set(e.starts_at - Duration::days(3));
+    let err = f.ems.cancel_booking(&buyer, c.booking.id).await;
+    assert!(
+        matches!(err, Err(Error::InvalidState { .. })),
+        "got {err:?}"
+    );
+    assert!(
+        matches!(
+            f.ems.cancel_booking(&f.customer(), c.booking.id).await,
+            Err(Error::NotFound { .. })
+        ),
+        "strangers do not see it"
+    );
+    let by_org = f
+        .ems
+        .cancel_booking(&f.organizer, c.booking.id)
+        .await
+        .expect("organizer cancels");
+    assert_eq!(by_org.reason, Some(BookingReason::OrganizerCancelled));
+    let (_, refunds) = f
+        .ems
+        .payments(&buyer, c.booking.id)
+        .await
+        .expect("payments");
+    assert_eq!(refunds[0].amount, eur("10"));
+}
+
+/// A refund the gateway refuses is recorded as failed; retrying pays it exactly once.
+pub async fn failed_refund_is_recorded_and_retry_pays_once(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(10, &[("GA", "10", 10)]).await;
+    let buyer = f.customer();
+    let c = f.buy(&buyer, e.id, tiers[0].id, 2).await;
+    f.gateway.fail_next_refunds(1);
+    f.ems
+        .cancel_booking(&f.organizer, c.booking.id)
+        .await
+        .expect("cancelled");
+    let (_, refunds) = f
+        .ems
+        .payments(&buyer, c.booking.id)
+        .await
+        .expect("payments");
+    assert_eq!(refunds[0].status, RefundStatus::Failed);
+    assert!(refunds[0].failure.is_some(), "the failure says why");
+    assert!(matches!(
+        f.ems.retry_refund(&buyer, refunds[0].id).await,
+        Err(Error::Forbidden { .. })
+    ));
+    let retried = f
+        .ems
+        .retry_refund(&f.organizer, refunds[0].id)
+        .await
+        .expect("retried");
+    assert_eq!(retried.status, RefundStatus::Succeeded);
+    let again = f.ems.retry_refund(&f.organizer, refunds[0].id).await;
+    assert!(
+        matches!(again, Err(Error::InvalidState { .. })),
+        "a succeeded refund is not sent again: {again:?}"
+    );
+    let reference = c.payment.and_then(|p| p.reference).expect("reference");
+    assert_eq!(f.gateway.net_charged(&reference), Some(eur("0")));
+}
+
+/// Free tickets confirm without calling the gateway.
+pub async fn free_tickets_confirm_without_charging(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(10, &[("Free", "0", 10)]).await;
+    let c = f.buy(&f.customer(), e.id, tiers[0].id, 2).await;
+    assert_eq!(c.booking.status, BookingStatus::Confirmed);
+    assert_eq!(c.tickets.len(), 2);
+    assert_eq!(f.gateway.calls().0, 0, "nothing charged");
+    let cancelled = f
+        .ems
+        .cancel_booking(&f.organizer, c.booking.id)
+        .await
+        .expect("cancel");
+    assert_eq!(cancelled.status, BookingStatus::Cancelled);
+}
+
+/// A ticket is admitted once; the second scan says when it was used.
+pub async fn check_in_admits_once_and_says_when(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(10, &[("GA", "10", 10)]).await;
+    let c = f.buy(&f.customer(), e.id, tiers[0].id, 1).await;
+    let code = &c.tickets[0].code;
+    let first_at = f.clock_now();
+    assert!(matches!(
+        f.ems
+            .check_in(&f.organizer, e.id, code)
+            .await
+            .expect("runs"),
+        CheckIn::Admitted { .. }
+    ));
+    f.clock.advance(Duration::minutes(3));
+    let second = f
+        .ems_b
+        .check_in(&f.organizer, e.id, code)
+        .await
+        .expect("runs");
+    assert_eq!(
+        second,
+        CheckIn::Refused {
+            refusal: CheckInRefusal::AlreadyCheckedIn { at: first_at }
+        }
+    );
+    assert!(
+        matches!(
+            f.ems.check_in(&f.customer(), e.id, code).await,
+            Err(Error::Forbidden { .. })
+        ),
+        "customers cannot check in"
+    );
+}
+
+/// Garbled and forged codes are refused as unknown.
+pub async fn check_in_refuses_forged_codes(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(10, &[("GA", "10", 10)]).await;
+    let c = f.buy(&f.customer(), e.id, tiers[0].id, 1).await;
+    let forged = crate::ticket::TicketSigner::new(&[9u8; 32])
+        .expect("signer")
+        .sign(c.tickets[0].ticket.id, e.id);
+    for code in [forged.as_str(), "not-a-code", ""] {
+        let r = f
+            .ems
+            .check_in(&f.organizer, e.id, code)
+            .await
+            .expect("runs");
+        assert_eq!(
+            r,
+            CheckIn::Refused {
+                refusal: CheckInRefusal::Unknown
+            },
+            "{code:?}"
+        );
+    }
+    let genuine_unknown = f.ems.signer().sign(TicketId::new(), e.id);
+    let r = f
+        .ems
+        .check_in(&f.organizer, e.id, &genuine_unknown)
+        .await
+        .expect("runs");
+    assert_eq!(
+        r,
+        CheckIn::Refused {
+            refusal: CheckInRefusal::Unknown
+        },
+        "a signed code of no ticket"
+    );
+}
+
+/// A ticket of another event is refused as such.
+pub async fn check_in_refuses_tickets_of_other_events(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (a, ta) = f.published_event(10, &[("GA", "10", 10)]).await;
+    let (b, _) = f.published_event(10, &[("GA", "10", 10)]).await;
+    let c = f.buy(&f.customer(), a.id, ta[0].id, 1).await;
+    let r = f
+        .ems
+        .check_in(&f.organizer, b.id, &c.tickets[0].code)
+        .await
+        .expect("runs");
+    assert_eq!(
+        r,
+        CheckIn::Refused {
+            refusal: CheckInRefusal::WrongEvent { ticket_event: a.id }
+        }
+    );
+}
+
+/// A cancelled booking's tickets are refused as void.
+pub async fn check_in_refuses_void_tickets(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(10, &[("GA", "10", 10)]).await;
+    let c = f.buy(&f.customer(), e.id, tiers[0].id, 1).await;
+    f.ems
+        .cancel_booking(&f.organizer, c.booking.id)
+        .await
+        .expect("cancelled");
+    let r = f
+        .ems
+        .check_in(&f.organizer, e.id, &c.tickets[0].code)
+        .await
+        .expect("runs");
+    assert_eq!(
+        r,
+        CheckIn::Refused {
+            refusal: CheckInRefusal::Void
+        }
+    );
+}
+
+/// Concurrent scans of one ticket through two handles admit exactly once.
+pub async fn concurrent_check_ins_admit_once(stores: TestStores) {
+    let f = Arc::new(Fixture::new(stores).await);
+    let (e, tiers) = f.published_event(10, &[("GA", "10", 10)]).await;
+    let c = f.buy(&f.customer(), e.id, tiers[0].id, 1).await;
+    let code = c.tickets[0].code.clone();
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let (f, code) = (Arc::clone(&f), code.clone());
+            tokio::spawn(async move {
+                let ems = if i % 2 == 0 { &f.ems } else { &f.ems_b };
+                ems.check_in(&f.organizer, e.id, &code).await.expect("runs")
+            })
+        })
+        .collect();
+    let results = futures::future::join_all(tasks).await;
+    let admitted = results
+        .into_iter()
+        .filter(|r| matches!(r, Ok(CheckIn::Admitted { .. })))
+        .count();
+    assert_eq!(admitted, 1, "exactly one scan admits");
+}
+
+/// The domain-event log is ordered and resumable from any cursor.
+pub async fn domain_events_are_read_in_order_from_a_cursor(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(10, &[("GA", "10", 10)]).await;
+    let c = f.buy(&f.customer(), e.id, tiers[0].id, 1).await;
+    let all = f
+        .ems
+        .events_after(&Actor::System, None, 500)
+        .await
+        .expect("log");
+    assert!(
+        all.windows(2).all(|w| w[0].seq < w[1].seq),
+        "seq strictly increases"
+    );
+    let kinds: Vec<_> = all
+        .iter()
+        .filter(|r| {
+            matches!(
+                &r.event,
+                DomainEvent::EventPublished { .. }
+                    | DomainEvent::HoldPlaced { .. }
+                    | DomainEvent::BookingCreated { .. }
+                    | DomainEvent::BookingConfirmed { .. }
+            )
+        })
+        .map(|r| std::mem::discriminant(&r.event))
+        .collect();
+    assert_eq!(
+        kinds.len(),
+        4,
+        "publish, hold, booking, confirmation all recorded: {all:?}"
+    );
+    assert!(all.iter().any(|r| matches!(r.event, DomainEvent::BookingConfirmed { booking_id, tickets: 1, .. } if booking_id == c.booking.id)));
+    let cut = all[all.len() / 2].seq;
+    let rest = f
+        .ems_b
+        .events_after(&Actor::System, Some(cut), 500)
+        .await
+        .expect("log");
+    assert_eq!(
+        rest.first().map(|r| r.seq),
+        all.iter().find(|r| r.seq > cut).map(|r| r.seq),
+        "resumes right after the cursor"
+    );
+    assert_eq!(rest.len(), all.iter().filter(|r| r.seq > cut).count());
+    assert!(matches!(
+        f.ems.events_after(&f.customer(), None, 10).await,
+        Err(Error::Forbidden { .. })
+    ));
+}
+
+/// Customer and event booking histories are newest first and paginate without gaps.
+pub async fn booking_history_is_paginated_newest_first(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(50, &[("GA", "10", 50)]).await;
+    let buyer = f.customer();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(f.buy(&buyer, e.id, tiers[0].id, 1).await.booking.id);
+    }
+    f.buy(&f.customer(), e.id, tiers[0].id, 1).await;
+    ids.reverse();
+    let user = buyer.user().expect("a user");
+    let p1 = f
+        .ems
+        .bookings_of_customer(&buyer, user, PageRequest::first(2))
+        .await
+        .expect("page");
+    let p2 = f
+        .ems
+        .bookings_of_customer(
+            &buyer,
+            user,
+            PageRequest::after(p1.next.clone().expect("more"), 2),
+        )
+        .await
+        .expect("page");
+    let p3 = f
+        .ems
+        .bookings_of_customer(
+            &buyer,
+            user,
+            PageRequest::after(p2.next.clone().expect("more"), 2),
+        )
+        .await
+        .expect("page");
+    let got: Vec<_> = [p1.items, p2.items, p3.items.clone()]
+        .concat()
+        .into_iter()
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(got, ids, "newest first, no gaps");
+    assert!(p3.next.is_none());
+    assert!(matches!(
+        f.ems
+            .bookings_of_customer(&f.customer(), user, PageRequest::first(2))
+            .await,
+        Err(Error::Forbidden { .. })
+    ));
+    let ev = f
+        .ems
+        .bookings_of_event(&f.organizer, e.id, PageRequest::first(100))
+        .await
+        .expect("event bookings");
+    assert_eq!(ev.items.len(), 6);
+    assert!(matches!(
+        f.ems
+            .bookings_of_event(&buyer, e.id, PageRequest::first(10))
+            .await,
+        Err(Error::Forbidden { .. })
+    ));
+}
+
+/// 64 tasks race for the last units through two handles: exactly capacity is
+/// taken, every hold ends confirmed or released, and sold units equal tickets.
+pub async fn concurrent_holds_through_two_handles_never_oversell(stores: TestStores) {
+    let f = Arc::new(Fixture::new(stores).await);
+    let capacity = 120;
+    let (e, tiers) = f.published_event(capacity, &[("GA", "10", 500)]).await;
+    let tier = tiers[0].id;
+    let tasks: Vec<_> = (0..64u32)
+        .map(|i| {
+            let f = Arc::clone(&f);
+            tokio::spawn(async move {
+                let ems = if i % 2 == 0 {
+                    f.ems.clone()
+                } else {
+                    f.ems_b.clone()
+                };
+                let buyer = Actor::Customer {
+                    user: UserId::new(),
+                };
+                let (mut confirmed, mut released) = (0u32, 0u32);
+                for round in 0..20u32 {
+                    let qty = 1 + (i + round) % 3;
+                    match ems
+                        .place_hold(&buyer, e.id, &items(tier, qty), HoldOptions::default())
+                        .await
+                    {
+                        Ok(hold) => {
+                            if (i + round) % 4 == 0 {
+                                ems.release_hold(&buyer, hold.id).await.expect("release");
+                                released += 1;
+                            } else {
+                                let key = format!("{i}-{round}");
+                                let c = ems.checkout(
+                                    &buyer,
+                                    crate::booking::CheckoutRequest {
+                                        event_id: e.id,
+                                        items: items(tier, qty),
+                                        idempotency_key: key,
+                                        gateway: None,
+                                        on_behalf_of: None,
+                                    },
+                                );
+                                ems.release_hold(&buyer, hold.id).await.expect("release");
+                                released += 1;
+                                if let Ok(c) = c.await {
+                                    if c.booking.status == BookingStatus::Confirmed {
+                                        confirmed += c.booking.quantity();
+                                    }
+                                }
+                            }
+                        }
+                        Err(Error::SoldOut { .. }) => {}
+                        Err(other) => panic!("unexpected error {other:?}"),
+                    }
+                }
+                (confirmed, released)
+            })
+        })
+        .collect();
+    let results: Vec<_> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task"))
+        .collect();
+    let sold: u32 = results.iter().map(|r| r.0).sum();
+    let a = f.availability(e.id).await;
+    let event_quota = a.event_quota().expect("event quota");
+    assert!(
+        event_quota.taken <= capacity,
+        "never oversold: {event_quota:?}"
+    );
+    assert_eq!(
+        event_quota.taken, sold,
+        "units taken equal units sold once every bare hold is released"
+    );
+    let bookings = f
+        .ems
+        .bookings_of_event(&f.organizer, e.id, PageRequest::first(500))
+        .await
+        .expect("bookings");
+    let mut tickets = 0;
+    for b in bookings
+        .items
+        .iter()
+        .filter(|b| b.status == BookingStatus::Confirmed)
+    {
+        tickets += f
+            .ems
+            .store()
+            .tickets_for_booking(b.id)
+            .await
+            .expect("tickets")
+            .len() as u32;
+    }
+    assert_eq!(tickets, sold, "one ticket per sold unit");
+    assert!(
+        bookings
+            .items
+            .iter()
+            .all(|b| b.status != BookingStatus::Pending),
+        "no booking left pending"
+    );
+}
+
+/// Full checkouts from 64 tasks through two handles sell exactly the capacity.
+pub async fn concurrent_checkouts_sell_exactly_capacity(stores: TestStores) {
+    let f = Arc::new(Fixture::new(stores).await);
+    let capacity = 100;
+    let (e, tiers) = f
+        .published_event(capacity, &[("GA", "7.50", capacity)])
+        .await;
+    let tier = tiers[0].id;
+    let tasks: Vec<_> = (0..64u32)
+        .map(|i| {
+            let f = Arc::clone(&f);
+            tokio::spawn(async move {
+                let ems = if i % 2 == 0 {
+                    f.ems.clone()
+                } else {
+                    f.ems_b.clone()
+                };
+                let buyer = Actor::Customer {
+                    user: UserId::new(),
+                };
+                let mut bought = 0;
+                for round in 0..10u32 {
+                    let qty = 1 + (i * 7 + round) % 4;
+                    match ems
+                        .checkout(&buyer, f.order(e.id, tier, qty, &format!("{round}")))
+                        .await
+                    {
+                        Ok(c) if c.booking.status == BookingStatus::Confirmed => {
+                            bought += c.booking.quantity()
+                        }
+                        Ok(c) => panic!("unexpected booking state {:?}", c.booking.status),
+                        Err(Error::SoldOut { .. }) => {}
+                        Err(other) => panic!("unexpected error {other:?}"),
+                    }
+                }
+                bought
+            })
+        })
+        .collect();
+    let sold: u32 = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task"))
+        .sum();
+    assert_eq!(
+        sold, capacity,
+        "demand exceeds supply, so exactly capacity is sold"
+    );
+    assert_eq!(f.event_taken(e.id).await, capacity);
+    let bookings = f
+        .ems
+        .bookings_of_event(&f.organizer, e.id, PageRequest::first(500))
+        .await
+        .expect("bookings");
+    let paid: Vec<_> = bookings
+        .items
+        .iter()
+        .filter(|b| b.status == BookingStatus::Confirmed)
+        .collect();
+    let total = Money::sum(Currency::EUR, paid.iter().map(|b| b.total)).expect("sum");
+    assert_eq!(
+        total,
+        eur("7.50").times(capacity).expect("product"),
+        "money agrees with units"
+    );
+}
