@@ -80,8 +80,16 @@ pub(crate) fn world(events: usize, capacity: u32) -> World {
     })
 }
 
-/// Drops the domain-event log so long runs measure the operation, not log growth.
+/// The periodic clean-up a deployment runs: drop delivered domain events and
+/// forget ended holds, so long runs measure steady state, not unbounded growth.
 pub(crate) fn prune(store: &MemoryStore) {
+    use ems::inventory::InventoryStore;
     use ems::outbox::OutboxStore;
-    futures::executor::block_on(store.prune_events(u64::MAX)).expect("bench set-up succeeds");
+    futures::executor::block_on(async {
+        store.prune_events(u64::MAX).await.expect("prune succeeds");
+        store
+            .purge_ended_holds(chrono::DateTime::<Utc>::MAX_UTC, u32::MAX)
+            .await
+            .expect("purge succeeds");
+    });
 }

@@ -294,4 +294,36 @@ impl InventoryStore for MemoryStore {
         }
         Ok(total)
     }
+
+    async fn purge_ended_holds(&self, created_before: DateTime<Utc>, limit: u32) -> Result<u32> {
+        let shards: Vec<_> = self
+            .inner
+            .events
+            .iter()
+            .map(|e| std::sync::Arc::clone(e.value()))
+            .collect();
+        let mut purged = 0u32;
+        for shard in shards {
+            if purged >= limit {
+                break;
+            }
+            let mut s = shard.lock();
+            let mut gone = Vec::new();
+            for h in s.holds.values() {
+                if purged as usize + gone.len() >= limit as usize {
+                    break;
+                }
+                let ended = matches!(h.status, HoldStatus::Released | HoldStatus::Expired);
+                if ended && h.booking_id.is_none() && h.created_at < created_before {
+                    gone.push(h.id);
+                }
+            }
+            for id in &gone {
+                s.holds.remove(id);
+                self.inner.holds.remove(id);
+            }
+            purged += gone.len() as u32;
+        }
+        Ok(purged)
+    }
 }

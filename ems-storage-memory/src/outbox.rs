@@ -35,6 +35,9 @@ impl OutboxStore for MemoryStore {
         let mut outbox = self.inner.outbox.lock();
         let n = outbox.events.partition_point(|e| e.seq <= up_to);
         outbox.events.drain(..n);
+        if outbox.events.capacity() > 4 * outbox.events.len() + 1024 {
+            outbox.events.shrink_to_fit();
+        }
         Ok(n as u64)
     }
 }

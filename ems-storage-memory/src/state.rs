@@ -118,13 +118,13 @@ impl Shard {
     }
 
     /// Takes units; the caller checked capacity.
-    pub(crate) fn take(&mut self, demand: &BTreeMap<QuotaKey, u32>) {
+    pub(crate) fn take(&mut self, demand: &[(QuotaKey, u32)]) {
         for (key, n) in demand {
             *self.counter(*key) += n;
         }
     }
 
-    pub(crate) fn give_back(&mut self, demand: &BTreeMap<QuotaKey, u32>) {
+    pub(crate) fn give_back(&mut self, demand: &[(QuotaKey, u32)]) {
         for (key, n) in demand {
             let c = self.counter(*key);
             debug_assert!(*c >= *n, "quota {key} would go negative");
@@ -155,9 +155,8 @@ impl Shard {
             hold.quantity(),
             hold.event_id,
         );
-        let lines = hold.lines.clone();
+        let demand = ems_core::inventory::demand_of(&self.tiers, &hold.lines);
         self.expiry.remove(&(expires_at, id));
-        let demand = ems_core::inventory::demand_of(&self.tiers, &lines);
         self.give_back(&demand);
         out.push(match status {
             HoldStatus::Expired => DomainEvent::HoldExpired {

@@ -12,7 +12,7 @@ mod store;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use rules::{check_capacity, demand_of, plan_hold, HoldPlan, QuotaKey};
+pub use rules::{check_capacity, demand_of, plan_hold, Demand, HoldPlan, QuotaKey};
 pub use service::{HoldOptions, MAX_PER_ORDER};
 pub use store::InventoryStore;
 

@@ -1,8 +1,6 @@
 //! Pure rules of holding units, shared by every backend: the store reads its rows
 //! inside its atomic operation and asks these functions what to do.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use super::{HoldLine, HoldRequest, TicketTier};
@@ -33,6 +31,16 @@ impl std::fmt::Display for QuotaKey {
     }
 }
 
+/// Units per quota, sorted by [`QuotaKey`], each quota once.
+pub type Demand = Vec<(QuotaKey, u32)>;
+
+fn add_demand(demand: &mut Demand, key: QuotaKey, units: u32) {
+    match demand.binary_search_by(|(k, _)| k.cmp(&key)) {
+        Ok(i) => demand[i].1 += units,
+        Err(i) => demand.insert(i, (key, units)),
+    }
+}
+
 /// What a valid hold request needs: priced lines and the units per quota.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HoldPlan {
@@ -40,8 +48,8 @@ pub struct HoldPlan {
     pub lines: Vec<HoldLine>,
     /// Sum of the lines.
     pub total: Money,
-    /// Units to take on each quota, in a fixed order (lock order for backends).
-    pub demand: BTreeMap<QuotaKey, u32>,
+    /// Units to take on each quota, sorted by quota (a fixed lock order for backends).
+    pub demand: Demand,
 }
 
 /// Checks a hold request against the event and its tiers (status, ownership of
@@ -77,7 +85,7 @@ pub fn plan_hold(event: &Event, tiers: &[TicketTier], request: &HoldRequest) -> 
         return Err(Error::invalid("expires_at", "must be after now"));
     }
     let mut lines = Vec::with_capacity(request.items.len());
-    let mut demand = BTreeMap::new();
+    let mut demand = Demand::with_capacity(4);
     let mut total = Money::zero(event.currency);
     for (i, item) in request.items.iter().enumerate() {
         if request.items[..i]
@@ -138,7 +146,7 @@ pub fn plan_hold(event: &Event, tiers: &[TicketTier], request: &HoldRequest) -> 
         total = total.checked_add(line.unit_price.times(line.quantity)?)?;
         lines.push(line);
         for key in quotas_of(tier) {
-            *demand.entry(key).or_insert(0u32) += item.quantity;
+            add_demand(&mut demand, key, item.quantity);
         }
     }
     Ok(HoldPlan {
@@ -156,18 +164,18 @@ pub(crate) fn quotas_of(tier: &TicketTier) -> impl Iterator<Item = QuotaKey> + '
 }
 
 /// Units each quota gets back (or must take again) for `lines`.
-pub fn demand_of(tiers: &[TicketTier], lines: &[HoldLine]) -> BTreeMap<QuotaKey, u32> {
-    let mut demand = BTreeMap::new();
+pub fn demand_of(tiers: &[TicketTier], lines: &[HoldLine]) -> Demand {
+    let mut demand = Demand::with_capacity(4);
     for line in lines {
         if let Some(tier) = tiers.iter().find(|t| t.id == line.tier_id) {
             for key in quotas_of(tier) {
-                *demand.entry(key).or_insert(0u32) += line.quantity;
+                add_demand(&mut demand, key, line.quantity);
             }
         } else {
             // A tier is never deleted while units of it are held; count the
             // event-wide quota at least so nothing leaks.
-            *demand.entry(QuotaKey::Event).or_insert(0u32) += line.quantity;
-            *demand.entry(QuotaKey::Tier(line.tier_id)).or_insert(0u32) += line.quantity;
+            add_demand(&mut demand, QuotaKey::Event, line.quantity);
+            add_demand(&mut demand, QuotaKey::Tier(line.tier_id), line.quantity);
         }
     }
     demand
@@ -176,7 +184,7 @@ pub fn demand_of(tiers: &[TicketTier], lines: &[HoldLine]) -> BTreeMap<QuotaKey,
 /// The `SoldOut` error for the first quota in `demand` that cannot take its units,
 /// given `available(key)`; `Ok` if all fit.
 pub fn check_capacity(
-    demand: &BTreeMap<QuotaKey, u32>,
+    demand: &[(QuotaKey, u32)],
     available: impl Fn(QuotaKey) -> u32,
 ) -> Result<()> {
     for (key, wanted) in demand {

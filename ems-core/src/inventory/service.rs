@@ -258,6 +258,24 @@ impl Ems {
         self.store().release_hold(id, self.now()).await
     }
 
+    /// Forgets released and expired holds without a booking that are older than
+    /// `older_than` (up to `limit`), keeping storage bounded; run it periodically
+    /// after [`Ems::sweep_expired`]. The system or admins.
+    pub async fn purge_ended_holds(
+        &self,
+        actor: &Actor,
+        older_than: Duration,
+        limit: u32,
+    ) -> Result<u32> {
+        actor.require_privileged("purge holds")?;
+        if older_than < Duration::zero() {
+            return Err(Error::invalid("older_than", "must not be negative"));
+        }
+        self.store()
+            .purge_ended_holds(self.now() - older_than, limit)
+            .await
+    }
+
     /// Expires lapsed holds (up to `limit`); run it periodically. The system or admins.
     pub async fn sweep_expired(&self, actor: &Actor, limit: u32) -> Result<u32> {
         actor.require_privileged("sweep expired holds")?;

@@ -22,6 +22,10 @@ use crate::Result;
 /// - `sweep_expired` marks up to `limit` active holds with `expires_at <= now` as
 ///   expired, returns their units, expires their pending bookings, and appends
 ///   `HoldExpired` / `BookingExpired`; returns how many holds it expired.
+/// - `purge_ended_holds` forgets up to `limit` released or expired holds that
+///   carry no booking and were created before `created_before`; `hold` returns
+///   `None` for them afterwards. Holds with a booking are kept (a late payment
+///   may still need them). Returns how many were forgotten.
 /// - `insert_tier` refuses tiers of a missing, cancelled or completed event,
 ///   duplicate names within the event, and shared quotas of another event.
 /// - `update_tier` applies optimistic concurrency on `version` and refuses a
@@ -48,4 +52,6 @@ pub trait InventoryStore: Send + Sync + 'static {
     async fn release_hold(&self, id: HoldId, now: DateTime<Utc>) -> Result<Hold>;
     /// Expires lapsed holds.
     async fn sweep_expired(&self, now: DateTime<Utc>, limit: u32) -> Result<u32>;
+    /// Forgets ended holds that no booking refers to.
+    async fn purge_ended_holds(&self, created_before: DateTime<Utc>, limit: u32) -> Result<u32>;
 }

@@ -90,6 +90,7 @@ macro_rules! conformance_tests {
             expired_hold_units_are_available_again,
             sweep_expires_holds_and_their_pending_bookings,
             released_hold_returns_units_once,
+            purge_forgets_only_ended_unbooked_holds,
             quantity_outside_per_order_limits_is_rejected,
             zero_quantity_is_rejected_without_partial_state,
             sales_window_is_enforced,

@@ -929,6 +929,72 @@ pub async fn released_hold_returns_units_once(stores: TestStores) {
     let _ = other;
 }
 
+/// Purging forgets ended holds without a booking and keeps everything else.
+pub async fn purge_forgets_only_ended_unbooked_holds(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(20, &[("GA", "10", 20)]).await;
+    let buyer = f.customer();
+    let released = f
+        .ems
+        .place_hold(&buyer, e.id, &items(tiers[0].id, 1), HoldOptions::default())
+        .await
+        .expect("hold");
+    f.ems
+        .release_hold(&buyer, released.id)
+        .await
+        .expect("released");
+    let active = f
+        .ems
+        .place_hold(&buyer, e.id, &items(tiers[0].id, 2), HoldOptions::default())
+        .await
+        .expect("hold");
+    f.gateway.push(FakeBehavior::Decline("no".into()));
+    let failed = f.buy(&buyer, e.id, tiers[0].id, 1).await;
+    assert_eq!(failed.booking.status, BookingStatus::Failed);
+    assert_eq!(
+        f.ems
+            .purge_ended_holds(&Actor::System, Duration::minutes(1), 100)
+            .await
+            .expect("purge"),
+        0,
+        "too recent"
+    );
+    f.clock.advance(Duration::minutes(2));
+    let purged = f
+        .ems_b
+        .purge_ended_holds(&Actor::System, Duration::minutes(1), 100)
+        .await
+        .expect("purge");
+    assert_eq!(purged, 1, "only the released bare hold");
+    assert!(
+        f.ems
+            .store()
+            .hold(released.id)
+            .await
+            .expect("read")
+            .is_none(),
+        "forgotten"
+    );
+    assert!(
+        f.ems.store().hold(active.id).await.expect("read").is_some(),
+        "active holds stay"
+    );
+    assert!(
+        f.ems
+            .store()
+            .hold(failed.booking.hold_id)
+            .await
+            .expect("read")
+            .is_some(),
+        "booked holds stay"
+    );
+    assert_eq!(f.event_taken(e.id).await, 2, "counters untouched");
+    assert!(matches!(
+        f.ems.purge_ended_holds(&buyer, Duration::zero(), 1).await,
+        Err(Error::Forbidden { .. })
+    ));
+}
+
 /// Quantities outside the tier's per-order range are refused.
 pub async fn quantity_outside_per_order_limits_is_rejected(stores: TestStores) {
     let f = Fixture::new(stores).await;
