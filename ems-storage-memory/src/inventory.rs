@@ -304,25 +304,25 @@ impl InventoryStore for MemoryStore {
             .collect();
         let mut purged = 0u32;
         for shard in shards {
+            let mut s = shard.lock();
+            // Holds end roughly in creation order; stop at the first one too young.
+            while purged < limit {
+                let Some(&(created, id)) = s.ended.front() else {
+                    break;
+                };
+                if created >= created_before {
+                    break;
+                }
+                s.ended.pop_front();
+                // An ended hold never gets a booking, so it is still forgettable.
+                if s.holds.remove(&id).is_some() {
+                    self.inner.holds.remove(&id);
+                    purged += 1;
+                }
+            }
             if purged >= limit {
                 break;
             }
-            let mut s = shard.lock();
-            let mut gone = Vec::new();
-            for h in s.holds.values() {
-                if purged as usize + gone.len() >= limit as usize {
-                    break;
-                }
-                let ended = matches!(h.status, HoldStatus::Released | HoldStatus::Expired);
-                if ended && h.booking_id.is_none() && h.created_at < created_before {
-                    gone.push(h.id);
-                }
-            }
-            for id in &gone {
-                s.holds.remove(id);
-                self.inner.holds.remove(id);
-            }
-            purged += gone.len() as u32;
         }
         Ok(purged)
     }

@@ -1,6 +1,6 @@
 //! The data behind the lock of one event, and the helpers every port shares.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use chrono::{DateTime, Utc};
 use ems_core::booking::{Booking, BookingReason, BookingStatus};
@@ -12,6 +12,9 @@ use ems_core::outbox::{DomainEvent, RecordedEvent};
 use ems_core::payment::{Payment, PaymentStatus, Refund, RefundStatus};
 use ems_core::ticket::Ticket;
 use ems_core::{Error, Result};
+
+/// Hash maps keyed by ids (see `Index` for why aHash).
+pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
 
 #[derive(Default)]
 pub(crate) struct Directory {
@@ -51,6 +54,8 @@ pub(crate) struct Shard {
     pub(crate) taken: Vec<(QuotaKey, u32)>,
     pub(crate) holds: HashMap<HoldId, Hold>,
     pub(crate) expiry: BTreeSet<(DateTime<Utc>, HoldId)>,
+    /// Ended holds without a booking, oldest first: what `purge_ended_holds` may forget.
+    pub(crate) ended: VecDeque<(DateTime<Utc>, HoldId)>,
     pub(crate) bookings: BTreeMap<BookingId, Booking>,
     pub(crate) payments: HashMap<PaymentId, Payment>,
     pub(crate) booking_payments: HashMap<BookingId, Vec<PaymentId>>,
@@ -67,15 +72,16 @@ impl Shard {
             tiers: Vec::new(),
             shared: Vec::new(),
             taken: vec![(QuotaKey::Event, 0)],
-            holds: HashMap::new(),
+            holds: HashMap::default(),
             expiry: BTreeSet::new(),
+            ended: VecDeque::new(),
             bookings: BTreeMap::new(),
-            payments: HashMap::new(),
-            booking_payments: HashMap::new(),
-            refunds: HashMap::new(),
-            booking_refunds: HashMap::new(),
-            tickets: HashMap::new(),
-            booking_tickets: HashMap::new(),
+            payments: HashMap::default(),
+            booking_payments: HashMap::default(),
+            refunds: HashMap::default(),
+            booking_refunds: HashMap::default(),
+            tickets: HashMap::default(),
+            booking_tickets: HashMap::default(),
         }
     }
 
@@ -156,6 +162,9 @@ impl Shard {
             hold.event_id,
         );
         let demand = ems_core::inventory::demand_of(&self.tiers, &hold.lines);
+        if booking.is_none() {
+            self.ended.push_back((hold.created_at, id));
+        }
         self.expiry.remove(&(expires_at, id));
         self.give_back(&demand);
         out.push(match status {
