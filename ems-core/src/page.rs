@@ -69,6 +69,13 @@ impl PageRequest {
         }
     }
 
+    /// The page size and the decoded keyset position, for a listing keyed by `K`.
+    pub(crate) fn keyset<K: for<'de> Deserialize<'de>>(&self) -> Result<(u32, Option<K>)> {
+        let limit = self.checked_limit()?;
+        let after = self.after.as_ref().map(Cursor::decode::<K>).transpose()?;
+        Ok((limit, after))
+    }
+
     pub(crate) fn checked_limit(&self) -> Result<u32> {
         match self.limit {
             None => Ok(50),

@@ -9,6 +9,18 @@ use ems_core::{Error, Result};
 
 use crate::MemoryStore;
 
+impl MemoryStore {
+    /// The shard holding booking `id`; the booking is in it whenever this is `Ok`
+    /// (bookings are never removed).
+    fn booking_shard(
+        &self,
+        id: BookingId,
+    ) -> Result<std::sync::Arc<parking_lot::Mutex<crate::state::Shard>>> {
+        self.shard_via(&self.inner.bookings, &id)
+            .ok_or_else(|| Error::not_found("booking", id))
+    }
+}
+
 #[async_trait]
 impl BookingStore for MemoryStore {
     async fn create_booking(&self, booking: &Booking) -> Result<Booking> {
@@ -138,14 +150,12 @@ impl BookingStore for MemoryStore {
     async fn confirm_booking(&self, request: &ConfirmBooking) -> Result<ConfirmOutcome> {
         let id = request.booking_id;
         let now = request.now;
-        let shard = self
-            .shard_via(&self.inner.bookings, &id)
-            .ok_or_else(|| Error::not_found("booking", id))?;
+        let shard = self.booking_shard(id)?;
         let mut s = shard.lock();
         let booking = s
             .bookings
             .get(&id)
-            .ok_or_else(|| Error::not_found("booking", id))?
+            .expect("the index names only bookings stored in its shard")
             .clone();
         match booking.status {
             BookingStatus::Confirmed => return Ok(ConfirmOutcome::AlreadyConfirmed(booking)),
@@ -243,14 +253,12 @@ impl BookingStore for MemoryStore {
         reason: BookingReason,
         now: DateTime<Utc>,
     ) -> Result<Booking> {
-        let shard = self
-            .shard_via(&self.inner.bookings, &id)
-            .ok_or_else(|| Error::not_found("booking", id))?;
+        let shard = self.booking_shard(id)?;
         let mut s = shard.lock();
         let booking = s
             .bookings
             .get(&id)
-            .ok_or_else(|| Error::not_found("booking", id))?
+            .expect("the index names only bookings stored in its shard")
             .clone();
         match booking.status {
             BookingStatus::Failed | BookingStatus::Expired => return Ok(booking),
@@ -282,14 +290,12 @@ impl BookingStore for MemoryStore {
 
     async fn cancel_booking(&self, request: &CancelBooking) -> Result<Booking> {
         let id = request.booking_id;
-        let shard = self
-            .shard_via(&self.inner.bookings, &id)
-            .ok_or_else(|| Error::not_found("booking", id))?;
+        let shard = self.booking_shard(id)?;
         let mut s = shard.lock();
         let booking = s
             .bookings
             .get(&id)
-            .ok_or_else(|| Error::not_found("booking", id))?
+            .expect("the index names only bookings stored in its shard")
             .clone();
         match booking.status {
             BookingStatus::Cancelled => return Ok(booking),

@@ -611,12 +611,7 @@ impl Ems {
                 "only the customer itself or an admin",
             ));
         }
-        let limit = page.checked_limit()?;
-        let before = page
-            .after
-            .as_ref()
-            .map(|c| c.decode::<BookingId>())
-            .transpose()?;
+        let (limit, before) = page.keyset::<BookingId>()?;
         let rows = self
             .store()
             .bookings_for_customer(customer, before, limit + 1)
@@ -637,12 +632,7 @@ impl Ems {
             .await?
             .ok_or_else(|| Error::not_found("event", event))?;
         actor.require_manages(e.organization, "list bookings")?;
-        let limit = page.checked_limit()?;
-        let before = page
-            .after
-            .as_ref()
-            .map(|c| c.decode::<BookingId>())
-            .transpose()?;
+        let (limit, before) = page.keyset::<BookingId>()?;
         let rows = self
             .store()
             .bookings_for_event(event, before, limit + 1)

@@ -382,7 +382,7 @@ impl Ems {
         filter: EventFilter,
         page: PageRequest,
     ) -> Result<Page<Event>> {
-        let limit = page.checked_limit()?;
+        let (limit, after) = page.keyset::<(DateTime<Utc>, crate::id::EventId)>()?;
         let drafts = match *actor {
             Actor::Admin { .. } | Actor::System => DraftVisibility::All,
             Actor::Organizer { organization, .. } => DraftVisibility::Organization(organization),
@@ -393,11 +393,6 @@ impl Ems {
                 return Err(Error::invalid("starts_before", "must be after starts_from"));
             }
         }
-        let after = page
-            .after
-            .as_ref()
-            .map(|c| c.decode::<(DateTime<Utc>, crate::id::EventId)>())
-            .transpose()?;
         let query = EventQuery {
             filter,
             drafts,
