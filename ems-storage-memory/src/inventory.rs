@@ -218,6 +218,7 @@ impl InventoryStore for MemoryStore {
         let hold = Hold {
             id: request.id,
             event_id: request.event_id,
+            organization: s.event.organization,
             customer: request.customer,
             lines: plan.lines,
             total: plan.total,

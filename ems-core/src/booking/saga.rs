@@ -65,7 +65,6 @@ impl Ems {
         {
             return self.resume_checkout(existing, &request).await;
         }
-        let event = self.event(actor, request.event_id).await?;
         let hold = self
             .place_hold(
                 actor,
@@ -80,8 +79,8 @@ impl Ems {
         let now = self.now();
         let booking = Booking {
             id: BookingId::new(),
-            event_id: event.id,
-            organization: event.organization,
+            event_id: hold.event_id,
+            organization: hold.organization,
             customer,
             hold_id: hold.id,
             lines: hold.lines.clone(),
@@ -185,7 +184,7 @@ impl Ems {
             let paid = self
                 .set_payment_status(payment, PaymentStatus::Succeeded, Some("free".into()), None)
                 .await?;
-            return self.complete_paid(paid).await;
+            return self.complete_paid(paid, Some(booking)).await;
         }
         let request = PaymentRequest {
             idempotency_key: payment.idempotency_key.clone(),
@@ -210,7 +209,7 @@ impl Ems {
                 let paid = self
                     .set_payment_status(payment, PaymentStatus::Succeeded, Some(reference), None)
                     .await?;
-                self.complete_paid(paid).await
+                self.complete_paid(paid, Some(booking)).await
             }
             Ok(GatewayPayment {
                 reference,
@@ -319,8 +318,13 @@ impl Ems {
     }
 
     /// Confirms the booking of a succeeded payment; refunds if it cannot be delivered.
-    async fn complete_paid(&self, payment: Payment) -> Result<Checkout> {
-        let booking = self.booking_record(payment.booking_id).await?;
+    /// `booking` is the booking as the caller last read it (its lines and ids never
+    /// change), to spare a read on the checkout path.
+    async fn complete_paid(&self, payment: Payment, booking: Option<Booking>) -> Result<Checkout> {
+        let booking = match booking {
+            Some(b) => b,
+            None => self.booking_record(payment.booking_id).await?,
+        };
         let now = self.now();
         let tickets = booking
             .lines
@@ -337,18 +341,24 @@ impl Ems {
                 checked_in_at: None,
             })
             .collect();
-        let outcome = self
-            .store()
-            .confirm_booking(&ConfirmBooking {
-                booking_id: booking.id,
-                tickets,
-                now,
-            })
-            .await?;
-        if let ConfirmOutcome::Unfulfilled(b) = &outcome {
-            self.refund_unfulfilled(b, &payment).await?;
+        let request = ConfirmBooking {
+            booking_id: booking.id,
+            tickets,
+            now,
+        };
+        match self.store().confirm_booking(&request).await? {
+            // Confirmed now: the stored tickets are exactly the ones just built.
+            ConfirmOutcome::Confirmed(b) => Ok(Checkout {
+                booking: b,
+                payment: Some(payment),
+                tickets: request.tickets.into_iter().map(|t| self.issue(t)).collect(),
+            }),
+            ConfirmOutcome::Unfulfilled(b) => {
+                self.refund_unfulfilled(&b, &payment).await?;
+                self.checkout_state(b).await
+            }
+            other => self.checkout_state(other.booking().clone()).await,
         }
-        self.checkout_state(outcome.booking().clone()).await
     }
 
     async fn refund_unfulfilled(&self, booking: &Booking, payment: &Payment) -> Result<()> {
@@ -504,7 +514,7 @@ impl Ems {
         let paid = self
             .set_payment_status(payment, PaymentStatus::Succeeded, None, None)
             .await?;
-        self.complete_paid(paid).await
+        self.complete_paid(paid, None).await
     }
 
     /// Asks the gateway for the outcome of a payment whose result was never seen
@@ -546,7 +556,7 @@ impl Ems {
                 let paid = self
                     .set_payment_status(p, PaymentStatus::Succeeded, Some(reference), None)
                     .await?;
-                self.complete_paid(paid).await
+                self.complete_paid(paid, None).await
             }
             Ok(GatewayPayment {
                 reference,

@@ -16,7 +16,7 @@ pub use rules::{check_capacity, demand_of, plan_hold, Demand, HoldPlan, QuotaKey
 pub use service::{HoldOptions, MAX_PER_ORDER};
 pub use store::InventoryStore;
 
-use crate::id::{BookingId, EventId, HoldId, QuotaId, TierId, UserId};
+use crate::id::{BookingId, EventId, HoldId, OrganizationId, QuotaId, TierId, UserId};
 use crate::money::Money;
 
 /// A kind of ticket for an event (e.g. "Standing", "VIP") with its own capacity.
@@ -180,6 +180,8 @@ pub struct Hold {
     pub id: HoldId,
     /// The event.
     pub event_id: EventId,
+    /// The event's organization.
+    pub organization: OrganizationId,
     /// Who holds it.
     pub customer: UserId,
     /// What is held, with locked prices.

@@ -238,17 +238,8 @@ impl Ems {
             .hold(id)
             .await?
             .ok_or_else(|| Error::not_found("hold", id))?;
-        if actor.user() == Some(hold.customer) {
-            // The owner: no need to read the event for its organization.
-            return Ok(hold);
-        }
-        let event = self
-            .store()
-            .event(hold.event_id)
-            .await?
-            .ok_or_else(|| Error::not_found("event", hold.event_id))?;
         if actor
-            .require_owner_or_manager(hold.customer, event.organization, "read hold")
+            .require_owner_or_manager(hold.customer, hold.organization, "read hold")
             .is_err()
         {
             return Err(Error::not_found("hold", id));
