@@ -19,6 +19,9 @@ cargo test --workspace --all-features --all-targets
 step "doc tests"
 cargo test --workspace --all-features --doc
 
+step "rustdoc (broken links are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --quiet
+
 step "examples"
 for example in examples/*.rs; do
   name=$(basename "$example" .rs)

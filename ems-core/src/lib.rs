@@ -25,6 +25,7 @@ pub mod clock;
 pub mod directory;
 pub mod error;
 pub mod event;
+mod forward;
 pub mod id;
 pub mod inventory;
 pub mod money;

@@ -1,6 +1,6 @@
 //! Organizations (who runs events) and user profiles (who buys and organizes).
 //!
-//! Password handling is not here: hosts authenticate and hand ems an [`Actor`](crate::Actor).
+//! Password handling is not here: hosts authenticate and hand ems an [`Actor`].
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -108,7 +108,7 @@ impl GatewayRegistry {
 }
 
 #[async_trait::async_trait]
-impl PaymentGateway for Arc<dyn PaymentGateway> {
+impl<G: PaymentGateway + ?Sized> PaymentGateway for Arc<G> {
     fn capabilities(&self) -> super::Capabilities {
         (**self).capabilities()
     }

@@ -1,7 +1,7 @@
 //! The conformance suite every storage backend runs.
 //!
 //! Each scenario is a plain `pub async fn(TestStores)` asserting one behaviour
-//! through the ports (via [`Ems`]), so it runs unchanged on any backend. A backend
+//! through the ports (via [`Ems`](crate::Ems)), so it runs unchanged on any backend. A backend
 //! runs all of them, plus the concurrency stress and the model test, with one line:
 //!
 //! ```text
