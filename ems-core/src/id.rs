@@ -80,3 +80,5 @@ typed_id!(/// Identifies a [`Refund`](crate::payment::Refund).
     RefundId, "refund_id");
 typed_id!(/// Identifies a [`Ticket`](crate::ticket::Ticket).
     TicketId, "ticket_id");
+typed_id!(/// Identifies a [`Coupon`](crate::pricing::Coupon).
+    CouponId, "coupon_id");

@@ -32,6 +32,7 @@ pub mod money;
 pub mod outbox;
 pub mod page;
 pub mod payment;
+pub mod pricing;
 pub mod ticket;
 
 #[cfg(feature = "testkit")]
