@@ -179,6 +179,7 @@ impl InventoryStore for MemoryStore {
                     available: keys.iter().map(|k| s.available(*k)).min().unwrap_or(0),
                     taken: s.taken(QuotaKey::Tier(t.id)),
                     capacity: t.capacity,
+                    recent: s.recent(t.id, now),
                 }
             })
             .collect();
@@ -195,7 +196,9 @@ impl InventoryStore for MemoryStore {
         let mut out = Vec::new();
         s.expire_due(request.now, u32::MAX, &mut out);
         let result = (|| {
-            let plan = plan_hold(&s.event, &s.tiers, request)?;
+            let plan = plan_hold(&s.event, &s.tiers, request, &|k| s.taken(k), &|t| {
+                s.recent(t, request.now)
+            })?;
             check_capacity(&plan.demand, |k| s.available(k))?;
             Ok(plan)
         })();
@@ -221,12 +224,16 @@ impl InventoryStore for MemoryStore {
             organization: s.event.organization,
             customer: request.customer,
             lines: plan.lines,
+            quote: plan.quote,
             total: plan.total,
             status: HoldStatus::Active,
             booking_id: None,
             created_at: request.now,
             expires_at: request.expires_at,
         };
+        for item in &request.items {
+            s.note_sale(item.tier_id, item.quantity, request.now);
+        }
         s.expiry.insert((hold.expires_at, hold.id));
         s.holds.insert(hold.id, hold.clone());
         self.inner.holds.insert(hold.id, hold.event_id);

@@ -50,6 +50,9 @@ pub(crate) struct Shard {
     pub(crate) event: Event,
     pub(crate) tiers: Vec<TicketTier>,
     pub(crate) shared: Vec<SharedQuota>,
+    /// Per tier with velocity rules: (when, units) of recent holds, oldest first,
+    /// kept as long as the tier's longest velocity window.
+    pub(crate) recent: HashMap<TierId, VecDeque<(DateTime<Utc>, u32)>>,
     /// Units taken (held + sold) per quota; a handful of entries, scanned linearly.
     pub(crate) taken: Vec<(QuotaKey, u32)>,
     pub(crate) holds: HashMap<HoldId, Hold>,
@@ -71,6 +74,7 @@ impl Shard {
             event,
             tiers: Vec::new(),
             shared: Vec::new(),
+            recent: HashMap::default(),
             taken: vec![(QuotaKey::Event, 0)],
             holds: HashMap::default(),
             expiry: BTreeSet::new(),
@@ -105,6 +109,45 @@ impl Shard {
                 .iter()
                 .find(|q| q.id == id)
                 .map_or(0, |q| q.capacity),
+        }
+    }
+
+    /// Units of `tier` held within each of its velocity windows before `now`.
+    pub(crate) fn recent(&self, tier: TierId, now: DateTime<Utc>) -> [u32; 4] {
+        let mut out = [0u32; 4];
+        let (Some(t), Some(log)) = (
+            self.tiers.iter().find(|t| t.id == tier),
+            self.recent.get(&tier),
+        ) else {
+            return out;
+        };
+        for (slot, window) in out.iter_mut().zip(t.pricing.velocity_windows()) {
+            let since = now - window;
+            *slot = log
+                .iter()
+                .rev()
+                .take_while(|(at, _)| *at > since)
+                .map(|(_, n)| *n)
+                .sum();
+        }
+        out
+    }
+
+    /// Records a hold of `units` of `tier` at `now` for velocity rules, forgetting
+    /// what is older than the tier's longest window.
+    pub(crate) fn note_sale(&mut self, tier: TierId, units: u32, now: DateTime<Utc>) {
+        let Some(longest) = self
+            .tiers
+            .iter()
+            .find(|t| t.id == tier)
+            .and_then(|t| t.pricing.velocity_windows().max())
+        else {
+            return;
+        };
+        let log = self.recent.entry(tier).or_default();
+        log.push_back((now, units));
+        while log.front().is_some_and(|(at, _)| *at <= now - longest) {
+            log.pop_front();
         }
     }
 

@@ -89,7 +89,9 @@ pub struct Booking {
     pub hold_id: HoldId,
     /// What was bought, at the prices locked by the hold.
     pub lines: Vec<HoldLine>,
-    /// Amount due.
+    /// The hold's locked quote: how `total` came about.
+    pub quote: crate::pricing::Quote,
+    /// Amount due (`quote.total`).
     pub total: Money,
     /// State.
     pub status: BookingStatus,

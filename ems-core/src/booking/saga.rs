@@ -84,6 +84,7 @@ impl Ems {
             customer,
             hold_id: hold.id,
             lines: hold.lines.clone(),
+            quote: hold.quote.clone(),
             total: hold.total,
             status: BookingStatus::Pending,
             reason: None,

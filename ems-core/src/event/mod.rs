@@ -17,6 +17,7 @@ pub use store::{EventCancellation, EventQuery, EventStore};
 use crate::booking::RefundPolicy;
 use crate::id::{EventId, OrganizationId};
 use crate::money::Currency;
+use crate::pricing::{Fees, Tax};
 
 /// Where an event stands in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -90,6 +91,12 @@ pub struct Event {
     pub currency: Currency,
     /// What a customer gets back on cancellation.
     pub refund_policy: RefundPolicy,
+    /// Service fees added to every order.
+    #[serde(default)]
+    pub fees: Fees,
+    /// Tax on tickets and fees.
+    #[serde(default)]
+    pub tax: Option<Tax>,
     /// Lifecycle state.
     pub status: EventStatus,
     /// The start before the latest reschedule.
@@ -128,6 +135,12 @@ pub struct NewEvent {
     pub currency: Currency,
     /// Refund policy.
     pub refund_policy: RefundPolicy,
+    /// Service fees.
+    #[serde(default)]
+    pub fees: Fees,
+    /// Tax.
+    #[serde(default)]
+    pub tax: Option<Tax>,
 }
 
 /// A partial update of an event's descriptive fields; `None` leaves a field as it is.
@@ -145,6 +158,10 @@ pub struct EventPatch {
     pub capacity: Option<u32>,
     /// New refund policy (applies to later cancellations).
     pub refund_policy: Option<RefundPolicy>,
+    /// New fees (apply to later holds).
+    pub fees: Option<Fees>,
+    /// New tax (`Some(None)` removes it; applies to later holds).
+    pub tax: Option<Option<Tax>>,
 }
 
 /// Filters for [`Ems::list_events`](crate::Ems::list_events). All set filters must match.

@@ -4,6 +4,7 @@ use chrono_tz::Tz;
 use super::*;
 use crate::booking::BookingReason;
 use crate::page::{Page, PageRequest};
+use crate::pricing::{Fees, Tax};
 use crate::{Actor, Ems, Error, Result};
 
 /// Largest capacity a single event or quota may have.
@@ -41,6 +42,8 @@ impl NewEvent {
                 capacity: 0,
                 currency: crate::money::Currency::EUR,
                 refund_policy: RefundPolicy::default(),
+                fees: Fees::default(),
+                tax: None,
             },
         }
     }
@@ -86,6 +89,16 @@ impl NewEventBuilder {
         self.inner.refund_policy = p;
         self
     }
+    /// Service fees.
+    pub fn fees(mut self, fees: Fees) -> Self {
+        self.inner.fees = fees;
+        self
+    }
+    /// Tax on tickets and fees.
+    pub fn tax(mut self, tax: Tax) -> Self {
+        self.inner.tax = Some(tax);
+        self
+    }
     /// The finished input (validated by `create_event`).
     pub fn build(self) -> NewEvent {
         self.inner
@@ -116,6 +129,28 @@ pub(crate) fn validate_capacity(field: &'static str, capacity: u32) -> Result<u3
         return Err(Error::invalid(field, format!("at most {MAX_CAPACITY}")));
     }
     Ok(capacity)
+}
+
+fn validate_fees(fees: Fees, currency: crate::money::Currency) -> Result<Fees> {
+    for m in [fees.per_ticket, fees.per_order].into_iter().flatten() {
+        if m.currency() != currency || m.is_negative() || !m.is_minor_exact() {
+            return Err(Error::invalid(
+                "fees",
+                format!("{m} must be a non-negative amount of whole minor units in {currency}"),
+            ));
+        }
+    }
+    Ok(fees)
+}
+
+fn validate_tax(tax: Tax) -> Result<Tax> {
+    if tax.rate < rust_decimal::Decimal::ZERO || tax.rate > rust_decimal::Decimal::ONE_HUNDRED {
+        return Err(Error::invalid(
+            "tax.rate",
+            format!("{}% is outside 0..=100", tax.rate),
+        ));
+    }
+    Ok(tax)
 }
 
 fn validate_venue(v: &VenueInfo) -> Result<VenueInfo> {
@@ -156,6 +191,8 @@ impl Ems {
             capacity: validate_capacity("capacity", new.capacity)?,
             currency: new.currency,
             refund_policy: new.refund_policy,
+            fees: validate_fees(new.fees, new.currency)?,
+            tax: new.tax.map(validate_tax).transpose()?,
             status: EventStatus::Draft,
             rescheduled_from: None,
             version: 1,
@@ -248,6 +285,12 @@ impl Ems {
         if let Some(p) = patch.refund_policy {
             p.validate()?;
             event.refund_policy = p;
+        }
+        if let Some(f) = patch.fees {
+            event.fees = validate_fees(f, event.currency)?;
+        }
+        if let Some(t) = patch.tax {
+            event.tax = t.map(validate_tax).transpose()?;
         }
         let change = crate::outbox::DomainEvent::EventUpdated {
             event_id: id,

@@ -18,6 +18,7 @@ pub use store::InventoryStore;
 
 use crate::id::{BookingId, EventId, HoldId, OrganizationId, QuotaId, TierId, UserId};
 use crate::money::Money;
+use crate::pricing::{Quote, SurgePolicy};
 
 /// A kind of ticket for an event (e.g. "Standing", "VIP") with its own capacity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,6 +43,9 @@ pub struct TicketTier {
     pub sales_end: Option<DateTime<Utc>>,
     /// Shared quotas this tier also draws on.
     pub shared_quotas: Vec<QuotaId>,
+    /// Surge rules on top of `price` (none: every unit costs `price`).
+    #[serde(default)]
+    pub pricing: SurgePolicy,
     /// Optimistic-concurrency version.
     pub version: u64,
 }
@@ -65,6 +69,9 @@ pub struct NewTier {
     pub sales_end: Option<DateTime<Utc>>,
     /// Shared quotas to draw on.
     pub shared_quotas: Vec<QuotaId>,
+    /// Surge rules on top of `price`.
+    #[serde(default)]
+    pub pricing: SurgePolicy,
 }
 
 impl NewTier {
@@ -79,7 +86,14 @@ impl NewTier {
             sales_start: None,
             sales_end: None,
             shared_quotas: Vec::new(),
+            pricing: SurgePolicy::default(),
         }
+    }
+
+    /// Prices units by a surge policy on top of the base price.
+    pub fn pricing(mut self, policy: SurgePolicy) -> Self {
+        self.pricing = policy;
+        self
     }
 
     /// Sets the per-order limits.
@@ -186,7 +200,9 @@ pub struct Hold {
     pub customer: UserId,
     /// What is held, with locked prices.
     pub lines: Vec<HoldLine>,
-    /// Sum of the lines.
+    /// What the units cost, locked until the hold lapses: surge per unit, fees, tax.
+    pub quote: Quote,
+    /// `quote.total`.
     pub total: Money,
     /// State.
     pub status: HoldStatus,
@@ -244,6 +260,9 @@ pub struct TierAvailability {
     pub taken: u32,
     /// The tier's capacity.
     pub capacity: u32,
+    /// Units held in each of the tier's velocity windows (see
+    /// [`SurgePolicy::velocity_windows`]), for price previews.
+    pub recent: [u32; 4],
 }
 
 /// Availability of an event, as of the `now` given.

@@ -7,6 +7,7 @@ use super::{HoldLine, HoldRequest, TicketTier};
 use crate::event::Event;
 use crate::id::{QuotaId, TierId};
 use crate::money::Money;
+use crate::pricing::{price_order, OrderContext, OrderItem, Quote, UnitPosition};
 use crate::{Error, Result};
 
 /// Names a quota of an event.
@@ -44,9 +45,11 @@ fn add_demand(demand: &mut Demand, key: QuotaKey, units: u32) {
 /// What a valid hold request needs: priced lines and the units per quota.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HoldPlan {
-    /// Lines with the unit price locked now.
+    /// Lines with the unit price locked now (one per tier and price).
     pub lines: Vec<HoldLine>,
-    /// Sum of the lines.
+    /// The full quote: surge per unit, fees and tax.
+    pub quote: Quote,
+    /// `quote.total`.
     pub total: Money,
     /// Units to take on each quota, sorted by quota (a fixed lock order for backends).
     pub demand: Demand,
@@ -55,7 +58,17 @@ pub struct HoldPlan {
 /// Checks a hold request against the event and its tiers (status, ownership of
 /// tiers, sales windows, per-order limits, currency) and works out what it takes
 /// from each quota. Capacity itself is the store's to check atomically.
-pub fn plan_hold(event: &Event, tiers: &[TicketTier], request: &HoldRequest) -> Result<HoldPlan> {
+///
+/// Units are priced by their position: `taken(quota)` is what the store counts as
+/// taken on each quota right now (inside its atomic operation) and `recent(tier)`
+/// the tier's units held within each of its velocity windows.
+pub fn plan_hold(
+    event: &Event,
+    tiers: &[TicketTier],
+    request: &HoldRequest,
+    taken: &dyn Fn(QuotaKey) -> u32,
+    recent: &dyn Fn(TierId) -> [u32; 4],
+) -> Result<HoldPlan> {
     if request.event_id != event.id {
         return Err(Error::invalid(
             "event_id",
@@ -84,9 +97,9 @@ pub fn plan_hold(event: &Event, tiers: &[TicketTier], request: &HoldRequest) -> 
     if request.expires_at <= request.now {
         return Err(Error::invalid("expires_at", "must be after now"));
     }
-    let mut lines = Vec::with_capacity(request.items.len());
+    let mut order = Vec::with_capacity(request.items.len());
     let mut demand = Demand::with_capacity(4);
-    let mut total = Money::zero(event.currency);
+    let mut event_taken = taken(QuotaKey::Event);
     for (i, item) in request.items.iter().enumerate() {
         if request.items[..i]
             .iter()
@@ -138,20 +151,54 @@ pub fn plan_hold(event: &Event, tiers: &[TicketTier], request: &HoldRequest) -> 
                 "hold",
             ));
         }
-        let line = HoldLine {
-            tier_id: tier.id,
-            quantity: item.quantity,
-            unit_price: tier.price,
+        if tier.price.currency() != event.currency {
+            return Err(Error::invalid(
+                "price.currency",
+                format!("tier {} is not priced in {}", tier.id, event.currency),
+            ));
+        }
+        let first = UnitPosition {
+            tier_sold_before: taken(QuotaKey::Tier(tier.id)),
+            tier_capacity: tier.capacity,
+            event_sold_before: event_taken,
+            event_capacity: event.capacity,
+            sold_in_windows: recent(tier.id),
+            at: request.now,
+            starts_at: event.starts_at,
         };
-        total = total.checked_add(line.unit_price.times(line.quantity)?)?;
-        lines.push(line);
+        // Later items of the same order come after this one in the event's sequence.
+        event_taken = event_taken.saturating_add(item.quantity);
+        order.push(OrderItem {
+            tier_id: tier.id,
+            base: tier.price,
+            policy: &tier.pricing,
+            quantity: item.quantity,
+            first,
+        });
         for key in quotas_of(tier) {
             add_demand(&mut demand, key, item.quantity);
         }
     }
+    let ctx = OrderContext {
+        event_id: event.id,
+        organization: event.organization,
+        now: request.now,
+        currency: event.currency,
+    };
+    let quote = price_order(&ctx, &order, None, &event.fees, event.tax.as_ref())?;
+    let lines = quote
+        .lines
+        .iter()
+        .map(|l| HoldLine {
+            tier_id: l.tier_id,
+            quantity: l.quantity,
+            unit_price: l.unit_price,
+        })
+        .collect();
     Ok(HoldPlan {
         lines,
-        total,
+        total: quote.total,
+        quote,
         demand,
     })
 }

@@ -42,6 +42,7 @@ fn validate_tier(event: &crate::event::Event, new: &NewTier) -> Result<()> {
         ));
     }
     validate_capacity("capacity", new.capacity)?;
+    new.pricing.validate(new.price)?;
     if new.min_per_order == 0 {
         return Err(Error::invalid("min_per_order", "must be at least 1"));
     }
@@ -111,6 +112,7 @@ impl Ems {
             sales_start: new.sales_start,
             sales_end: new.sales_end,
             shared_quotas: new.shared_quotas,
+            pricing: new.pricing,
             version: 1,
         };
         self.store().insert_tier(&tier).await?;
@@ -154,6 +156,7 @@ impl Ems {
             sales_start: new.sales_start,
             sales_end: new.sales_end,
             shared_quotas: new.shared_quotas,
+            pricing: new.pricing,
             version: current.version + 1,
             ..current
         };

@@ -1635,6 +1635,7 @@ pub async fn booking_a_foreign_hold_is_rejected(stores: TestStores) {
         customer: thief,
         hold_id: hold.id,
         lines: hold.lines.clone(),
+        quote: hold.quote.clone(),
         total: hold.total,
         status: BookingStatus::Pending,
         reason: None,
