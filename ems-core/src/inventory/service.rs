@@ -200,6 +200,38 @@ impl Ems {
         self.store().availability(event_id, self.now()).await
     }
 
+    /// What `items` would cost if held now: the same rules and positions a hold
+    /// would get at this moment, without taking anything. Concurrent buyers can
+    /// move the positions before a hold is placed; a hold's own quote is binding.
+    pub async fn quote(
+        &self,
+        actor: &Actor,
+        event_id: EventId,
+        items: &[HoldItem],
+    ) -> Result<crate::pricing::Quote> {
+        let event = self.event(actor, event_id).await?;
+        let tiers = self.store().tiers(event_id).await?;
+        let now = self.now();
+        let availability = self.store().availability(event_id, now).await?;
+        let taken = |k: QuotaKey| {
+            availability
+                .quotas
+                .iter()
+                .find(|q| q.quota == k)
+                .map_or(0, |q| q.taken)
+        };
+        let recent = |t: TierId| availability.tier(t).map_or([0; 4], |a| a.recent);
+        let request = HoldRequest {
+            id: HoldId::new(),
+            event_id,
+            customer: actor.user().unwrap_or_default(),
+            items: items.to_vec(),
+            now,
+            expires_at: now + self.config().hold_ttl,
+        };
+        Ok(plan_hold(&event, &tiers, &request, &taken, &recent)?.quote)
+    }
+
     /// Reserves units for a customer until the hold's TTL runs out. All items or none.
     pub async fn place_hold(
         &self,

@@ -1249,6 +1249,268 @@ pub async fn negative_price_and_zero_capacity_are_rejected(stores: TestStores) {
     );
 }
 
+async fn surge_event(
+    f: &Fixture,
+    capacity: u32,
+    policy: crate::pricing::SurgePolicy,
+) -> (crate::event::Event, TierId) {
+    let e = f.draft_event(capacity).await;
+    let t = f
+        .ems
+        .add_tier(
+            &f.organizer,
+            e.id,
+            NewTier::new("GA", eur("10"), capacity).pricing(policy),
+        )
+        .await
+        .expect("tier");
+    let e = f
+        .ems
+        .publish_event(&f.organizer, e.id, e.version)
+        .await
+        .expect("published");
+    (e, t.id)
+}
+
+/// A hold that crosses a surge threshold pays base before it and surge after it.
+pub async fn hold_crossing_a_surge_threshold_pays_base_then_surge(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let policy = crate::pricing::SurgePolicy {
+        rules: vec![crate::pricing::SurgeRule::below_remaining(3, eur("15"))],
+        ..Default::default()
+    };
+    let (e, tier) = surge_event(&f, 10, policy).await;
+    f.buy(&f.customer(), e.id, tier, 6).await;
+    let hold = f
+        .ems
+        .place_hold(&f.customer(), e.id, &items(tier, 3), HoldOptions::default())
+        .await
+        .expect("hold");
+    let lines: Vec<_> = hold
+        .quote
+        .lines
+        .iter()
+        .map(|l| (l.first_position, l.quantity, l.unit_price))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![(6, 1, eur("10")), (7, 2, eur("15"))],
+        "unit 7 is base (4 left), units 8 and 9 surge"
+    );
+    assert_eq!(hold.total, eur("40"));
+}
+
+/// One order of n or several orders adding up to n, at the same moment, cost the same.
+pub async fn one_order_or_several_cost_the_same(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let policy = crate::pricing::SurgePolicy {
+        rules: vec![
+            crate::pricing::SurgeRule::below_remaining(6, eur("12")),
+            crate::pricing::SurgeRule {
+                trigger: crate::pricing::Trigger::RemainingAtMost {
+                    scope: crate::pricing::Scope::Tier,
+                    units: 3,
+                },
+                effect: crate::pricing::Effect::Add(eur("5")),
+            },
+        ],
+        ..Default::default()
+    };
+    let (a, ta) = surge_event(&f, 10, policy.clone()).await;
+    let (b, tb) = surge_event(&f, 10, policy).await;
+    let whole = f
+        .ems
+        .place_hold(&f.customer(), a.id, &items(ta, 8), HoldOptions::default())
+        .await
+        .expect("hold");
+    let mut split = Money::zero(Currency::EUR);
+    for q in [3, 1, 4] {
+        let h = f
+            .ems_b
+            .place_hold(&f.customer(), b.id, &items(tb, q), HoldOptions::default())
+            .await
+            .expect("hold");
+        split = split.checked_add(h.total).expect("same currency");
+    }
+    assert_eq!(whole.total, split, "marginal pricing is split-invariant");
+}
+
+/// A hold's quote is honoured at confirmation even if the tier's price rose meanwhile.
+pub async fn quote_is_locked_until_confirmation(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(10, &[("GA", "20", 10)]).await;
+    f.gateway.push(FakeBehavior::Pending);
+    let c = f.buy(&f.customer(), e.id, tiers[0].id, 2).await;
+    assert_eq!(c.booking.total, eur("40"));
+    let t = &tiers[0];
+    let dearer = NewTier::new(t.name.clone(), eur("35"), t.capacity)
+        .per_order(t.min_per_order, t.max_per_order);
+    f.ems
+        .update_tier(&f.organizer, e.id, t.id, t.version, dearer)
+        .await
+        .expect("price raised");
+    let reference = c.payment.and_then(|p| p.reference).expect("reference");
+    let done = f
+        .ems
+        .handle_webhook("fake", &f.gateway.settle(&reference, true))
+        .await
+        .expect("handled")
+        .expect("checkout");
+    assert_eq!(
+        (done.booking.status, done.booking.total),
+        (BookingStatus::Confirmed, eur("40")),
+        "the locked quote holds"
+    );
+    let next = f
+        .ems
+        .quote(&f.customer(), e.id, &items(t.id, 2))
+        .await
+        .expect("preview");
+    assert_eq!(next.total, eur("70"), "new orders pay the new price");
+}
+
+/// A price preview equals the quote of a hold placed at the same moment, and takes nothing.
+pub async fn price_preview_matches_the_hold_it_predicts(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let e = f.draft_event(20).await;
+    let fees = crate::pricing::Fees {
+        per_ticket: Some(eur("1.25")),
+        per_order: Some(eur("2")),
+    };
+    let tax = crate::pricing::Tax {
+        rate: Decimal::from(21),
+        mode: crate::pricing::TaxMode::Exclusive,
+    };
+    let e = f
+        .ems
+        .update_event(
+            &f.organizer,
+            e.id,
+            e.version,
+            EventPatch {
+                fees: Some(fees),
+                tax: Some(Some(tax)),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("fees set");
+    let policy = crate::pricing::SurgePolicy {
+        rules: vec![crate::pricing::SurgeRule::below_remaining(5, eur("14.99"))],
+        ..Default::default()
+    };
+    let t = f
+        .ems
+        .add_tier(
+            &f.organizer,
+            e.id,
+            NewTier::new("GA", eur("9.99"), 20).pricing(policy),
+        )
+        .await
+        .expect("tier");
+    f.ems
+        .publish_event(&f.organizer, e.id, e.version)
+        .await
+        .expect("published");
+    f.buy(&f.customer(), e.id, t.id, 10).await;
+    let buyer = f.customer();
+    let preview = f
+        .ems
+        .quote(&buyer, e.id, &items(t.id, 8))
+        .await
+        .expect("preview");
+    assert_eq!(f.event_taken(e.id).await, 10, "a preview takes nothing");
+    let hold = f
+        .ems
+        .place_hold(&buyer, e.id, &items(t.id, 8), HoldOptions::default())
+        .await
+        .expect("hold");
+    assert_eq!(preview.lines, hold.quote.lines);
+    assert_eq!(preview.total, hold.total);
+    // Remaining 10..=6 at base, 5..=3 surge: 5 × 9.99 + 3 × 14.99 = 94.92; fees 8 × 1.25 = 10;
+    // 21% tax on 104.92 = 22.03; order fee 2 + 0.42 tax.
+    assert_eq!(hold.total, eur("129.37"));
+}
+
+/// Fees and tax are part of what the customer pays.
+pub async fn payment_amount_is_the_quote_total(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let e = f.draft_event(10).await;
+    let fees = crate::pricing::Fees {
+        per_ticket: Some(eur("1")),
+        per_order: None,
+    };
+    let e = f
+        .ems
+        .update_event(
+            &f.organizer,
+            e.id,
+            e.version,
+            EventPatch {
+                fees: Some(fees),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("fees set");
+    let t = f
+        .ems
+        .add_tier(&f.organizer, e.id, NewTier::new("GA", eur("10"), 10))
+        .await
+        .expect("tier");
+    f.ems
+        .publish_event(&f.organizer, e.id, e.version)
+        .await
+        .expect("published");
+    let c = f.buy(&f.customer(), e.id, t.id, 3).await;
+    assert_eq!(c.booking.total, eur("33"));
+    assert_eq!(c.payment.map(|p| p.amount), Some(eur("33")));
+    assert_eq!(
+        c.booking.quote.total, c.booking.total,
+        "the booking keeps its breakdown"
+    );
+}
+
+/// A burst of sales within a velocity window raises the price of later units.
+pub async fn velocity_rule_raises_the_price_after_a_burst(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let policy = crate::pricing::SurgePolicy {
+        rules: vec![crate::pricing::SurgeRule {
+            trigger: crate::pricing::Trigger::Velocity {
+                units: 4,
+                window: Duration::minutes(10),
+            },
+            effect: crate::pricing::Effect::Multiply(Decimal::new(15, 1)),
+        }],
+        ..Default::default()
+    };
+    let (e, tier) = surge_event(&f, 100, policy).await;
+    f.buy(&f.customer(), e.id, tier, 3).await;
+    let hold = f
+        .ems
+        .place_hold(&f.customer(), e.id, &items(tier, 2), HoldOptions::default())
+        .await
+        .expect("hold");
+    let prices: Vec<_> = hold
+        .quote
+        .lines
+        .iter()
+        .map(|l| (l.quantity, l.unit_price))
+        .collect();
+    assert_eq!(
+        prices,
+        vec![(1, eur("10")), (1, eur("15"))],
+        "the 5th unit within 10 minutes surges"
+    );
+    f.clock.advance(Duration::minutes(11));
+    let later = f
+        .ems
+        .quote(&f.customer(), e.id, &items(tier, 2))
+        .await
+        .expect("preview");
+    assert_eq!(later.total, eur("20"), "the window has passed");
+}
+
 /// A successful checkout confirms the booking and issues one valid ticket per unit.
 pub async fn checkout_confirms_and_issues_one_ticket_per_unit(stores: TestStores) {
     let f = Fixture::new(stores).await;
