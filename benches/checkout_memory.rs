@@ -35,6 +35,7 @@ fn main() {
             idempotency_key: i.to_string(),
             gateway: None,
             on_behalf_of: None,
+            coupon: None,
         };
         let c = block_on(w.ems.checkout(&buyer, req)).expect("checkout succeeds");
         assert_eq!(c.booking.status, BookingStatus::Confirmed);

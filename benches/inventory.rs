@@ -61,6 +61,7 @@ fn hold_release_spread(c: &mut Criterion) {
                     }],
                     now,
                     expires_at: now + chrono::Duration::minutes(10),
+                    coupon: None,
                 };
                 let hold = block_on(w.store.try_hold(&request)).expect("bench set-up succeeds");
                 block_on(w.store.release_hold(hold.id, now)).expect("bench set-up succeeds");

@@ -56,6 +56,7 @@ fn main() {
             idempotency_key: format!("k{i}"),
             gateway: None,
             on_behalf_of: None,
+            coupon: None,
         };
         let c = block_on(w.ems.checkout(&buyer, req)).expect("bench set-up succeeds");
         assert_eq!(c.tickets.len(), 2);

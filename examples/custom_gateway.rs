@@ -158,6 +158,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 idempotency_key: "weekend-1".into(),
                 gateway: Some("transfer".into()),
                 on_behalf_of: None,
+                coupon: None,
             },
         )
         .await?;

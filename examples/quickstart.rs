@@ -88,6 +88,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         idempotency_key: "ana-order-1".into(),
         gateway: None,
         on_behalf_of: None,
+        coupon: None,
     };
     let checkout = ems.checkout(&ana, order.clone()).await?;
     println!(
@@ -120,6 +121,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 idempotency_key: "ben-1".into(),
                 gateway: None,
                 on_behalf_of: None,
+                coupon: None,
             },
         )
         .await?;

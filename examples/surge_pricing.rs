@@ -114,7 +114,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("== 60 days out: early-bird");
     show(
         "4 tickets",
-        &ems.quote(&Actor::Anonymous, event.id, &four).await?,
+        &ems.quote(&Actor::Anonymous, event.id, &four, None).await?,
     );
 
     println!("\n== 20 days out, after 70 sales");
@@ -132,12 +132,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             idempotency_key: format!("bulk-{i}"),
             gateway: None,
             on_behalf_of: None,
+            coupon: None,
         };
         ems.checkout(&buyer, order).await?;
     }
     show(
         "4 tickets",
-        &ems.quote(&Actor::Anonymous, event.id, &four).await?,
+        &ems.quote(&Actor::Anonymous, event.id, &four, None).await?,
     );
     let crossing = [HoldItem {
         tier_id: tier.id,
@@ -145,7 +146,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }];
     show(
         "12 tickets crossing into the last 20%",
-        &ems.quote(&Actor::Anonymous, event.id, &crossing).await?,
+        &ems.quote(&Actor::Anonymous, event.id, &crossing, None)
+            .await?,
     );
 
     println!("\n== A hold locks its quote");
@@ -158,7 +160,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     show("held", &hold.quote);
     show(
         "the next buyer's 4",
-        &ems.quote(&Actor::Anonymous, event.id, &four).await?,
+        &ems.quote(&Actor::Anonymous, event.id, &four, None).await?,
     );
     ems.release_hold(&buyer, hold.id).await?;
 
@@ -166,7 +168,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     clock.set(starts - Duration::days(1));
     show(
         "4 tickets",
-        &ems.quote(&Actor::Anonymous, event.id, &four).await?,
+        &ems.quote(&Actor::Anonymous, event.id, &four, None).await?,
     );
     Ok(())
 }

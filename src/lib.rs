@@ -25,15 +25,8 @@
 //! ems.publish_event(&organizer, event.id, event.version).await?;
 //!
 //! let buyer = Actor::Customer { user: UserId::new() };
-//! let checkout = ems
-//!     .checkout(&buyer, CheckoutRequest {
-//!         event_id: event.id,
-//!         items: vec![HoldItem { tier_id: tier.id, quantity: 2 }],
-//!         idempotency_key: "order-1".into(),
-//!         gateway: None,
-//!         on_behalf_of: None,
-//!     })
-//!     .await?;
+//! let order = CheckoutRequest::new(event.id, vec![HoldItem { tier_id: tier.id, quantity: 2 }], "order-1");
+//! let checkout = ems.checkout(&buyer, order).await?;
 //! assert_eq!(checkout.booking.status, BookingStatus::Confirmed);
 //! assert_eq!(checkout.tickets.len(), 2);
 //! # Ok::<(), ems::Error>(())

@@ -78,6 +78,7 @@ fn order(event: EventId, tier: TierId, key: &str) -> CheckoutRequest {
         idempotency_key: key.into(),
         gateway: None,
         on_behalf_of: None,
+        coupon: None,
     }
 }
 

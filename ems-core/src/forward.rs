@@ -17,6 +17,7 @@ use crate::inventory::{
 };
 use crate::outbox::{DomainEvent, OutboxStore, RecordedEvent};
 use crate::payment::{Payment, PaymentStore, Refund};
+use crate::pricing::{Coupon, CouponStore};
 use crate::ticket::{CheckIn, Ticket, TicketStore};
 use crate::Result;
 
@@ -205,6 +206,26 @@ macro_rules! forward_ports {
                 now: DateTime<Utc>,
             ) -> Result<CheckIn> {
                 (**self).check_in(ticket, event, now).await
+            }
+        }
+
+        #[async_trait]
+        impl<T: CouponStore + ?Sized> CouponStore for $wrapper<T> {
+            async fn insert_coupon(&self, coupon: &Coupon) -> Result<()> {
+                (**self).insert_coupon(coupon).await
+            }
+            async fn coupon(&self, id: CouponId) -> Result<Option<Coupon>> {
+                (**self).coupon(id).await
+            }
+            async fn coupon_by_code(
+                &self,
+                organization: OrganizationId,
+                code: &str,
+            ) -> Result<Option<Coupon>> {
+                (**self).coupon_by_code(organization, code).await
+            }
+            async fn coupon_uses(&self, id: CouponId) -> Result<u32> {
+                (**self).coupon_uses(id).await
             }
         }
 

@@ -61,6 +61,7 @@ pub trait Store:
     + payment::PaymentStore
     + ticket::TicketStore
     + outbox::OutboxStore
+    + pricing::CouponStore
 {
 }
 
@@ -72,6 +73,7 @@ impl<T> Store for T where
         + payment::PaymentStore
         + ticket::TicketStore
         + outbox::OutboxStore
+        + pricing::CouponStore
 {
 }
 

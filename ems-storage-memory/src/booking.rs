@@ -191,6 +191,11 @@ impl BookingStore for MemoryStore {
             match check_capacity(&demand, |k| s.available(k)) {
                 Ok(()) => {
                     s.take(&demand);
+                    // The lapsed hold gave its coupon use back; the payment was made
+                    // with the discount, so the use counts again (limits were met then).
+                    if let Some(coupon) = s.holds.get(&booking.hold_id).and_then(|h| h.coupon) {
+                        s.coupons.lock().take(coupon, booking.customer);
+                    }
                     Some(Ok(BookingReason::Reacquired))
                 }
                 Err(_) => Some(Err(BookingReason::SoldOutAfterExpiry)),

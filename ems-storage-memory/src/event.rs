@@ -35,7 +35,10 @@ impl EventStore for MemoryStore {
                 })
             }
             dashmap::Entry::Vacant(v) => {
-                v.insert(Arc::new(Mutex::new(Shard::new(event.clone()))));
+                v.insert(Arc::new(Mutex::new(Shard::new(
+                    event.clone(),
+                    Arc::clone(&self.inner.coupons),
+                ))));
             }
         }
         index.by_start.insert((event.starts_at, event.id));

@@ -195,20 +195,6 @@ impl InventoryStore for MemoryStore {
         let mut s = shard.lock();
         let mut out = Vec::new();
         s.expire_due(request.now, u32::MAX, &mut out);
-        let result = (|| {
-            let plan = plan_hold(&s.event, &s.tiers, request, &|k| s.taken(k), &|t| {
-                s.recent(t, request.now)
-            })?;
-            check_capacity(&plan.demand, |k| s.available(k))?;
-            Ok(plan)
-        })();
-        let plan = match result {
-            Ok(plan) => plan,
-            Err(e) => {
-                self.record(request.now, out);
-                return Err(e);
-            }
-        };
         if s.holds.contains_key(&request.id) {
             self.record(request.now, out);
             return Err(Error::AlreadyExists {
@@ -217,6 +203,43 @@ impl InventoryStore for MemoryStore {
                 value: request.id.to_string(),
             });
         }
+        // Coupons are locked after the shard and kept until the use is counted, so
+        // two holds racing for a coupon's last use get it once.
+        let coupons = std::sync::Arc::clone(&s.coupons);
+        let mut book = coupons.lock();
+        let result = (|| {
+            let coupon = match &request.coupon {
+                Some(code) => Some(crate::pricing::resolve(
+                    &book,
+                    s.event.organization,
+                    code,
+                    request.customer,
+                )?),
+                None => None,
+            };
+            let plan = plan_hold(
+                &s.event,
+                &s.tiers,
+                request,
+                &|k| s.taken(k),
+                &|t| s.recent(t, request.now),
+                coupon,
+            )?;
+            check_capacity(&plan.demand, |k| s.available(k))?;
+            Ok((plan, coupon.map(|c| c.id)))
+        })();
+        let (plan, coupon) = match result {
+            Ok(ok) => ok,
+            Err(e) => {
+                drop(book);
+                self.record(request.now, out);
+                return Err(e);
+            }
+        };
+        if let Some(id) = coupon {
+            book.take(id, request.customer);
+        }
+        drop(book);
         s.take(&plan.demand);
         let hold = Hold {
             id: request.id,
@@ -228,6 +251,7 @@ impl InventoryStore for MemoryStore {
             total: plan.total,
             status: HoldStatus::Active,
             booking_id: None,
+            coupon,
             created_at: request.now,
             expires_at: request.expires_at,
         };

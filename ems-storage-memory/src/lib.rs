@@ -25,6 +25,7 @@ mod event;
 mod inventory;
 mod outbox;
 mod payment;
+mod pricing;
 mod state;
 mod ticket;
 
@@ -35,7 +36,7 @@ use ems_core::id::*;
 use ems_core::{Error, Result};
 use parking_lot::{Mutex, RwLock};
 
-use state::{Directory, EventIndex, Outbox, Shard};
+use state::{CouponBook, Directory, EventIndex, Outbox, Shard};
 
 /// The in-memory store. See the crate docs.
 #[derive(Clone, Default)]
@@ -70,6 +71,7 @@ struct Inner {
     refunds: Index<RefundId, EventId>,
     tickets: Index<TicketId, EventId>,
     outbox: Mutex<Outbox>,
+    coupons: Arc<Mutex<CouponBook>>,
 }
 
 impl MemoryStore {

@@ -10,8 +10,11 @@ use ems_core::id::*;
 use ems_core::inventory::{Hold, HoldStatus, QuotaKey, SharedQuota, TicketTier};
 use ems_core::outbox::{DomainEvent, RecordedEvent};
 use ems_core::payment::{Payment, PaymentStatus, Refund, RefundStatus};
+use ems_core::pricing::Coupon;
 use ems_core::ticket::Ticket;
 use ems_core::{Error, Result};
+use parking_lot::Mutex;
+use std::sync::Arc;
 
 /// Hash maps keyed by ids (see `Index` for why aHash).
 pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
@@ -45,8 +48,43 @@ impl Outbox {
     }
 }
 
+/// Coupons and their use counts, shared by every event (an organization's coupon
+/// spans its events). Locked after a shard's lock, never before.
+#[derive(Default)]
+pub(crate) struct CouponBook {
+    pub(crate) by_id: HashMap<CouponId, CouponState>,
+    pub(crate) by_code: HashMap<(OrganizationId, String), CouponId>,
+}
+
+pub(crate) struct CouponState {
+    pub(crate) coupon: Coupon,
+    pub(crate) uses: u32,
+    pub(crate) per_customer: HashMap<UserId, u32>,
+}
+
+impl CouponBook {
+    /// Counts one use by `customer`.
+    pub(crate) fn take(&mut self, id: CouponId, customer: UserId) {
+        if let Some(c) = self.by_id.get_mut(&id) {
+            c.uses += 1;
+            *c.per_customer.entry(customer).or_insert(0) += 1;
+        }
+    }
+
+    /// Gives one use by `customer` back.
+    pub(crate) fn give_back(&mut self, id: CouponId, customer: UserId) {
+        if let Some(c) = self.by_id.get_mut(&id) {
+            c.uses = c.uses.saturating_sub(1);
+            if let Some(n) = c.per_customer.get_mut(&customer) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
+}
+
 /// Everything of one event, changed only under its lock.
 pub(crate) struct Shard {
+    pub(crate) coupons: Arc<Mutex<CouponBook>>,
     pub(crate) event: Event,
     pub(crate) tiers: Vec<TicketTier>,
     pub(crate) shared: Vec<SharedQuota>,
@@ -69,8 +107,9 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
-    pub(crate) fn new(event: Event) -> Self {
+    pub(crate) fn new(event: Event, coupons: Arc<Mutex<CouponBook>>) -> Self {
         Self {
+            coupons,
             event,
             tiers: Vec::new(),
             shared: Vec::new(),
@@ -205,6 +244,9 @@ impl Shard {
             hold.event_id,
         );
         let demand = ems_core::inventory::demand_of(&self.tiers, &hold.lines);
+        if let Some(coupon) = hold.coupon {
+            self.coupons.lock().give_back(coupon, hold.customer);
+        }
         if booking.is_none() {
             self.ended.push_back((hold.created_at, id));
         }

@@ -26,6 +26,47 @@ pub struct CheckoutRequest {
     pub gateway: Option<String>,
     /// Buy for this customer (admins and the system only).
     pub on_behalf_of: Option<UserId>,
+    /// A promo code; its use is consumed with the hold and given back if the hold
+    /// ends unpaid.
+    #[serde(default)]
+    pub coupon: Option<String>,
+}
+
+impl CheckoutRequest {
+    /// Buys `items` of `event` under the client's `idempotency_key`, through the
+    /// default gateway, for the calling customer.
+    pub fn new(
+        event_id: EventId,
+        items: Vec<HoldItem>,
+        idempotency_key: impl Into<String>,
+    ) -> Self {
+        Self {
+            event_id,
+            items,
+            idempotency_key: idempotency_key.into(),
+            gateway: None,
+            on_behalf_of: None,
+            coupon: None,
+        }
+    }
+
+    /// Applies a promo code.
+    pub fn coupon(mut self, code: impl Into<String>) -> Self {
+        self.coupon = Some(code.into());
+        self
+    }
+
+    /// Pays through the named gateway.
+    pub fn gateway(mut self, name: impl Into<String>) -> Self {
+        self.gateway = Some(name.into());
+        self
+    }
+
+    /// Buys for another customer (admins and the system only).
+    pub fn on_behalf_of(mut self, customer: UserId) -> Self {
+        self.on_behalf_of = Some(customer);
+        self
+    }
 }
 
 /// Where a checkout ended up.
@@ -73,6 +114,7 @@ impl Ems {
                 HoldOptions {
                     on_behalf_of: Some(customer),
                     ttl: None,
+                    coupon: request.coupon.clone(),
                 },
             )
             .await?;

@@ -159,6 +159,9 @@ pub struct HoldRequest {
     pub now: DateTime<Utc>,
     /// When the hold lapses.
     pub expires_at: DateTime<Utc>,
+    /// Promo code to apply; the store consumes one use atomically with the hold.
+    #[serde(default)]
+    pub coupon: Option<String>,
 }
 
 /// A held line with the price locked at hold time.
@@ -208,6 +211,8 @@ pub struct Hold {
     pub status: HoldStatus,
     /// The booking made on it, if any.
     pub booking_id: Option<BookingId>,
+    /// The coupon whose use it holds.
+    pub coupon: Option<crate::id::CouponId>,
     /// When it was placed.
     pub created_at: DateTime<Utc>,
     /// When it lapses if still active.

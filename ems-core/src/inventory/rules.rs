@@ -7,7 +7,7 @@ use super::{HoldLine, HoldRequest, TicketTier};
 use crate::event::Event;
 use crate::id::{QuotaId, TierId};
 use crate::money::Money;
-use crate::pricing::{price_order, OrderContext, OrderItem, Quote, UnitPosition};
+use crate::pricing::{price_order, Coupon, OrderContext, OrderItem, Quote, UnitPosition};
 use crate::{Error, Result};
 
 /// Names a quota of an event.
@@ -61,13 +61,16 @@ pub struct HoldPlan {
 ///
 /// Units are priced by their position: `taken(quota)` is what the store counts as
 /// taken on each quota right now (inside its atomic operation) and `recent(tier)`
-/// the tier's units held within each of its velocity windows.
+/// the tier's units held within each of its velocity windows. `coupon` is the
+/// coupon the request names, already resolved by the store (its use counts are
+/// the store's to check; its window, scope and minimum quantity are checked here).
 pub fn plan_hold(
     event: &Event,
     tiers: &[TicketTier],
     request: &HoldRequest,
     taken: &dyn Fn(QuotaKey) -> u32,
     recent: &dyn Fn(TierId) -> [u32; 4],
+    coupon: Option<&Coupon>,
 ) -> Result<HoldPlan> {
     if request.event_id != event.id {
         return Err(Error::invalid(
@@ -185,7 +188,7 @@ pub fn plan_hold(
         now: request.now,
         currency: event.currency,
     };
-    let quote = price_order(&ctx, &order, None, &event.fees, event.tax.as_ref())?;
+    let quote = price_order(&ctx, &order, coupon, &event.fees, event.tax.as_ref())?;
     let lines = quote
         .lines
         .iter()

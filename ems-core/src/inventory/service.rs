@@ -5,12 +5,14 @@ use crate::event::service_helpers::{validate_capacity, validate_text};
 use crate::{Actor, Ems, Error, Result};
 
 /// Options of [`Ems::place_hold`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HoldOptions {
     /// Buy for this customer (admins and the system only).
     pub on_behalf_of: Option<UserId>,
     /// Hold duration; `None` uses the configured default.
     pub ttl: Option<Duration>,
+    /// A promo code whose use the hold consumes (given back if the hold ends unpaid).
+    pub coupon: Option<String>,
 }
 
 /// Largest quantity one order line may ask for, whatever a tier allows.
@@ -208,6 +210,7 @@ impl Ems {
         actor: &Actor,
         event_id: EventId,
         items: &[HoldItem],
+        coupon: Option<&str>,
     ) -> Result<crate::pricing::Quote> {
         let event = self.event(actor, event_id).await?;
         let tiers = self.store().tiers(event_id).await?;
@@ -228,8 +231,23 @@ impl Ems {
             items: items.to_vec(),
             now,
             expires_at: now + self.config().hold_ttl,
+            coupon: coupon.map(str::to_owned),
         };
-        Ok(plan_hold(&event, &tiers, &request, &taken, &recent)?.quote)
+        let coupon = match coupon {
+            Some(code) => Some(
+                self.store()
+                    .coupon_by_code(event.organization, code)
+                    .await?
+                    .ok_or_else(|| {
+                        Error::invalid(
+                            "coupon",
+                            format!("{code:?} is not a code of this organizer"),
+                        )
+                    })?,
+            ),
+            None => None,
+        };
+        Ok(plan_hold(&event, &tiers, &request, &taken, &recent, coupon.as_ref())?.quote)
     }
 
     /// Reserves units for a customer until the hold's TTL runs out. All items or none.
@@ -262,6 +280,7 @@ impl Ems {
             items: items.to_vec(),
             now,
             expires_at: now + ttl,
+            coupon: options.coupon.map(|c| c.trim().to_owned()),
         };
         self.store().try_hold(&request).await
     }

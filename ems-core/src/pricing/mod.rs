@@ -20,12 +20,16 @@
 
 mod policy;
 mod quote;
+mod service;
+mod store;
 
 pub use policy::{Effect, Scope, SurgePolicy, SurgeRule, Trigger, UnitPosition, MAX_RULES};
 pub use quote::{
     price_order, Coupon, CouponScope, Discount, Fees, OrderContext, OrderItem, Quote, QuoteLine,
     Tax, TaxMode,
 };
+pub use service::NewCoupon;
+pub use store::CouponStore;
 
 #[cfg(test)]
 mod tests;

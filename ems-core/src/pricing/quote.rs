@@ -27,8 +27,13 @@ pub enum CouponScope {
     Organization,
     /// One event.
     Event(EventId),
-    /// One tier.
-    Tier(TierId),
+    /// One tier (of `event`).
+    Tier {
+        /// The tier's event.
+        event: EventId,
+        /// The tier.
+        tier: TierId,
+    },
 }
 
 /// A promo code.
@@ -203,7 +208,7 @@ impl Coupon {
             && match self.scope {
                 CouponScope::Organization => true,
                 CouponScope::Event(e) => e == event,
-                CouponScope::Tier(t) => t == tier,
+                CouponScope::Tier { event: e, tier: t } => e == event && t == tier,
             }
     }
 }

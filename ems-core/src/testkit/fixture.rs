@@ -146,6 +146,7 @@ impl Fixture {
             idempotency_key: key.to_owned(),
             gateway: None,
             on_behalf_of: None,
+            coupon: None,
         }
     }
 

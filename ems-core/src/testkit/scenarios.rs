@@ -134,7 +134,7 @@ pub async fn hold_on_draft_event_is_rejected(stores: TestStores) {
             &items(tier.id, 1),
             HoldOptions {
                 on_behalf_of: Some(UserId::new()),
-                ttl: None,
+                ..Default::default()
             },
         )
         .await;
@@ -1363,7 +1363,7 @@ pub async fn quote_is_locked_until_confirmation(stores: TestStores) {
     );
     let next = f
         .ems
-        .quote(&f.customer(), e.id, &items(t.id, 2))
+        .quote(&f.customer(), e.id, &items(t.id, 2), None)
         .await
         .expect("preview");
     assert_eq!(next.total, eur("70"), "new orders pay the new price");
@@ -1416,7 +1416,7 @@ pub async fn price_preview_matches_the_hold_it_predicts(stores: TestStores) {
     let buyer = f.customer();
     let preview = f
         .ems
-        .quote(&buyer, e.id, &items(t.id, 8))
+        .quote(&buyer, e.id, &items(t.id, 8), None)
         .await
         .expect("preview");
     assert_eq!(f.event_taken(e.id).await, 10, "a preview takes nothing");
@@ -1505,10 +1505,324 @@ pub async fn velocity_rule_raises_the_price_after_a_burst(stores: TestStores) {
     f.clock.advance(Duration::minutes(11));
     let later = f
         .ems
-        .quote(&f.customer(), e.id, &items(tier, 2))
+        .quote(&f.customer(), e.id, &items(tier, 2), None)
         .await
         .expect("preview");
     assert_eq!(later.total, eur("20"), "the window has passed");
+}
+
+fn spring_coupon(
+    f: &Fixture,
+    event: EventId,
+    max_uses: Option<u32>,
+    per_customer: Option<u32>,
+) -> crate::pricing::NewCoupon {
+    crate::pricing::NewCoupon {
+        organization: f.org.id,
+        code: "SPRING25".into(),
+        scope: crate::pricing::CouponScope::Event(event),
+        discount: crate::pricing::Discount::Percent(Decimal::from(25)),
+        valid_from: None,
+        valid_until: None,
+        min_quantity: 1,
+        max_uses,
+        max_uses_per_customer: per_customer,
+    }
+}
+
+/// A coupon discounts the hold and counts one use; confirming keeps the use.
+pub async fn coupon_discounts_the_order_and_counts_a_use(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(10, &[("GA", "20", 10)]).await;
+    let coupon = f
+        .ems
+        .create_coupon(&f.organizer, spring_coupon(&f, e.id, Some(5), None))
+        .await
+        .expect("coupon");
+    let c = f
+        .ems
+        .checkout(
+            &f.customer(),
+            f.order(e.id, tiers[0].id, 2, "k").coupon("spring25"),
+        )
+        .await
+        .expect("checkout");
+    assert_eq!(
+        (c.booking.status, c.booking.total),
+        (BookingStatus::Confirmed, eur("30")),
+        "25% off 40, code case-insensitive"
+    );
+    assert_eq!(c.booking.quote.coupon, Some(coupon.id));
+    assert_eq!(
+        f.ems
+            .coupon_uses(&f.organizer, coupon.id)
+            .await
+            .expect("uses"),
+        1
+    );
+    let dup = f
+        .ems
+        .create_coupon(&f.organizer, spring_coupon(&f, e.id, None, None))
+        .await;
+    assert!(
+        matches!(dup, Err(Error::AlreadyExists { field: "code", .. })),
+        "codes are unique per organization: {dup:?}"
+    );
+}
+
+/// Two customers racing through two handles for a coupon's last use: one gets it.
+pub async fn last_coupon_use_goes_to_exactly_one_racer(stores: TestStores) {
+    let f = Arc::new(Fixture::new(stores).await);
+    let (e, tiers) = f.published_event(100, &[("GA", "20", 100)]).await;
+    let coupon = f
+        .ems
+        .create_coupon(&f.organizer, spring_coupon(&f, e.id, Some(1), None))
+        .await
+        .expect("coupon");
+    let tier = tiers[0].id;
+    let tasks: Vec<_> = (0..16)
+        .map(|i| {
+            let f = Arc::clone(&f);
+            tokio::spawn(async move {
+                let ems = if i % 2 == 0 { &f.ems } else { &f.ems_b };
+                let options = HoldOptions {
+                    coupon: Some("SPRING25".into()),
+                    ..Default::default()
+                };
+                ems.place_hold(
+                    &Actor::Customer {
+                        user: UserId::new(),
+                    },
+                    e.id,
+                    &items(tier, 1),
+                    options,
+                )
+                .await
+            })
+        })
+        .collect();
+    let results: Vec<_> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task"))
+        .collect();
+    let won = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(won, 1, "one hold got the last use");
+    assert!(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| matches!(
+                e,
+                Error::InvalidInput {
+                    field: "coupon",
+                    ..
+                }
+            )),
+        "{results:?}"
+    );
+    assert_eq!(
+        f.ems
+            .coupon_uses(&f.organizer, coupon.id)
+            .await
+            .expect("uses"),
+        1
+    );
+    assert_eq!(f.event_taken(e.id).await, 1, "losers took no units");
+}
+
+/// A hold that ends unpaid gives its coupon use back.
+pub async fn unpaid_hold_gives_its_coupon_use_back(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(10, &[("GA", "20", 10)]).await;
+    let coupon = f
+        .ems
+        .create_coupon(&f.organizer, spring_coupon(&f, e.id, Some(1), None))
+        .await
+        .expect("coupon");
+    let buyer = f.customer();
+    let options = HoldOptions {
+        coupon: Some("SPRING25".into()),
+        ..Default::default()
+    };
+    let hold = f
+        .ems
+        .place_hold(&buyer, e.id, &items(tiers[0].id, 1), options.clone())
+        .await
+        .expect("hold");
+    assert_eq!(hold.total, eur("15"));
+    f.ems.release_hold(&buyer, hold.id).await.expect("released");
+    assert_eq!(
+        f.ems
+            .coupon_uses(&f.organizer, coupon.id)
+            .await
+            .expect("uses"),
+        0,
+        "release gives the use back"
+    );
+    f.ems
+        .place_hold(&buyer, e.id, &items(tiers[0].id, 1), options.clone())
+        .await
+        .expect("the use is free again");
+    f.clock.advance(f.ems.config().hold_ttl);
+    assert_eq!(f.available(e.id, tiers[0].id).await, 10);
+    assert_eq!(
+        f.ems
+            .coupon_uses(&f.organizer, coupon.id)
+            .await
+            .expect("uses"),
+        0,
+        "expiry gives the use back"
+    );
+    f.gateway.push(FakeBehavior::Decline("no".into()));
+    let failed = f
+        .ems
+        .checkout(
+            &buyer,
+            f.order(e.id, tiers[0].id, 1, "k").coupon("SPRING25"),
+        )
+        .await
+        .expect("checkout");
+    assert_eq!(failed.booking.status, BookingStatus::Failed);
+    assert_eq!(
+        f.ems
+            .coupon_uses(&f.organizer, coupon.id)
+            .await
+            .expect("uses"),
+        0,
+        "a declined payment gives the use back"
+    );
+}
+
+/// Unknown, foreign, expired, exhausted-per-customer and out-of-scope coupons are typed errors that take nothing.
+pub async fn invalid_coupons_are_refused_without_taking_units(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(10, &[("GA", "20", 10)]).await;
+    let (other_event, _) = f.published_event(10, &[("GA", "20", 10)]).await;
+    let buyer = f.customer();
+    let one = items(tiers[0].id, 1);
+    let hold = |code: &str| {
+        let options = HoldOptions {
+            coupon: Some(code.to_owned()),
+            ..Default::default()
+        };
+        f.ems.place_hold(&buyer, e.id, &one, options)
+    };
+    assert!(
+        matches!(
+            hold("NOPE").await,
+            Err(Error::InvalidInput {
+                field: "coupon",
+                ..
+            })
+        ),
+        "unknown code"
+    );
+    let other_org = f
+        .ems
+        .create_organization(&Actor::System, "Rival")
+        .await
+        .expect("org");
+    let rival = Actor::Organizer {
+        user: UserId::new(),
+        organization: other_org.id,
+    };
+    let foreign = crate::pricing::NewCoupon {
+        organization: other_org.id,
+        code: "RIVAL".into(),
+        scope: crate::pricing::CouponScope::Organization,
+        ..spring_coupon(&f, e.id, None, None)
+    };
+    f.ems
+        .create_coupon(&rival, foreign)
+        .await
+        .expect("rival coupon");
+    assert!(
+        matches!(
+            hold("RIVAL").await,
+            Err(Error::InvalidInput {
+                field: "coupon",
+                ..
+            })
+        ),
+        "another organization's code"
+    );
+    let expired = crate::pricing::NewCoupon {
+        code: "OLD".into(),
+        valid_until: Some(f.clock_now()),
+        ..spring_coupon(&f, e.id, None, None)
+    };
+    f.ems
+        .create_coupon(&f.organizer, expired)
+        .await
+        .expect("coupon");
+    assert!(
+        matches!(
+            hold("OLD").await,
+            Err(Error::InvalidInput {
+                field: "coupon",
+                ..
+            })
+        ),
+        "expired"
+    );
+    let elsewhere = crate::pricing::NewCoupon {
+        code: "ELSEWHERE".into(),
+        ..spring_coupon(&f, other_event.id, None, None)
+    };
+    f.ems
+        .create_coupon(&f.organizer, elsewhere)
+        .await
+        .expect("coupon");
+    assert!(
+        matches!(
+            hold("ELSEWHERE").await,
+            Err(Error::InvalidInput {
+                field: "coupon",
+                ..
+            })
+        ),
+        "scoped to another event"
+    );
+    let once = crate::pricing::NewCoupon {
+        code: "ONCE".into(),
+        ..spring_coupon(&f, e.id, None, Some(1))
+    };
+    f.ems
+        .create_coupon(&f.organizer, once)
+        .await
+        .expect("coupon");
+    hold("ONCE").await.expect("first use");
+    assert!(
+        matches!(
+            hold("ONCE").await,
+            Err(Error::InvalidInput {
+                field: "coupon",
+                ..
+            })
+        ),
+        "per-customer limit"
+    );
+    assert_eq!(
+        f.event_taken(e.id).await,
+        1,
+        "only the accepted hold took a unit"
+    );
+    let bad = crate::pricing::NewCoupon {
+        code: "BAD".into(),
+        discount: crate::pricing::Discount::Percent(Decimal::from(150)),
+        ..spring_coupon(&f, e.id, None, None)
+    };
+    assert!(matches!(
+        f.ems.create_coupon(&f.organizer, bad).await,
+        Err(Error::InvalidInput { .. })
+    ));
+    assert!(matches!(
+        f.ems
+            .create_coupon(&f.customer(), spring_coupon(&f, e.id, None, None))
+            .await,
+        Err(Error::Forbidden { .. })
+    ));
 }
 
 /// A successful checkout confirms the booking and issues one valid ticket per unit.
@@ -1533,6 +1847,7 @@ pub async fn checkout_confirms_and_issues_one_ticket_per_unit(stores: TestStores
         idempotency_key: "k".into(),
         gateway: None,
         on_behalf_of: None,
+        coupon: None,
     };
     let c = f.ems.checkout(&buyer, req).await.expect("checkout");
     assert_eq!(c.booking.status, BookingStatus::Confirmed);
@@ -2420,6 +2735,7 @@ pub async fn concurrent_holds_through_two_handles_never_oversell(stores: TestSto
                                         idempotency_key: key,
                                         gateway: None,
                                         on_behalf_of: None,
+                                        coupon: None,
                                     },
                                 );
                                 ems.release_hold(&buyer, hold.id).await.expect("release");

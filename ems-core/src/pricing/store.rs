@@ -1,0 +1,36 @@
+use async_trait::async_trait;
+
+use super::Coupon;
+use crate::id::{CouponId, OrganizationId};
+use crate::Result;
+
+/// Storage port for coupons. A coupon's uses are consumed inside
+/// [`InventoryStore::try_hold`](crate::inventory::InventoryStore::try_hold).
+///
+/// # Contract
+/// - `insert_coupon` refuses a second coupon with the same code (case-insensitive)
+///   in the same organization with `AlreadyExists` on `code`.
+/// - `try_hold` with `request.coupon` resolves the code within the event's
+///   organization (`InvalidInput` on `coupon` if unknown), refuses it when its
+///   `max_uses` or the customer's `max_uses_per_customer` are used up
+///   (`InvalidInput` on `coupon`), and otherwise counts one use for the order and
+///   one for the customer **atomically with the hold**: two customers racing for
+///   the last use, through any number of handles, get it once.
+/// - A hold that ends without payment (released, expired, failed, its event
+///   cancelled) gives its coupon use back; a confirmed one keeps it, also when the
+///   booking is cancelled later.
+#[async_trait]
+pub trait CouponStore: Send + Sync + 'static {
+    /// Stores a new coupon.
+    async fn insert_coupon(&self, coupon: &Coupon) -> Result<()>;
+    /// Reads a coupon.
+    async fn coupon(&self, id: CouponId) -> Result<Option<Coupon>>;
+    /// Finds an organization's coupon by code (case-insensitive).
+    async fn coupon_by_code(
+        &self,
+        organization: OrganizationId,
+        code: &str,
+    ) -> Result<Option<Coupon>>;
+    /// Uses currently counted (held and sold).
+    async fn coupon_uses(&self, id: CouponId) -> Result<u32>;
+}
