@@ -11,6 +11,7 @@ use crate::booking::{
 };
 use crate::directory::{DirectoryStore, Organization, UserProfile};
 use crate::event::{Event, EventCancellation, EventQuery, EventStore};
+use crate::facility::{FacilityBooking, FacilityStore, Resource, ResourceKind};
 use crate::id::*;
 use crate::inventory::{
     EventAvailability, Hold, HoldRequest, InventoryStore, SharedQuota, TicketTier,
@@ -226,6 +227,47 @@ macro_rules! forward_ports {
             }
             async fn coupon_uses(&self, id: CouponId) -> Result<u32> {
                 (**self).coupon_uses(id).await
+            }
+        }
+
+        #[async_trait]
+        impl<T: FacilityStore + ?Sized> FacilityStore for $wrapper<T> {
+            async fn insert_resource(&self, resource: &Resource) -> Result<()> {
+                (**self).insert_resource(resource).await
+            }
+            async fn resource(&self, id: ResourceId) -> Result<Option<Resource>> {
+                (**self).resource(id).await
+            }
+            async fn resources(
+                &self,
+                organization: Option<OrganizationId>,
+                kind: Option<&ResourceKind>,
+            ) -> Result<Vec<Resource>> {
+                (**self).resources(organization, kind).await
+            }
+            async fn book_facilities(&self, bookings: &[FacilityBooking]) -> Result<()> {
+                (**self).book_facilities(bookings).await
+            }
+            async fn cancel_package(
+                &self,
+                package: PackageId,
+                now: DateTime<Utc>,
+            ) -> Result<Vec<FacilityBooking>> {
+                (**self).cancel_package(package, now).await
+            }
+            async fn facility_bookings(
+                &self,
+                resource: ResourceId,
+                from: DateTime<Utc>,
+                to: DateTime<Utc>,
+            ) -> Result<Vec<FacilityBooking>> {
+                (**self).facility_bookings(resource, from, to).await
+            }
+            async fn facility_booking(
+                &self,
+                id: FacilityBookingId,
+            ) -> Result<Option<FacilityBooking>> {
+                (**self).facility_booking(id).await
             }
         }
 

@@ -82,3 +82,9 @@ typed_id!(/// Identifies a [`Ticket`](crate::ticket::Ticket).
     TicketId, "ticket_id");
 typed_id!(/// Identifies a [`Coupon`](crate::pricing::Coupon).
     CouponId, "coupon_id");
+typed_id!(/// Identifies a facility [`Resource`](crate::facility::Resource).
+    ResourceId, "resource_id");
+typed_id!(/// Identifies a [`FacilityBooking`](crate::facility::FacilityBooking).
+    FacilityBookingId, "facility_booking_id");
+typed_id!(/// Identifies a package of facility bookings made together.
+    PackageId, "package_id");

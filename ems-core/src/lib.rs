@@ -25,6 +25,7 @@ pub mod clock;
 pub mod directory;
 pub mod error;
 pub mod event;
+pub mod facility;
 mod forward;
 pub mod id;
 pub mod inventory;
@@ -62,6 +63,7 @@ pub trait Store:
     + ticket::TicketStore
     + outbox::OutboxStore
     + pricing::CouponStore
+    + facility::FacilityStore
 {
 }
 
@@ -74,6 +76,7 @@ impl<T> Store for T where
         + ticket::TicketStore
         + outbox::OutboxStore
         + pricing::CouponStore
+        + facility::FacilityStore
 {
 }
 

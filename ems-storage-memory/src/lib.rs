@@ -22,6 +22,7 @@
 mod booking;
 mod directory;
 mod event;
+mod facility;
 mod inventory;
 mod outbox;
 mod payment;
@@ -72,6 +73,7 @@ struct Inner {
     tickets: Index<TicketId, EventId>,
     outbox: Mutex<Outbox>,
     coupons: Arc<Mutex<CouponBook>>,
+    facilities: Mutex<facility::FacilityState>,
 }
 
 impl MemoryStore {

@@ -143,6 +143,14 @@ pub enum DomainEvent {
         event_id: EventId,
         ticket_id: TicketId,
     },
+    /// A package of facility bookings was made.
+    FacilitiesBooked {
+        package: PackageId,
+        organization: OrganizationId,
+        bookings: u32,
+    },
+    /// A package of facility bookings was cancelled.
+    FacilitiesCancelled { package: PackageId },
 }
 
 /// A domain event with its position in the log.

@@ -1825,6 +1825,465 @@ pub async fn invalid_coupons_are_refused_without_taking_units(stores: TestStores
     ));
 }
 
+fn venue_input(f: &Fixture, name: &str) -> crate::facility::NewResource {
+    crate::facility::NewResource {
+        organization: f.org.id,
+        kind: crate::facility::ResourceKind::Venue,
+        name: name.into(),
+        stock: crate::facility::Stock::Exclusive,
+        price: eur("500"),
+        price_unit: crate::facility::PriceUnit::PerBooking,
+        time_zone: chrono_tz::Europe::Lisbon,
+        slots: Vec::new(),
+        venue: Some(crate::facility::VenueDetails {
+            capacity: 300,
+            address: "Rua A 1".into(),
+            latitude: 38.7,
+            longitude: -9.1,
+        }),
+    }
+}
+
+fn chairs_input(f: &Fixture, stock: u32) -> crate::facility::NewResource {
+    crate::facility::NewResource {
+        kind: crate::facility::ResourceKind::Decoration,
+        name: "Chairs".into(),
+        stock: crate::facility::Stock::Stocked(stock),
+        price: eur("1.50"),
+        price_unit: crate::facility::PriceUnit::PerUnit,
+        venue: None,
+        ..venue_input(f, "Chairs")
+    }
+}
+
+fn slot(date: &str, name: &str) -> crate::facility::When {
+    crate::facility::When::Slot {
+        date: date.parse().expect("a date"),
+        slot: name.into(),
+    }
+}
+
+fn range(start: &str, end: &str) -> crate::facility::When {
+    crate::facility::When::Range {
+        start: start.parse().expect("a local time"),
+        end: end.parse().expect("a local time"),
+    }
+}
+
+fn want(
+    resource: ResourceId,
+    when: crate::facility::When,
+    quantity: u32,
+) -> crate::facility::FacilityRequest {
+    crate::facility::FacilityRequest {
+        resource,
+        when,
+        quantity,
+    }
+}
+
+async fn book_one(
+    f: &Fixture,
+    resource: ResourceId,
+    when: crate::facility::When,
+    quantity: u32,
+) -> crate::Result<Vec<crate::facility::FacilityBooking>> {
+    f.ems
+        .book_facilities(
+            &f.organizer,
+            f.org.id,
+            None,
+            &[want(resource, when, quantity)],
+        )
+        .await
+}
+
+/// An exclusive resource is never booked twice for overlapping times; back-to-back is fine.
+pub async fn exclusive_resource_is_never_double_booked(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let hall = f
+        .ems
+        .create_resource(&f.organizer, venue_input(&f, "Hall"))
+        .await
+        .expect("venue");
+    let book = |when| book_one(&f, hall.id, when, 1);
+    let first = book(slot("2030-02-10", "evening"))
+        .await
+        .expect("first booking");
+    assert_eq!(
+        (first[0].slot.as_deref(), first[0].price),
+        (Some("Evening"), eur("500"))
+    );
+    let again = book(slot("2030-02-10", "Evening")).await;
+    assert!(
+        matches!(again, Err(Error::SoldOut { available: 0, .. })),
+        "got {again:?}"
+    );
+    let overlap = book(range("2030-02-10T22:00:00", "2030-02-11T01:00:00")).await;
+    assert!(
+        matches!(overlap, Err(Error::SoldOut { .. })),
+        "an overlapping range: {overlap:?}"
+    );
+    book(range("2030-02-10T23:00:00", "2030-02-11T01:00:00"))
+        .await
+        .expect("back-to-back after the slot ends");
+    book(slot("2030-02-10", "Afternoon"))
+        .await
+        .expect("another slot the same day");
+}
+
+/// A stocked resource never has more units out than its stock at any instant.
+pub async fn stocked_resource_never_exceeds_its_stock(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let chairs = f
+        .ems
+        .create_resource(&f.organizer, chairs_input(&f, 300))
+        .await
+        .expect("chairs");
+    let book = |when, q| book_one(&f, chairs.id, when, q);
+    let b = book(slot("2030-02-10", "Morning"), 200)
+        .await
+        .expect("200 in the morning");
+    assert_eq!(b[0].price, eur("300.00"), "priced per unit");
+    let over = book(range("2030-02-10T11:00:00", "2030-02-10T14:00:00"), 150).await;
+    assert!(
+        matches!(
+            over,
+            Err(Error::SoldOut {
+                requested: 150,
+                available: 100,
+                ..
+            })
+        ),
+        "got {over:?}"
+    );
+    book(range("2030-02-10T11:00:00", "2030-02-10T14:00:00"), 100)
+        .await
+        .expect("exactly what is left");
+    book(slot("2030-02-10", "Evening"), 300)
+        .await
+        .expect("the evening is free");
+    let avail = f
+        .ems
+        .resource_availability(chairs.id, "2030-02-10".parse().expect("date"))
+        .await
+        .expect("availability");
+    let free: Vec<_> = avail.iter().map(|a| (a.slot.as_str(), a.free)).collect();
+    assert_eq!(
+        free,
+        vec![("Morning", 0), ("Afternoon", 200), ("Evening", 0)]
+    );
+}
+
+/// A package is booked whole or not at all.
+pub async fn facility_package_is_all_or_nothing(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let hall = f
+        .ems
+        .create_resource(&f.organizer, venue_input(&f, "Hall"))
+        .await
+        .expect("venue");
+    let band = f
+        .ems
+        .create_resource(
+            &f.organizer,
+            crate::facility::NewResource {
+                kind: crate::facility::ResourceKind::Performer,
+                name: "The Band".into(),
+                venue: None,
+                ..venue_input(&f, "Band")
+            },
+        )
+        .await
+        .expect("band");
+    let chairs = f
+        .ems
+        .create_resource(&f.organizer, chairs_input(&f, 100))
+        .await
+        .expect("chairs");
+    let evening = || slot("2030-03-01", "Evening");
+    let too_many = [
+        want(hall.id, evening(), 1),
+        want(band.id, evening(), 1),
+        want(chairs.id, evening(), 60),
+        want(chairs.id, evening(), 60),
+    ];
+    let err = f
+        .ems
+        .book_facilities(&f.organizer, f.org.id, None, &too_many)
+        .await;
+    assert!(
+        matches!(err, Err(Error::SoldOut { available: 40, .. })),
+        "the package's own chairs add up: {err:?}"
+    );
+    for r in [hall.id, band.id, chairs.id] {
+        let free = f
+            .ems
+            .resource_availability(r, "2030-03-01".parse().expect("date"))
+            .await
+            .expect("availability");
+        assert_eq!(
+            free[2].free,
+            if r == chairs.id { 100 } else { 1 },
+            "nothing of the failed package was booked"
+        );
+    }
+    let ok = [
+        want(hall.id, evening(), 1),
+        want(band.id, evening(), 1),
+        want(chairs.id, evening(), 100),
+    ];
+    let booked = f
+        .ems
+        .book_facilities(&f.organizer, f.org.id, None, &ok)
+        .await
+        .expect("package");
+    assert!(booked.iter().all(|b| b.package == booked[0].package));
+    let cancelled = f
+        .ems_b
+        .cancel_facilities(&f.organizer, booked[1].id)
+        .await
+        .expect("cancel");
+    assert_eq!(
+        cancelled.len(),
+        3,
+        "cancelling one booking cancels its package"
+    );
+    f.ems
+        .book_facilities(&f.organizer, f.org.id, None, &ok)
+        .await
+        .expect("everything is free again");
+}
+
+/// 32 tasks through two handles race for one exclusive slot: exactly one wins.
+pub async fn racing_for_an_exclusive_slot_one_wins(stores: TestStores) {
+    let f = Arc::new(Fixture::new(stores).await);
+    let hall = f
+        .ems
+        .create_resource(&f.organizer, venue_input(&f, "Hall"))
+        .await
+        .expect("venue");
+    let chairs = f
+        .ems
+        .create_resource(&f.organizer, chairs_input(&f, 50))
+        .await
+        .expect("chairs");
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let f = Arc::clone(&f);
+            tokio::spawn(async move {
+                let ems = if i % 2 == 0 { &f.ems } else { &f.ems_b };
+                let hall_won = ems
+                    .book_facilities(
+                        &f.organizer,
+                        f.org.id,
+                        None,
+                        &[want(hall.id, slot("2030-02-14", "Evening"), 1)],
+                    )
+                    .await
+                    .is_ok();
+                let chairs_won = ems
+                    .book_facilities(
+                        &f.organizer,
+                        f.org.id,
+                        None,
+                        &[want(chairs.id, slot("2030-02-14", "Evening"), 3)],
+                    )
+                    .await
+                    .is_ok();
+                (hall_won, chairs_won)
+            })
+        })
+        .collect();
+    let results: Vec<_> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task"))
+        .collect();
+    assert_eq!(
+        results.iter().filter(|r| r.0).count(),
+        1,
+        "one booking of the exclusive slot"
+    );
+    assert_eq!(
+        results.iter().filter(|r| r.1).count(),
+        16,
+        "50 chairs hold 16 bookings of 3"
+    );
+    let avail = f
+        .ems
+        .resource_availability(chairs.id, "2030-02-14".parse().expect("date"))
+        .await
+        .expect("availability");
+    assert_eq!(avail[2].free, 2, "never over stock");
+}
+
+/// Unknown slots, backwards ranges, DST gaps, zero quantities and past times are typed errors.
+pub async fn invalid_facility_requests_are_rejected(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let hall = f
+        .ems
+        .create_resource(&f.organizer, venue_input(&f, "Hall"))
+        .await
+        .expect("venue");
+    let chairs = f
+        .ems
+        .create_resource(&f.organizer, chairs_input(&f, 10))
+        .await
+        .expect("chairs");
+    let book = |r, when, q| book_one(&f, r, when, q);
+    let cases = [
+        (
+            book(hall.id, slot("2030-02-10", "Brunch"), 1).await,
+            "when.slot",
+        ),
+        (
+            book(
+                hall.id,
+                range("2030-02-10T20:00:00", "2030-02-10T18:00:00"),
+                1,
+            )
+            .await,
+            "when.end",
+        ),
+        // Lisbon moves from 01:00 to 02:00 on 2030-03-31: 01:30 does not exist.
+        (
+            book(
+                hall.id,
+                range("2030-03-31T01:30:00", "2030-03-31T03:00:00"),
+                1,
+            )
+            .await,
+            "when.start",
+        ),
+        (
+            book(
+                hall.id,
+                range("2030-03-31T00:30:00", "2030-03-31T03:00:00"),
+                1,
+            )
+            .await,
+            "when",
+        ),
+        (
+            book(chairs.id, slot("2030-02-10", "Morning"), 0).await,
+            "quantity",
+        ),
+        (
+            book(chairs.id, slot("2030-02-10", "Morning"), 11).await,
+            "quantity",
+        ),
+        (
+            book(hall.id, slot("2029-12-31", "Morning"), 1).await,
+            "when.start",
+        ),
+    ];
+    for (result, field) in cases {
+        assert!(
+            matches!(&result, Err(Error::InvalidInput { field: got, .. }) if *got == field),
+            "expected InvalidInput on {field}, got {result:?}"
+        );
+    }
+    let avail = f
+        .ems
+        .resource_availability(hall.id, "2030-02-10".parse().expect("date"))
+        .await
+        .expect("availability");
+    assert!(avail.iter().all(|a| a.free == 1), "nothing booked");
+    let bad_slots = crate::facility::NewResource {
+        slots: vec![crate::facility::SlotDef {
+            name: "Late".into(),
+            start: chrono::NaiveTime::from_hms_opt(23, 0, 0).expect("time"),
+            end: chrono::NaiveTime::from_hms_opt(22, 0, 0).expect("time"),
+        }],
+        ..venue_input(&f, "Odd")
+    };
+    assert!(matches!(
+        f.ems.create_resource(&f.organizer, bad_slots).await,
+        Err(Error::InvalidInput {
+            field: "slots.end",
+            ..
+        })
+    ));
+}
+
+/// Only the owning organization manages resources; organizers book for their own organization.
+pub async fn facility_authorization_is_enforced(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let outsider_org = f
+        .ems
+        .create_organization(&Actor::System, "Renter")
+        .await
+        .expect("org");
+    let outsider = Actor::Organizer {
+        user: UserId::new(),
+        organization: outsider_org.id,
+    };
+    assert!(matches!(
+        f.ems
+            .create_resource(&outsider, venue_input(&f, "Not yours"))
+            .await,
+        Err(Error::Forbidden { .. })
+    ));
+    assert!(matches!(
+        f.ems
+            .create_resource(&f.customer(), venue_input(&f, "No"))
+            .await,
+        Err(Error::Forbidden { .. })
+    ));
+    let hall = f
+        .ems
+        .create_resource(&f.organizer, venue_input(&f, "Hall"))
+        .await
+        .expect("venue");
+    let rented = f
+        .ems
+        .book_facilities(
+            &outsider,
+            outsider_org.id,
+            None,
+            &[want(hall.id, slot("2030-02-10", "Morning"), 1)],
+        )
+        .await
+        .expect("organizers book others' venues");
+    assert!(
+        matches!(
+            f.ems
+                .book_facilities(
+                    &outsider,
+                    f.org.id,
+                    None,
+                    &[want(hall.id, slot("2030-02-11", "Morning"), 1)]
+                )
+                .await,
+            Err(Error::Forbidden { .. })
+        ),
+        "only for their own organization"
+    );
+    assert!(matches!(
+        f.ems
+            .book_facilities(
+                &f.customer(),
+                f.org.id,
+                None,
+                &[want(hall.id, slot("2030-02-12", "Morning"), 1)]
+            )
+            .await,
+        Err(Error::Forbidden { .. })
+    ));
+    assert!(
+        matches!(
+            f.ems.cancel_facilities(&f.organizer, rented[0].id).await,
+            Err(Error::Forbidden { .. })
+        ),
+        "the renter's booking is the renter's"
+    );
+    f.ems
+        .resource_availability(hall.id, "2030-02-10".parse().expect("date"))
+        .await
+        .expect("anyone reads availability");
+}
+
 /// A successful checkout confirms the booking and issues one valid ticket per unit.
 pub async fn checkout_confirms_and_issues_one_ticket_per_unit(stores: TestStores) {
     let f = Fixture::new(stores).await;

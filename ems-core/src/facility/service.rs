@@ -1,0 +1,230 @@
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use super::*;
+use crate::event::service_helpers::validate_text;
+use crate::id::{FacilityBookingId, PackageId, ResourceId};
+use crate::{Actor, Ems, Error, Result};
+
+/// Input of [`Ems::create_resource`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewResource {
+    /// Owning organization.
+    pub organization: OrganizationId,
+    /// What it is.
+    pub kind: ResourceKind,
+    /// Display name.
+    pub name: String,
+    /// Exclusive or stocked.
+    pub stock: Stock,
+    /// Price (≥ 0, whole minor units).
+    pub price: Money,
+    /// What the price is per.
+    pub price_unit: PriceUnit,
+    /// Its time zone.
+    pub time_zone: Tz,
+    /// Its slots; empty means [`default_slots`].
+    pub slots: Vec<SlotDef>,
+    /// Venue details (required for venues).
+    pub venue: Option<VenueDetails>,
+}
+
+fn validate_slots(slots: Vec<SlotDef>) -> Result<Vec<SlotDef>> {
+    let slots = if slots.is_empty() {
+        default_slots()
+    } else {
+        slots
+    };
+    for (i, s) in slots.iter().enumerate() {
+        validate_text("slots.name", &s.name, 50, true)?;
+        if s.end <= s.start {
+            return Err(Error::invalid(
+                "slots.end",
+                format!("slot {:?} must end after it starts", s.name),
+            ));
+        }
+        if slots[..i]
+            .iter()
+            .any(|o| o.name.eq_ignore_ascii_case(&s.name))
+        {
+            return Err(Error::invalid(
+                "slots.name",
+                format!("slot {:?} defined twice", s.name),
+            ));
+        }
+    }
+    Ok(slots)
+}
+
+impl Ems {
+    /// Adds a resource to an organization. Its organizers and admins.
+    pub async fn create_resource(&self, actor: &Actor, new: NewResource) -> Result<Resource> {
+        actor.require_manages(new.organization, "create resource")?;
+        self.organization(new.organization).await?;
+        if new.price.is_negative() || !new.price.is_minor_exact() {
+            return Err(Error::invalid(
+                "price",
+                format!(
+                    "{} must be a non-negative amount of whole minor units",
+                    new.price
+                ),
+            ));
+        }
+        if let Stock::Stocked(n) = new.stock {
+            crate::event::service_helpers::validate_capacity("stock", n)?;
+        }
+        match (&new.kind, &new.venue) {
+            (ResourceKind::Venue, None) => {
+                return Err(Error::invalid("venue", "venues need their details"))
+            }
+            (ResourceKind::Venue, Some(v)) => {
+                validate_text("venue.address", &v.address, 500, true)?;
+                if !(-90.0..=90.0).contains(&v.latitude) || !(-180.0..=180.0).contains(&v.longitude)
+                {
+                    return Err(Error::invalid("venue.latitude", "coordinates out of range"));
+                }
+                crate::event::service_helpers::validate_capacity("venue.capacity", v.capacity)?;
+            }
+            (_, Some(_)) => return Err(Error::invalid("venue", "only venues have venue details")),
+            _ => {}
+        }
+        if let ResourceKind::Custom(name) = &new.kind {
+            validate_text("kind", name, 50, true)?;
+        }
+        let resource = Resource {
+            id: ResourceId::new(),
+            organization: new.organization,
+            kind: new.kind,
+            name: validate_text("name", &new.name, 200, true)?,
+            stock: new.stock,
+            price: new.price,
+            price_unit: new.price_unit,
+            time_zone: new.time_zone,
+            slots: validate_slots(new.slots)?,
+            venue: new.venue,
+            created_at: self.now(),
+        };
+        self.store().insert_resource(&resource).await?;
+        Ok(resource)
+    }
+
+    async fn resource_record(&self, id: ResourceId) -> Result<Resource> {
+        self.store()
+            .resource(id)
+            .await?
+            .ok_or_else(|| Error::not_found("resource", id))
+    }
+
+    /// Books resources for `organization` as one package: every booking or none.
+    /// The organization's organizers and admins; `event`, if given, must be theirs.
+    pub async fn book_facilities(
+        &self,
+        actor: &Actor,
+        organization: OrganizationId,
+        event: Option<crate::id::EventId>,
+        requests: &[FacilityRequest],
+    ) -> Result<Vec<FacilityBooking>> {
+        actor.require_manages(organization, "book facilities")?;
+        if requests.is_empty() {
+            return Err(Error::invalid("requests", "at least one resource"));
+        }
+        if let Some(e) = event {
+            let ev = self
+                .store()
+                .event(e)
+                .await?
+                .ok_or_else(|| Error::not_found("event", e))?;
+            if ev.organization != organization {
+                return Err(Error::invalid("event", "belongs to another organization"));
+            }
+        }
+        let now = self.now();
+        let package = PackageId::new();
+        let mut bookings = Vec::with_capacity(requests.len());
+        for r in requests {
+            let resource = self.resource_record(r.resource).await?;
+            if r.quantity == 0 {
+                return Err(Error::invalid("quantity", "must be greater than zero"));
+            }
+            if r.quantity > resource.units() {
+                return Err(Error::invalid(
+                    "quantity",
+                    format!("{} has {} units", resource.name, resource.units()),
+                ));
+            }
+            let (start, end) = local_interval(&resource, &r.when)?;
+            if start <= now {
+                return Err(Error::invalid("when.start", "must be in the future"));
+            }
+            let price = match resource.price_unit {
+                PriceUnit::PerBooking => resource.price,
+                PriceUnit::PerUnit => resource.price.times(r.quantity)?,
+            };
+            bookings.push(FacilityBooking {
+                id: FacilityBookingId::new(),
+                package,
+                resource: resource.id,
+                organization,
+                event,
+                start,
+                end,
+                slot: match &r.when {
+                    When::Slot { slot, .. } => resource.slot(slot).map(|s| s.name.clone()),
+                    When::Range { .. } => None,
+                },
+                quantity: r.quantity,
+                price,
+                status: FacilityStatus::Active,
+                created_at: now,
+            });
+        }
+        self.store().book_facilities(&bookings).await?;
+        Ok(bookings)
+    }
+
+    /// Cancels a package of facility bookings: its booking organization's
+    /// organizers and admins. Idempotent.
+    pub async fn cancel_facilities(
+        &self,
+        actor: &Actor,
+        booking: FacilityBookingId,
+    ) -> Result<Vec<FacilityBooking>> {
+        let b = self
+            .store()
+            .facility_booking(booking)
+            .await?
+            .ok_or_else(|| Error::not_found("facility booking", booking))?;
+        actor.require_manages(b.organization, "cancel facilities")?;
+        self.store().cancel_package(b.package, self.now()).await
+    }
+
+    /// Which slots of `date` (local to the resource) are free, and how much stock
+    /// each has left for its whole length. Anyone may read it.
+    pub async fn resource_availability(
+        &self,
+        resource: ResourceId,
+        date: NaiveDate,
+    ) -> Result<Vec<SlotAvailability>> {
+        let r = self.resource_record(resource).await?;
+        let mut out = Vec::with_capacity(r.slots.len());
+        for slot in &r.slots {
+            let when = When::Slot {
+                date,
+                slot: slot.name.clone(),
+            };
+            let Ok((start, end)) = local_interval(&r, &when) else {
+                continue;
+            };
+            let booked = self.store().facility_bookings(resource, start, end).await?;
+            let used = peak_usage(&booked, start, end);
+            out.push(SlotAvailability {
+                slot: slot.name.clone(),
+                start,
+                end,
+                free: r.units().saturating_sub(used),
+            });
+        }
+        Ok(out)
+    }
+}
