@@ -269,6 +269,9 @@ macro_rules! forward_ports {
             ) -> Result<Option<FacilityBooking>> {
                 (**self).facility_booking(id).await
             }
+            async fn event_facilities(&self, event: EventId) -> Result<Vec<FacilityBooking>> {
+                (**self).event_facilities(event).await
+            }
         }
 
         #[async_trait]

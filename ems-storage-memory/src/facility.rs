@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use ems_core::facility::*;
-use ems_core::id::{FacilityBookingId, OrganizationId, PackageId, ResourceId};
+use ems_core::id::{EventId, FacilityBookingId, OrganizationId, PackageId, ResourceId};
 use ems_core::outbox::DomainEvent;
 use ems_core::{Error, Result};
 use uuid::Uuid;
@@ -170,6 +170,19 @@ impl FacilityStore for MemoryStore {
             .get(&resource)
             .map(|t| t.overlapping(from, to).cloned().collect())
             .unwrap_or_default())
+    }
+
+    async fn event_facilities(&self, event: EventId) -> Result<Vec<FacilityBooking>> {
+        let f = self.inner.facilities.lock();
+        let mut out: Vec<_> = f
+            .bookings
+            .values()
+            .flat_map(|t| t.by_start.values())
+            .filter(|b| b.event == Some(event) && b.status == FacilityStatus::Active)
+            .cloned()
+            .collect();
+        out.sort_by_key(|b| (b.start, b.id));
+        Ok(out)
     }
 
     async fn facility_booking(&self, id: FacilityBookingId) -> Result<Option<FacilityBooking>> {

@@ -388,7 +388,8 @@ impl Ems {
         .await
     }
 
-    /// Cancels an event: open holds are released, pending bookings fail, and every
+    /// Cancels an event: open holds are released, pending bookings fail, its
+    /// facility bookings are released, and every
     /// confirmed booking is cancelled and refunded in full through its gateway.
     /// Refunds the gateway refuses are recorded as failed and can be retried with
     /// [`Ems::retry_refund`].
@@ -407,6 +408,8 @@ impl Ems {
             .store()
             .cancel_event(id, expected_version, self.now())
             .await?;
+        // Its facilities next; if this step fails, `release_event_facilities` retries it.
+        self.release_event_facilities(actor, id).await?;
         for booking in &cancellation.confirmed_bookings {
             self.cancel_confirmed_booking(
                 *booking,

@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 
 pub use rules::{local_interval, peak_usage};
 pub use service::NewResource;
+
+/// How many days around the wanted date [`Ems::alternatives`](crate::Ems::alternatives) searches.
+pub const ALTERNATIVE_SEARCH_DAYS: i64 = 30;
 pub use store::FacilityStore;
 
 use crate::id::{EventId, FacilityBookingId, OrganizationId, PackageId, ResourceId};
@@ -213,6 +216,17 @@ pub struct FacilityBooking {
     pub status: FacilityStatus,
     /// Creation instant.
     pub created_at: DateTime<Utc>,
+}
+
+/// Other times and resources to offer when the wanted one is taken.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alternatives {
+    /// The same resource at the nearest other dates (same slot or same local
+    /// hours), nearest first, earlier before later at equal distance.
+    pub same_resource: Vec<(NaiveDate, DateTime<Utc>, DateTime<Utc>)>,
+    /// Other resources of the same kind free at the wanted time, best match
+    /// first: the closest in price, then by name.
+    pub other_resources: Vec<Resource>,
 }
 
 /// How much of a resource a slot has left.

@@ -199,6 +199,134 @@ impl Ems {
         self.store().cancel_package(b.package, self.now()).await
     }
 
+    /// Whether `quantity` of `resource` is free for all of `[start, end)`.
+    async fn fits(
+        &self,
+        resource: &Resource,
+        start: chrono::DateTime<chrono::Utc>,
+        end: chrono::DateTime<chrono::Utc>,
+        quantity: u32,
+    ) -> Result<bool> {
+        let booked = self
+            .store()
+            .facility_bookings(resource.id, start, end)
+            .await?;
+        Ok(peak_usage(&booked, start, end) + quantity <= resource.units())
+    }
+
+    /// What to offer when `resource` is taken at `when`: the same resource on the
+    /// nearest dates (±[`ALTERNATIVE_SEARCH_DAYS`],
+    /// at most `limit`, future only) and other resources of the same kind free at
+    /// that time, closest in price first. Anyone may ask.
+    pub async fn alternatives(
+        &self,
+        resource: ResourceId,
+        when: &When,
+        quantity: u32,
+        limit: usize,
+    ) -> Result<Alternatives> {
+        let r = self.resource_record(resource).await?;
+        let (start, end) = local_interval(&r, when)?;
+        let now = self.now();
+        let shifted = |days: i64| -> When {
+            let d = chrono::Duration::days(days);
+            match when {
+                When::Slot { date, slot } => When::Slot {
+                    date: *date + d,
+                    slot: slot.clone(),
+                },
+                When::Range { start, end } => When::Range {
+                    start: *start + d,
+                    end: *end + d,
+                },
+            }
+        };
+        let mut same_resource = Vec::new();
+        'search: for distance in 1..=super::ALTERNATIVE_SEARCH_DAYS {
+            for days in [-distance, distance] {
+                if same_resource.len() >= limit {
+                    break 'search;
+                }
+                let candidate = shifted(days);
+                let Ok((s, e)) = local_interval(&r, &candidate) else {
+                    continue;
+                };
+                if s > now && self.fits(&r, s, e, quantity).await? {
+                    let date = match &candidate {
+                        When::Slot { date, .. } => *date,
+                        When::Range { start, .. } => start.date(),
+                    };
+                    same_resource.push((date, s, e));
+                }
+            }
+        }
+        let mut other_resources = Vec::new();
+        for other in self.store().resources(None, Some(&r.kind)).await? {
+            if other.id == r.id
+                || other.units() < quantity
+                || other.price.currency() != r.price.currency()
+            {
+                continue;
+            }
+            if self.fits(&other, start, end, quantity).await? {
+                other_resources.push(other);
+            }
+        }
+        other_resources.sort_by(|a, b| {
+            let gap = |x: &Resource| (x.price.amount() - r.price.amount()).abs();
+            gap(a).cmp(&gap(b)).then_with(|| a.name.cmp(&b.name))
+        });
+        other_resources.truncate(limit);
+        Ok(Alternatives {
+            same_resource,
+            other_resources,
+        })
+    }
+
+    /// Resources of `kind` (of one organization, or all) with their free slots on
+    /// `date`, by name. Anyone may read it.
+    pub async fn kind_availability(
+        &self,
+        kind: &ResourceKind,
+        organization: Option<OrganizationId>,
+        date: NaiveDate,
+    ) -> Result<Vec<(Resource, Vec<SlotAvailability>)>> {
+        let mut out = Vec::new();
+        for r in self.store().resources(organization, Some(kind)).await? {
+            let slots = self.resource_availability(r.id, date).await?;
+            out.push((r, slots));
+        }
+        Ok(out)
+    }
+
+    /// Cancels every facility package booked for `event` (idempotent; cancelling
+    /// the event does it, and this retries it). Its organizers and admins.
+    pub async fn release_event_facilities(
+        &self,
+        actor: &Actor,
+        event: crate::id::EventId,
+    ) -> Result<u32> {
+        let e = self
+            .store()
+            .event(event)
+            .await?
+            .ok_or_else(|| Error::not_found("event", event))?;
+        actor.require_manages(e.organization, "release facilities")?;
+        let mut packages: Vec<_> = self
+            .store()
+            .event_facilities(event)
+            .await?
+            .into_iter()
+            .map(|b| b.package)
+            .collect();
+        packages.sort();
+        packages.dedup();
+        for p in &packages {
+            self.store().cancel_package(*p, self.now()).await?;
+        }
+        Ok(packages.len() as u32)
+    }
+
     /// Which slots of `date` (local to the resource) are free, and how much stock
     /// each has left for its whole length. Anyone may read it.
     pub async fn resource_availability(

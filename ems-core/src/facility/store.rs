@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{FacilityBooking, Resource, ResourceKind};
-use crate::id::{FacilityBookingId, OrganizationId, PackageId, ResourceId};
+use crate::id::{EventId, FacilityBookingId, OrganizationId, PackageId, ResourceId};
 use crate::Result;
 
 /// Storage port for facility resources and their bookings.
@@ -49,4 +49,6 @@ pub trait FacilityStore: Send + Sync + 'static {
     ) -> Result<Vec<FacilityBooking>>;
     /// Reads one booking.
     async fn facility_booking(&self, id: FacilityBookingId) -> Result<Option<FacilityBooking>>;
+    /// The active bookings made for an event.
+    async fn event_facilities(&self, event: EventId) -> Result<Vec<FacilityBooking>>;
 }

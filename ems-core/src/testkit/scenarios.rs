@@ -2284,6 +2284,193 @@ pub async fn facility_authorization_is_enforced(stores: TestStores) {
         .expect("anyone reads availability");
 }
 
+/// A taken slot gets the nearest free dates of the same resource and other free
+/// resources of its kind, closest in price first.
+pub async fn alternatives_offer_nearest_dates_and_similar_resources(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let hall = f
+        .ems
+        .create_resource(&f.organizer, venue_input(&f, "Hall"))
+        .await
+        .expect("venue");
+    let pricey = f
+        .ems
+        .create_resource(
+            &f.organizer,
+            crate::facility::NewResource {
+                price: eur("900"),
+                ..venue_input(&f, "Palace")
+            },
+        )
+        .await
+        .expect("venue");
+    let close = f
+        .ems
+        .create_resource(
+            &f.organizer,
+            crate::facility::NewResource {
+                price: eur("450"),
+                ..venue_input(&f, "Loft")
+            },
+        )
+        .await
+        .expect("venue");
+    let busy = f
+        .ems
+        .create_resource(
+            &f.organizer,
+            crate::facility::NewResource {
+                price: eur("500"),
+                ..venue_input(&f, "Barn")
+            },
+        )
+        .await
+        .expect("venue");
+    for day in ["2030-02-09", "2030-02-10", "2030-02-11"] {
+        book_one(&f, hall.id, slot(day, "Evening"), 1)
+            .await
+            .expect("booked");
+    }
+    book_one(&f, busy.id, slot("2030-02-10", "Evening"), 1)
+        .await
+        .expect("booked");
+    let alt = f
+        .ems
+        .alternatives(hall.id, &slot("2030-02-10", "Evening"), 1, 3)
+        .await
+        .expect("alternatives");
+    let dates: Vec<_> = alt
+        .same_resource
+        .iter()
+        .map(|(d, _, _)| d.to_string())
+        .collect();
+    assert_eq!(
+        dates,
+        vec!["2030-02-08", "2030-02-12", "2030-02-07"],
+        "nearest free evenings, earlier first at equal distance"
+    );
+    let names: Vec<_> = alt
+        .other_resources
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["Loft", "Palace"],
+        "free venues of the same kind, closest in price first"
+    );
+    let _ = (pricey, close);
+}
+
+/// Availability by kind lists every resource of the kind with its free slots.
+pub async fn availability_by_kind_lists_each_resource(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let a = f
+        .ems
+        .create_resource(&f.organizer, venue_input(&f, "A Hall"))
+        .await
+        .expect("venue");
+    f.ems
+        .create_resource(&f.organizer, venue_input(&f, "B Hall"))
+        .await
+        .expect("venue");
+    f.ems
+        .create_resource(&f.organizer, chairs_input(&f, 10))
+        .await
+        .expect("chairs");
+    book_one(&f, a.id, slot("2030-02-10", "Morning"), 1)
+        .await
+        .expect("booked");
+    let list = f
+        .ems
+        .kind_availability(
+            &crate::facility::ResourceKind::Venue,
+            Some(f.org.id),
+            "2030-02-10".parse().expect("date"),
+        )
+        .await
+        .expect("list");
+    let summary: Vec<_> = list
+        .iter()
+        .map(|(r, slots)| {
+            (
+                r.name.as_str(),
+                slots.iter().map(|s| s.free).collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![("A Hall", vec![0, 1, 1]), ("B Hall", vec![1, 1, 1])]
+    );
+}
+
+/// Cancelling an event releases the facilities booked for it.
+pub async fn cancelling_an_event_releases_its_facilities(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let e = f.draft_event(10).await;
+    let hall = f
+        .ems
+        .create_resource(&f.organizer, venue_input(&f, "Hall"))
+        .await
+        .expect("venue");
+    let when = slot("2030-01-31", "Evening");
+    f.ems
+        .book_facilities(
+            &f.organizer,
+            f.org.id,
+            Some(e.id),
+            &[want(hall.id, when.clone(), 1)],
+        )
+        .await
+        .expect("booked for the event");
+    let other = f
+        .ems
+        .create_organization(&Actor::System, "Other")
+        .await
+        .expect("org");
+    let other_event = NewEvent::builder(
+        other.id,
+        "Theirs",
+        f.clock_now() + Duration::days(5),
+        f.clock_now() + Duration::days(6),
+    )
+    .capacity(5)
+    .build();
+    let other_event = f
+        .ems
+        .create_event(&Actor::System, other_event)
+        .await
+        .expect("event");
+    let err = f
+        .ems
+        .book_facilities(
+            &f.organizer,
+            f.org.id,
+            Some(other_event.id),
+            &[want(hall.id, slot("2030-02-01", "Evening"), 1)],
+        )
+        .await;
+    assert!(
+        matches!(err, Err(Error::InvalidInput { field: "event", .. })),
+        "another organization's event: {err:?}"
+    );
+    f.ems
+        .cancel_event(&f.organizer, e.id, e.version)
+        .await
+        .expect("cancelled");
+    book_one(&f, hall.id, when, 1)
+        .await
+        .expect("the hall is free again");
+    assert_eq!(
+        f.ems
+            .release_event_facilities(&f.organizer, e.id)
+            .await
+            .expect("idempotent"),
+        0
+    );
+}
+
 /// A successful checkout confirms the booking and issues one valid ticket per unit.
 pub async fn checkout_confirms_and_issues_one_ticket_per_unit(stores: TestStores) {
     let f = Fixture::new(stores).await;
