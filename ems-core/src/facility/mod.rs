@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-pub use rules::{local_interval, peak_usage};
+pub use rules::{local_interval, peak_usage, slot_interval};
 pub use service::NewResource;
 
 /// How many days around the wanted date [`Ems::alternatives`](crate::Ems::alternatives) searches.

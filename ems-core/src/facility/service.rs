@@ -327,6 +327,66 @@ impl Ems {
         Ok(packages.len() as u32)
     }
 
+    /// Free slots of `resource` for `days` consecutive local dates from `from`: one
+    /// read of the window's bookings, then the slots in time order. Dates whose
+    /// slots fall into a daylight-saving gap list only the slots that exist.
+    pub async fn availability_window(
+        &self,
+        resource: ResourceId,
+        from: NaiveDate,
+        days: u32,
+    ) -> Result<Vec<(NaiveDate, Vec<SlotAvailability>)>> {
+        if days == 0 || days > 366 {
+            return Err(Error::invalid("days", "1..=366"));
+        }
+        let r = self.resource_record(resource).await?;
+        let mut grid = Vec::with_capacity(days as usize);
+        for d in 0..days {
+            let date = from + chrono::Duration::days(i64::from(d));
+            let slots: Vec<_> = r
+                .slots
+                .iter()
+                .filter_map(|slot| {
+                    let (start, end) = slot_interval(r.time_zone, date, slot).ok()?;
+                    Some(SlotAvailability {
+                        slot: slot.name.clone(),
+                        start,
+                        end,
+                        free: 0,
+                    })
+                })
+                .collect();
+            grid.push((date, slots));
+        }
+        let (Some(first), Some(last)) = (
+            grid.iter()
+                .flat_map(|(_, s)| s.iter())
+                .map(|s| s.start)
+                .min(),
+            grid.iter().flat_map(|(_, s)| s.iter()).map(|s| s.end).max(),
+        ) else {
+            return Ok(grid);
+        };
+        let booked = self
+            .store()
+            .facility_bookings(resource, first, last)
+            .await?;
+        // Bookings come by start; a booking reaching a slot starts at most `longest`
+        // before it, so each slot looks at a short run found by binary search.
+        let longest = booked
+            .iter()
+            .map(|b| b.end - b.start)
+            .max()
+            .unwrap_or_default();
+        for slot in grid.iter_mut().flat_map(|(_, s)| s.iter_mut()) {
+            let lo = booked.partition_point(|b| b.start < slot.start - longest);
+            let hi = booked.partition_point(|b| b.start < slot.end);
+            let used = peak_usage(&booked[lo..hi.max(lo)], slot.start, slot.end);
+            slot.free = r.units().saturating_sub(used);
+        }
+        Ok(grid)
+    }
+
     /// Which slots of `date` (local to the resource) are free, and how much stock
     /// each has left for its whole length. Anyone may read it.
     pub async fn resource_availability(

@@ -114,6 +114,7 @@ macro_rules! conformance_tests {
             facility_authorization_is_enforced,
             alternatives_offer_nearest_dates_and_similar_resources,
             availability_by_kind_lists_each_resource,
+            availability_window_matches_per_date_availability,
             cancelling_an_event_releases_its_facilities,
             checkout_confirms_and_issues_one_ticket_per_unit,
             same_idempotency_key_returns_the_same_booking,

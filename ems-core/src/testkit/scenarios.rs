@@ -2362,6 +2362,62 @@ pub async fn alternatives_offer_nearest_dates_and_similar_resources(stores: Test
     let _ = (pricey, close);
 }
 
+/// A window of dates gives, day by day, what per-date availability gives.
+pub async fn availability_window_matches_per_date_availability(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let chairs = f
+        .ems
+        .create_resource(&f.organizer, chairs_input(&f, 50))
+        .await
+        .expect("chairs");
+    book_one(
+        &f,
+        chairs.id,
+        range("2030-04-11T10:00:00", "2030-04-14T20:00:00"),
+        20,
+    )
+    .await
+    .expect("a long booking");
+    book_one(&f, chairs.id, slot("2030-04-12", "Afternoon"), 25)
+        .await
+        .expect("booked");
+    book_one(&f, chairs.id, slot("2030-04-13", "Evening"), 30)
+        .await
+        .expect("booked");
+    let from: chrono::NaiveDate = "2030-04-10".parse().expect("date");
+    let window = f
+        .ems
+        .availability_window(chairs.id, from, 6)
+        .await
+        .expect("window");
+    assert_eq!(window.len(), 6);
+    for (date, slots) in &window {
+        let single = f
+            .ems
+            .resource_availability(chairs.id, *date)
+            .await
+            .expect("per date");
+        assert_eq!(slots, &single, "{date}");
+    }
+    let frees: Vec<_> = window
+        .iter()
+        .map(|(_, s)| s.iter().map(|a| a.free).collect::<Vec<_>>())
+        .collect();
+    // The long booking (20) covers 04-11 10:00 to 04-14 20:00, so the Morning of
+    // 04-11 and the Evening of 04-14 are partly in it.
+    assert_eq!(
+        frees,
+        vec![
+            vec![50, 50, 50],
+            vec![30, 30, 30],
+            vec![30, 5, 30],
+            vec![30, 30, 0],
+            vec![30, 30, 30],
+            vec![50, 50, 50]
+        ]
+    );
+}
+
 /// Availability by kind lists every resource of the kind with its free slots.
 pub async fn availability_by_kind_lists_each_resource(stores: TestStores) {
     let f = Fixture::new(stores).await;
