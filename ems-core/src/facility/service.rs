@@ -299,6 +299,22 @@ impl Ems {
         Ok(out)
     }
 
+    /// The active facility bookings made for `event` (its venue, performers …): its
+    /// organizers and admins.
+    pub async fn event_facilities(
+        &self,
+        actor: &Actor,
+        event: crate::id::EventId,
+    ) -> Result<Vec<FacilityBooking>> {
+        let e = self
+            .store()
+            .event(event)
+            .await?
+            .ok_or_else(|| Error::not_found("event", event))?;
+        actor.require_manages(e.organization, "read event facilities")?;
+        self.store().event_facilities(event).await
+    }
+
     /// Cancels every facility package booked for `event` (idempotent; cancelling
     /// the event does it, and this retries it). Its organizers and admins.
     pub async fn release_event_facilities(

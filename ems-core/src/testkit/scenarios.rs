@@ -2480,6 +2480,20 @@ pub async fn cancelling_an_event_releases_its_facilities(stores: TestStores) {
         )
         .await
         .expect("booked for the event");
+    let linked = f
+        .ems
+        .event_facilities(&f.organizer, e.id)
+        .await
+        .expect("the event's facilities");
+    assert_eq!(
+        linked.iter().map(|b| b.resource).collect::<Vec<_>>(),
+        vec![hall.id],
+        "the event references its venue booking"
+    );
+    assert!(matches!(
+        f.ems.event_facilities(&f.customer(), e.id).await,
+        Err(Error::Forbidden { .. })
+    ));
     let other = f
         .ems
         .create_organization(&Actor::System, "Other")
