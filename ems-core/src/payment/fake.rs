@@ -184,6 +184,12 @@ impl FakeGateway {
     }
 }
 
+fn unknown_payment(reference: &str) -> GatewayError {
+    GatewayError::Rejected {
+        reason: format!("unknown payment {reference}"),
+    }
+}
+
 #[async_trait]
 impl PaymentGateway for FakeGateway {
     fn capabilities(&self) -> Capabilities {
@@ -266,9 +272,7 @@ impl PaymentGateway for FakeGateway {
         let p = s
             .payments
             .get(reference)
-            .ok_or_else(|| GatewayError::Rejected {
-                reason: format!("unknown payment {reference}"),
-            })?;
+            .ok_or_else(|| unknown_payment(reference))?;
         Ok(GatewayPayment {
             reference: reference.to_owned(),
             status: p.status.clone(),
@@ -280,9 +284,7 @@ impl PaymentGateway for FakeGateway {
         let p = s
             .payments
             .get_mut(reference)
-            .ok_or_else(|| GatewayError::Rejected {
-                reason: format!("unknown payment {reference}"),
-            })?;
+            .ok_or_else(|| unknown_payment(reference))?;
         match p.status {
             GatewayPaymentStatus::Authorized | GatewayPaymentStatus::Succeeded => {
                 p.status = GatewayPaymentStatus::Succeeded;
@@ -302,9 +304,7 @@ impl PaymentGateway for FakeGateway {
         let p = s
             .payments
             .get_mut(reference)
-            .ok_or_else(|| GatewayError::Rejected {
-                reason: format!("unknown payment {reference}"),
-            })?;
+            .ok_or_else(|| unknown_payment(reference))?;
         match p.status {
             GatewayPaymentStatus::Succeeded => Err(GatewayError::Rejected {
                 reason: "payment already completed; refund it".into(),

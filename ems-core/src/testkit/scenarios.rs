@@ -2963,37 +2963,43 @@ pub async fn booking_a_foreign_hold_is_rejected(stores: TestStores) {
     );
 }
 
-/// A customer's cancellation refunds what the event's policy gives at that time.
-pub async fn customer_cancellation_refunds_per_policy(stores: TestStores) {
-    let f = Fixture::new(stores).await;
+/// A published event of 10 with `policy` and one tier at `price` EUR.
+async fn event_with_refund_policy(
+    f: &Fixture,
+    policy: RefundPolicy,
+    price: &str,
+) -> (crate::event::Event, crate::inventory::TicketTier) {
     let e = f.draft_event(10).await;
-    let policy = RefundPolicy::tiered(&[
-        (Duration::days(14), Decimal::ONE_HUNDRED),
-        (Duration::days(2), Decimal::from(50)),
-    ])
-    .expect("policy");
+    let patch = EventPatch {
+        refund_policy: Some(policy),
+        ..Default::default()
+    };
     let e = f
         .ems
-        .update_event(
-            &f.organizer,
-            e.id,
-            e.version,
-            EventPatch {
-                refund_policy: Some(policy),
-                ..Default::default()
-            },
-        )
+        .update_event(&f.organizer, e.id, e.version, patch)
         .await
         .expect("updated");
     let t = f
         .ems
-        .add_tier(&f.organizer, e.id, NewTier::new("GA", eur("15.55"), 10))
+        .add_tier(&f.organizer, e.id, NewTier::new("GA", eur(price), 10))
         .await
         .expect("tier");
     f.ems
         .publish_event(&f.organizer, e.id, e.version)
         .await
         .expect("published");
+    (e, t)
+}
+
+/// A customer's cancellation refunds what the event's policy gives at that time.
+pub async fn customer_cancellation_refunds_per_policy(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let policy = RefundPolicy::tiered(&[
+        (Duration::days(14), Decimal::ONE_HUNDRED),
+        (Duration::days(2), Decimal::from(50)),
+    ])
+    .expect("policy");
+    let (e, t) = event_with_refund_policy(&f, policy, "15.55").await;
     let buyer = f.customer();
     let c = f.buy(&buyer, e.id, t.id, 2).await;
     f.clock.set(e.starts_at - Duration::days(5));
@@ -3055,31 +3061,9 @@ pub async fn customer_cancellation_refunds_per_policy(stores: TestStores) {
 /// Past the policy's last deadline, a customer cannot cancel; an organizer still can, in full.
 pub async fn cancellation_after_the_last_deadline_is_refused(stores: TestStores) {
     let f = Fixture::new(stores).await;
-    let e = f.draft_event(10).await;
     let policy =
         RefundPolicy::tiered(&[(Duration::days(7), Decimal::ONE_HUNDRED)]).expect("policy");
-    let e = f
-        .ems
-        .update_event(
-            &f.organizer,
-            e.id,
-            e.version,
-            EventPatch {
-                refund_policy: Some(policy),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("updated");
-    let t = f
-        .ems
-        .add_tier(&f.organizer, e.id, NewTier::new("GA", eur("10"), 10))
-        .await
-        .expect("tier");
-    f.ems
-        .publish_event(&f.organizer, e.id, e.version)
-        .await
-        .expect("published");
+    let (e, t) = event_with_refund_policy(&f, policy, "10").await;
     let buyer = f.customer();
     let c = f.buy(&buyer, e.id, t.id, 1).await;
     f.clock.set(e.starts_at - Duration::days(3));
