@@ -282,7 +282,32 @@ impl Ems {
             expires_at: now + ttl,
             coupon: options.coupon.map(|c| c.trim().to_owned()),
         };
-        self.store().try_hold(&request).await
+        match self.store().try_hold(&request).await {
+            // A draft is invisible to whoever does not manage it: say so, without
+            // reading the event on the hot path.
+            Err(Error::InvalidState {
+                entity: "event",
+                ref state,
+                ..
+            }) if state == "Draft" => {
+                let event = self
+                    .store()
+                    .event(event_id)
+                    .await?
+                    .ok_or_else(|| Error::not_found("event", event_id))?;
+                if actor.manages(event.organization) {
+                    Err(Error::invalid_state(
+                        "event",
+                        event_id,
+                        event.status,
+                        "hold tickets of",
+                    ))
+                } else {
+                    Err(Error::not_found("event", event_id))
+                }
+            }
+            other => other,
+        }
     }
 
     /// Reads a hold: its customer, the event's organizers, admins.

@@ -142,6 +142,25 @@ pub async fn hold_on_draft_event_is_rejected(stores: TestStores) {
         matches!(err, Err(Error::InvalidState { .. })),
         "expected InvalidState, got {err:?}"
     );
+    let hidden = f
+        .ems
+        .place_hold(
+            &f.customer(),
+            e.id,
+            &items(tier.id, 1),
+            HoldOptions::default(),
+        )
+        .await;
+    assert!(
+        matches!(
+            hidden,
+            Err(Error::NotFound {
+                entity: "event",
+                ..
+            })
+        ),
+        "a customer does not learn the draft exists: {hidden:?}"
+    );
     assert_eq!(f.event_taken(e.id).await, 0, "nothing taken");
 }
 
