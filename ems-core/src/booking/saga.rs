@@ -223,9 +223,9 @@ impl Ems {
             return self.checkout_state(booking).await;
         }
         if booking.total.is_zero() {
-            // Free tickets: nothing to charge.
+            // Free tickets: nothing to charge, so no gateway reference either.
             let paid = self
-                .set_payment_status(payment, PaymentStatus::Succeeded, Some("free".into()), None)
+                .set_payment_status(payment, PaymentStatus::Succeeded, None, None)
                 .await?;
             return self.complete_paid(paid, Some(booking)).await;
         }
@@ -461,8 +461,9 @@ impl Ems {
         let mut next = refund.clone();
         next.version += 1;
         next.updated_at = self.now();
+        // Refunds are positive, so their payment took money at a gateway and has its reference.
         match payment.reference.as_deref() {
-            Some(reference) if payment.gateway_is_real() => {
+            Some(reference) => {
                 let gateway = self.gateway(&payment.gateway)?;
                 let request = RefundRequest {
                     idempotency_key: format!("refund-{}", refund.id),
@@ -482,9 +483,9 @@ impl Ems {
                     }
                 }
             }
-            _ => {
-                // Nothing was charged at a gateway (free tickets).
-                next.status = RefundStatus::Succeeded;
+            None => {
+                next.status = RefundStatus::Failed;
+                next.failure = Some(format!("payment {} has no gateway reference", payment.id));
             }
         }
         self.store().update_refund(&next).await?;
@@ -787,12 +788,5 @@ impl Ems {
             }
         }
         Ok(cancelled)
-    }
-}
-
-impl Payment {
-    /// Whether money moved at a gateway (free bookings are "paid" without one).
-    fn gateway_is_real(&self) -> bool {
-        self.reference.as_deref() != Some("free")
     }
 }
