@@ -114,4 +114,13 @@ impl Booking {
     pub fn quantity(&self) -> u32 {
         self.lines.iter().map(|l| l.quantity).sum()
     }
+
+    /// Units bought of one tier (a tier may span several lines, one per price).
+    pub fn quantity_of(&self, tier: crate::id::TierId) -> u32 {
+        self.lines
+            .iter()
+            .filter(|l| l.tier_id == tier)
+            .map(|l| l.quantity)
+            .sum()
+    }
 }

@@ -156,13 +156,13 @@ impl Ems {
         existing: Booking,
         request: &CheckoutRequest,
     ) -> Result<Checkout> {
-        let same_items = existing.lines.len() == request.items.len()
-            && request.items.iter().all(|i| {
-                existing
-                    .lines
-                    .iter()
-                    .any(|l| l.tier_id == i.tier_id && l.quantity == i.quantity)
-            });
+        // A tier may span several lines (one per price), so compare units per tier.
+        let requested: u32 = request.items.iter().map(|i| i.quantity).sum();
+        let same_items = requested == existing.quantity()
+            && request
+                .items
+                .iter()
+                .all(|i| existing.quantity_of(i.tier_id) == i.quantity);
         if existing.event_id != request.event_id || !same_items {
             return Err(Error::AlreadyExists {
                 entity: "booking",

@@ -98,6 +98,7 @@ macro_rules! conformance_tests {
             negative_price_and_zero_capacity_are_rejected,
             hold_crossing_a_surge_threshold_pays_base_then_surge,
             one_order_or_several_cost_the_same,
+            retry_of_an_order_split_by_surge_returns_the_same_booking,
             quote_is_locked_until_confirmation,
             price_preview_matches_the_hold_it_predicts,
             payment_amount_is_the_quote_total,

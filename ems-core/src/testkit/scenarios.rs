@@ -1319,6 +1319,43 @@ pub async fn hold_crossing_a_surge_threshold_pays_base_then_surge(stores: TestSt
     assert_eq!(hold.total, eur("40"));
 }
 
+/// Retrying an order whose units were priced in several lines returns its booking.
+pub async fn retry_of_an_order_split_by_surge_returns_the_same_booking(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let policy = crate::pricing::SurgePolicy {
+        rules: vec![crate::pricing::SurgeRule::below_remaining(3, eur("15"))],
+        ..Default::default()
+    };
+    let (e, tier) = surge_event(&f, 10, policy).await;
+    let buyer = f.customer();
+    let first = f
+        .ems
+        .checkout(&buyer, f.order(e.id, tier, 9, "split"))
+        .await
+        .expect("checkout");
+    assert_eq!(first.booking.lines.len(), 2, "base and surge lines");
+    let again = f
+        .ems_b
+        .checkout(&buyer, f.order(e.id, tier, 9, "split"))
+        .await
+        .expect("the same order again");
+    assert_eq!(again.booking.id, first.booking.id);
+    let other = f
+        .ems
+        .checkout(&buyer, f.order(e.id, tier, 8, "split"))
+        .await;
+    assert!(
+        matches!(
+            other,
+            Err(Error::AlreadyExists {
+                field: "idempotency_key",
+                ..
+            })
+        ),
+        "another order under the key: {other:?}"
+    );
+}
+
 /// One order of n or several orders adding up to n, at the same moment, cost the same.
 pub async fn one_order_or_several_cost_the_same(stores: TestStores) {
     let f = Fixture::new(stores).await;
