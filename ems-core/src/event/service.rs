@@ -131,28 +131,6 @@ pub(crate) fn validate_capacity(field: &'static str, capacity: u32) -> Result<u3
     Ok(capacity)
 }
 
-fn validate_fees(fees: Fees, currency: crate::money::Currency) -> Result<Fees> {
-    for m in [fees.per_ticket, fees.per_order].into_iter().flatten() {
-        if m.currency() != currency || m.is_negative() || !m.is_minor_exact() {
-            return Err(Error::invalid(
-                "fees",
-                format!("{m} must be a non-negative amount of whole minor units in {currency}"),
-            ));
-        }
-    }
-    Ok(fees)
-}
-
-fn validate_tax(tax: Tax) -> Result<Tax> {
-    if tax.rate < rust_decimal::Decimal::ZERO || tax.rate > rust_decimal::Decimal::ONE_HUNDRED {
-        return Err(Error::invalid(
-            "tax.rate",
-            format!("{}% is outside 0..=100", tax.rate),
-        ));
-    }
-    Ok(tax)
-}
-
 fn validate_venue(v: &VenueInfo) -> Result<VenueInfo> {
     Ok(VenueInfo {
         name: validate_text("venue.name", &v.name, 200, true)?,
@@ -177,6 +155,10 @@ impl Ems {
             return Err(Error::invalid("starts_at", "must be in the future"));
         }
         new.refund_policy.validate()?;
+        new.fees.validate(new.currency)?;
+        if let Some(t) = &new.tax {
+            t.validate()?;
+        }
         self.organization(new.organization).await?;
         let event = Event {
             id: crate::id::EventId::new(),
@@ -191,8 +173,8 @@ impl Ems {
             capacity: validate_capacity("capacity", new.capacity)?,
             currency: new.currency,
             refund_policy: new.refund_policy,
-            fees: validate_fees(new.fees, new.currency)?,
-            tax: new.tax.map(validate_tax).transpose()?,
+            fees: new.fees,
+            tax: new.tax,
             status: EventStatus::Draft,
             rescheduled_from: None,
             version: 1,
@@ -287,10 +269,14 @@ impl Ems {
             event.refund_policy = p;
         }
         if let Some(f) = patch.fees {
-            event.fees = validate_fees(f, event.currency)?;
+            f.validate(event.currency)?;
+            event.fees = f;
         }
         if let Some(t) = patch.tax {
-            event.tax = t.map(validate_tax).transpose()?;
+            if let Some(tax) = &t {
+                tax.validate()?;
+            }
+            event.tax = t;
         }
         let change = crate::outbox::DomainEvent::EventUpdated {
             event_id: id,

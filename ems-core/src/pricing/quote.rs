@@ -70,6 +70,21 @@ pub struct Fees {
     pub per_order: Option<Money>,
 }
 
+impl Fees {
+    /// Each fee must be a non-negative whole number of minor units in `currency`.
+    pub fn validate(&self, currency: Currency) -> Result<()> {
+        for m in [self.per_ticket, self.per_order].into_iter().flatten() {
+            if m.currency() != currency || m.is_negative() || !m.is_minor_exact() {
+                return Err(Error::invalid(
+                    "fees",
+                    format!("{m} must be a non-negative amount of whole minor units in {currency}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Whether a tax rate is in the price or on top of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -87,6 +102,19 @@ pub struct Tax {
     pub rate: Decimal,
     /// In or on top.
     pub mode: TaxMode,
+}
+
+impl Tax {
+    /// The rate must be within 0..=100 percent.
+    pub fn validate(&self) -> Result<()> {
+        if self.rate < Decimal::ZERO || self.rate > Decimal::ONE_HUNDRED {
+            return Err(Error::invalid(
+                "tax.rate",
+                format!("{}% is outside 0..=100", self.rate),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// One tier of an order, with where its first unit falls in the sell sequence.
@@ -236,21 +264,9 @@ pub fn price_order(
 ) -> Result<Quote> {
     let cur = ctx.currency;
     let zero = Money::zero(cur);
-    for m in [fees.per_ticket, fees.per_order].into_iter().flatten() {
-        if m.currency() != cur || m.is_negative() || !m.is_minor_exact() {
-            return Err(Error::invalid(
-                "fees",
-                format!("{m} must be a non-negative amount in {cur}"),
-            ));
-        }
-    }
+    fees.validate(cur)?;
     if let Some(t) = tax {
-        if t.rate < Decimal::ZERO || t.rate > Decimal::ONE_HUNDRED {
-            return Err(Error::invalid(
-                "tax.rate",
-                format!("{}% is outside 0..=100", t.rate),
-            ));
-        }
+        t.validate()?;
     }
     // 1. Surge, unit by unit, grouped into lines of equal price.
     let mut lines: Vec<QuoteLine> = Vec::new();
