@@ -8,7 +8,6 @@
 use std::time::Instant;
 
 use ems::prelude::*;
-use futures::executor::block_on;
 
 mod common;
 
@@ -25,19 +24,7 @@ fn main() {
     };
     let mut latencies = Vec::with_capacity(n as usize);
     let checkout = |i: u64| {
-        let (event, tier) = w.events[(i % 1_000) as usize];
-        let req = CheckoutRequest {
-            event_id: event,
-            items: vec![HoldItem {
-                tier_id: tier,
-                quantity: 2,
-            }],
-            idempotency_key: i.to_string(),
-            gateway: None,
-            on_behalf_of: None,
-            coupon: None,
-        };
-        let c = block_on(w.ems.checkout(&buyer, req)).expect("checkout succeeds");
+        let c = common::checkout_two(&w, &buyer, i);
         assert_eq!(c.booking.status, BookingStatus::Confirmed);
         if i % 8192 == 0 {
             common::prune(&w.store);

@@ -8,7 +8,6 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use ems::prelude::*;
-use futures::executor::block_on;
 
 mod common;
 
@@ -46,19 +45,7 @@ fn main() {
     common::prune(&w.store);
     let before = LIVE.load(Ordering::Relaxed);
     for i in 0..n {
-        let (event, tier) = w.events[(i % 1_000) as usize];
-        let req = CheckoutRequest {
-            event_id: event,
-            items: vec![HoldItem {
-                tier_id: tier,
-                quantity: 2,
-            }],
-            idempotency_key: format!("k{i}"),
-            gateway: None,
-            on_behalf_of: None,
-            coupon: None,
-        };
-        let c = block_on(w.ems.checkout(&buyer, req)).expect("bench set-up succeeds");
+        let c = common::checkout_two(&w, &buyer, i);
         assert_eq!(c.tickets.len(), 2);
     }
     let with_log = LIVE.load(Ordering::Relaxed);

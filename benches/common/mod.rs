@@ -93,3 +93,18 @@ pub(crate) fn prune(store: &MemoryStore) {
             .expect("purge succeeds");
     });
 }
+
+/// Checks out 2 tickets of event `i % events` under key `i`.
+#[allow(dead_code)] // each bench compiles this module; not all of them check out
+pub(crate) fn checkout_two(w: &World, buyer: &Actor, i: u64) -> ems::booking::Checkout {
+    let (event, tier) = w.events[(i % w.events.len() as u64) as usize];
+    let order = CheckoutRequest::new(
+        event,
+        vec![HoldItem {
+            tier_id: tier,
+            quantity: 2,
+        }],
+        i.to_string(),
+    );
+    futures::executor::block_on(w.ems.checkout(buyer, order)).expect("checkout succeeds")
+}
