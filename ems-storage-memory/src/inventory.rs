@@ -308,12 +308,7 @@ impl InventoryStore for MemoryStore {
     }
 
     async fn sweep_expired(&self, now: DateTime<Utc>, limit: u32) -> Result<u32> {
-        let shards: Vec<_> = self
-            .inner
-            .events
-            .iter()
-            .map(|e| std::sync::Arc::clone(e.value()))
-            .collect();
+        let shards = self.all_shards();
         let mut total = 0;
         for shard in shards {
             if total >= limit {
@@ -328,12 +323,7 @@ impl InventoryStore for MemoryStore {
     }
 
     async fn purge_ended_holds(&self, created_before: DateTime<Utc>, limit: u32) -> Result<u32> {
-        let shards: Vec<_> = self
-            .inner
-            .events
-            .iter()
-            .map(|e| std::sync::Arc::clone(e.value()))
-            .collect();
+        let shards = self.all_shards();
         let mut purged = 0u32;
         for shard in shards {
             let mut s = shard.lock();

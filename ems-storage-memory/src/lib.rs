@@ -87,6 +87,16 @@ impl MemoryStore {
         self.inner.events.get(&event).map(|s| Arc::clone(s.value()))
     }
 
+    /// Every event's shard, collected first so no map lock is held while the
+    /// caller locks them one by one.
+    fn all_shards(&self) -> Vec<Arc<Mutex<Shard>>> {
+        self.inner
+            .events
+            .iter()
+            .map(|e| Arc::clone(e.value()))
+            .collect()
+    }
+
     fn shard_or_missing(&self, event: EventId) -> Result<Arc<Mutex<Shard>>> {
         self.shard(event)
             .ok_or_else(|| Error::not_found("event", event))
