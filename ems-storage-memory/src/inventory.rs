@@ -203,19 +203,23 @@ impl InventoryStore for MemoryStore {
                 value: request.id.to_string(),
             });
         }
-        // Coupons are locked after the shard and kept until the use is counted, so
-        // two holds racing for a coupon's last use get it once.
-        let coupons = std::sync::Arc::clone(&s.coupons);
-        let mut book = coupons.lock();
+        // The coupon book (shared by every event) is locked only for orders with a
+        // coupon: after the shard, and kept until the use is counted, so two holds
+        // racing for a coupon's last use get it once.
+        let coupons = request
+            .coupon
+            .as_ref()
+            .map(|_| std::sync::Arc::clone(&s.coupons));
+        let mut book = coupons.as_ref().map(|c| c.lock());
         let result = (|| {
-            let coupon = match &request.coupon {
-                Some(code) => Some(crate::pricing::resolve(
-                    &book,
+            let coupon = match (&request.coupon, book.as_deref()) {
+                (Some(code), Some(book)) => Some(crate::pricing::resolve(
+                    book,
                     s.event.organization,
                     code,
                     request.customer,
                 )?),
-                None => None,
+                _ => None,
             };
             let plan = plan_hold(
                 &s.event,
@@ -236,7 +240,7 @@ impl InventoryStore for MemoryStore {
                 return Err(e);
             }
         };
-        if let Some(id) = coupon {
+        if let (Some(id), Some(book)) = (coupon, book.as_mut()) {
             book.take(id, request.customer);
         }
         drop(book);
