@@ -205,6 +205,8 @@ impl Ems {
     /// What `items` would cost if held now: the same rules and positions a hold
     /// would get at this moment, without taking anything. Concurrent buyers can
     /// move the positions before a hold is placed; a hold's own quote is binding.
+    /// A coupon's window, scope and minimum quantity are applied here; its use
+    /// limits are checked only by the hold, which consumes a use atomically.
     pub async fn quote(
         &self,
         actor: &Actor,
