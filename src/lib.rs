@@ -6,7 +6,8 @@
 //! signed codes and check-in, and a domain-event log for notifications.
 //!
 //! This facade re-exports [`ems_core`] and, with the default `memory` feature, the
-//! in-memory backend as [`memory`].
+//! in-memory backend as [`memory`]; with feature `postgres`, the PostgreSQL backend
+//! as `postgres`.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -41,6 +42,13 @@ pub use ems_core::*;
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 pub mod memory {
     pub use ems_storage_memory::MemoryStore;
+}
+
+/// The PostgreSQL backend (feature `postgres`).
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres {
+    pub use ems_storage_postgres::PostgresStore;
 }
 
 /// The names most programs need.

@@ -1,17 +1,16 @@
 use async_trait::async_trait;
 use ems_core::id::{CouponId, OrganizationId, UserId};
-use ems_core::pricing::{Coupon, CouponStore};
+use ems_core::pricing::{check_coupon_uses, coupon_code_key, unknown_coupon, Coupon, CouponStore};
 use ems_core::{Error, Result};
 
 use crate::state::{CouponBook, CouponState};
 use crate::MemoryStore;
 
 fn code_key(organization: OrganizationId, code: &str) -> (OrganizationId, String) {
-    (organization, code.trim().to_lowercase())
+    (organization, coupon_code_key(code))
 }
 
-/// The coupon `code` names for `customer`, if it has uses left (checked under the
-/// book's lock, which the caller keeps until it counts the use).
+/// The organization's coupon named `code`, if `customer` may use it once more.
 pub(crate) fn resolve<'a>(
     book: &'a CouponBook,
     organization: OrganizationId,
@@ -22,29 +21,9 @@ pub(crate) fn resolve<'a>(
         .by_code
         .get(&code_key(organization, code))
         .and_then(|id| book.by_id.get(id))
-        .ok_or_else(|| {
-            Error::invalid(
-                "coupon",
-                format!("{code:?} is not a code of this organizer"),
-            )
-        })?;
-    if state.coupon.max_uses.is_some_and(|max| state.uses >= max) {
-        return Err(Error::invalid(
-            "coupon",
-            format!("{code:?} has no uses left"),
-        ));
-    }
+        .ok_or_else(|| unknown_coupon(code))?;
     let mine = state.per_customer.get(&customer).copied().unwrap_or(0);
-    if state
-        .coupon
-        .max_uses_per_customer
-        .is_some_and(|max| mine >= max)
-    {
-        return Err(Error::invalid(
-            "coupon",
-            format!("{code:?} was already used the allowed number of times by this customer"),
-        ));
-    }
+    check_coupon_uses(&state.coupon, code, state.uses, mine)?;
     Ok(&state.coupon)
 }
 

@@ -9,7 +9,7 @@ use ems_core::event::Event;
 use ems_core::id::*;
 use ems_core::inventory::{Hold, HoldStatus, QuotaKey, SharedQuota, TicketTier};
 use ems_core::outbox::{DomainEvent, RecordedEvent};
-use ems_core::payment::{Payment, PaymentStatus, Refund, RefundStatus};
+use ems_core::payment::{Payment, Refund};
 use ems_core::pricing::Coupon;
 use ems_core::ticket::Ticket;
 use ems_core::{Error, Result};
@@ -315,44 +315,19 @@ impl Shard {
         n
     }
 
-    /// Whether `amount` may still be refunded on `payment` (pending and succeeded
-    /// refunds counted).
+    /// Whether `refund` may still be recorded (pending and succeeded refunds counted).
     pub(crate) fn check_refundable(&self, refund: &Refund) -> Result<()> {
         let payment = self
             .payments
             .get(&refund.payment_id)
             .ok_or_else(|| Error::not_found("payment", refund.payment_id))?;
-        if payment.status != PaymentStatus::Succeeded {
-            return Err(Error::invalid_state(
-                "payment",
-                payment.id,
-                payment.status,
-                "refund",
-            ));
-        }
-        if refund.amount.is_zero() || refund.amount.is_negative() {
-            return Err(Error::invalid("amount", "a refund must be positive"));
-        }
-        let committed = self
+        let others = self
             .booking_refunds
             .get(&refund.booking_id)
             .into_iter()
             .flatten()
-            .filter_map(|id| self.refunds.get(id))
-            .filter(|r| r.payment_id == payment.id && r.status != RefundStatus::Failed)
-            .map(|r| r.amount);
-        let committed = ems_core::money::Money::sum(payment.amount.currency(), committed)?;
-        let after = committed.checked_add(refund.amount)?;
-        if after.amount() > payment.amount.amount() {
-            return Err(Error::invalid(
-                "amount",
-                format!(
-                    "refunds would total {after}, above the payment of {}",
-                    payment.amount
-                ),
-            ));
-        }
-        Ok(())
+            .filter_map(|id| self.refunds.get(id));
+        ems_core::payment::check_refundable(payment, refund, others)
     }
 
     pub(crate) fn insert_refund(&mut self, refund: &Refund) {

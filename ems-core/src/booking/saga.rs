@@ -218,8 +218,11 @@ impl Ems {
             updated_at: now,
             version: 1,
         };
+        let ours = payment.id;
         let payment = self.store().insert_payment(&payment).await?;
-        if payment.status != PaymentStatus::Pending {
+        if payment.id != ours || payment.status != PaymentStatus::Pending {
+            // Another request with the same key started this payment first: it alone
+            // talks to the gateway (a retry later resumes through `reconcile_payment`).
             return self.checkout_state(booking).await;
         }
         if booking.total.is_zero() {

@@ -2,8 +2,9 @@ use async_trait::async_trait;
 
 use super::{Payment, PaymentStatus, Refund, RefundStatus};
 use crate::id::{BookingId, PaymentId, RefundId};
+use crate::money::Money;
 use crate::outbox::DomainEvent;
-use crate::Result;
+use crate::{Error, Result};
 
 /// Storage port for payment and refund records.
 ///
@@ -80,4 +81,41 @@ pub fn refund_change_event(old: &Refund, new: &Refund) -> Option<DomainEvent> {
         }),
         RefundStatus::Pending => None,
     }
+}
+
+/// Checks that `refund` may be recorded on `payment`: the payment succeeded, the
+/// amount is positive, and `refund` plus the payment's other pending and succeeded
+/// refunds (`others`, any refunds of its booking) stay within the payment's amount.
+pub fn check_refundable<'a>(
+    payment: &Payment,
+    refund: &Refund,
+    others: impl IntoIterator<Item = &'a Refund>,
+) -> Result<()> {
+    if payment.status != PaymentStatus::Succeeded {
+        return Err(Error::invalid_state(
+            "payment",
+            payment.id,
+            payment.status,
+            "refund",
+        ));
+    }
+    if refund.amount.is_zero() || refund.amount.is_negative() {
+        return Err(Error::invalid("amount", "a refund must be positive"));
+    }
+    let committed = others
+        .into_iter()
+        .filter(|r| r.payment_id == payment.id && r.status != RefundStatus::Failed)
+        .map(|r| r.amount);
+    let committed = Money::sum(payment.amount.currency(), committed)?;
+    let after = committed.checked_add(refund.amount)?;
+    if after.amount() > payment.amount.amount() {
+        return Err(Error::invalid(
+            "amount",
+            format!(
+                "refunds would total {after}, above the payment of {}",
+                payment.amount
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -29,7 +29,7 @@ pub use quote::{
     Tax, TaxMode,
 };
 pub use service::NewCoupon;
-pub use store::CouponStore;
+pub use store::{check_coupon_uses, coupon_code_key, unknown_coupon, CouponStore};
 
 #[cfg(test)]
 mod tests;

@@ -2,7 +2,7 @@ use async_trait::async_trait;
 
 use super::Coupon;
 use crate::id::{CouponId, OrganizationId};
-use crate::Result;
+use crate::{Error, Result};
 
 /// Storage port for coupons. A coupon's uses are consumed inside
 /// [`InventoryStore::try_hold`](crate::inventory::InventoryStore::try_hold).
@@ -33,4 +33,40 @@ pub trait CouponStore: Send + Sync + 'static {
     ) -> Result<Option<Coupon>>;
     /// Uses currently counted (held and sold).
     async fn coupon_uses(&self, id: CouponId) -> Result<u32>;
+}
+
+/// The key a coupon code is unique under within its organization: trimmed and
+/// lower-cased, so `" Early "` and `"EARLY"` name the same coupon.
+pub fn coupon_code_key(code: &str) -> String {
+    code.trim().to_lowercase()
+}
+
+/// Checks a coupon's use limits, given the uses counted so far in total and by
+/// the ordering customer. Stores call it inside the hold's atomic step with the
+/// counts they have locked; `code` is what the customer typed, for the message.
+pub fn check_coupon_uses(coupon: &Coupon, code: &str, uses: u32, customer_uses: u32) -> Result<()> {
+    if coupon.max_uses.is_some_and(|max| uses >= max) {
+        return Err(Error::invalid(
+            "coupon",
+            format!("{code:?} has no uses left"),
+        ));
+    }
+    if coupon
+        .max_uses_per_customer
+        .is_some_and(|max| customer_uses >= max)
+    {
+        return Err(Error::invalid(
+            "coupon",
+            format!("{code:?} was already used the allowed number of times by this customer"),
+        ));
+    }
+    Ok(())
+}
+
+/// The error for a code no coupon of the organization has.
+pub fn unknown_coupon(code: &str) -> Error {
+    Error::invalid(
+        "coupon",
+        format!("{code:?} is not a code of this organizer"),
+    )
 }

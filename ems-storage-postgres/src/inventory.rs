@@ -1,0 +1,882 @@
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use ems_core::booking::{BookingReason, BookingStatus};
+use ems_core::event::Event;
+use ems_core::id::{CouponId, EventId, HoldId, TierId, UserId};
+use ems_core::inventory::*;
+use ems_core::outbox::DomainEvent;
+use ems_core::pricing::{check_coupon_uses, coupon_code_key, unknown_coupon, Coupon};
+use ems_core::{Error, Result};
+use serde_json::Value;
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::row::{self, begin, commit, count, from_json, get, json, record, tag, Tx, HOLD};
+use crate::{db, PostgresStore};
+
+/// An event with its tiers, shared quotas and counters, read under the event's
+/// row lock: the lock every change of its inventory takes first.
+pub(crate) struct Locked {
+    pub(crate) event: Event,
+    pub(crate) tiers: Vec<TicketTier>,
+    pub(crate) shared: Vec<SharedQuota>,
+    taken: Vec<(QuotaKey, u32)>,
+}
+
+impl Locked {
+    pub(crate) fn taken(&self, key: QuotaKey) -> u32 {
+        self.taken
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    pub(crate) fn capacity(&self, key: QuotaKey) -> u32 {
+        match key {
+            QuotaKey::Event => self.event.capacity,
+            QuotaKey::Tier(id) => self
+                .tiers
+                .iter()
+                .find(|t| t.id == id)
+                .map_or(0, |t| t.capacity),
+            QuotaKey::Shared(id) => self
+                .shared
+                .iter()
+                .find(|q| q.id == id)
+                .map_or(0, |q| q.capacity),
+        }
+    }
+
+    pub(crate) fn available(&self, key: QuotaKey) -> u32 {
+        self.capacity(key).saturating_sub(self.taken(key))
+    }
+
+    fn adjust(&mut self, demand: &Demand, sign: i64) {
+        for (key, n) in demand {
+            if let Some((_, t)) = self.taken.iter_mut().find(|(k, _)| k == key) {
+                *t = (i64::from(*t) + sign * i64::from(*n)).max(0) as u32;
+            }
+        }
+    }
+}
+
+/// Locks event `id` and reads its inventory; `None` if there is no such event.
+/// Holds of the event that lapsed by `now` are expired first (in `tx`).
+pub(crate) async fn lock_event(
+    tx: &mut Tx,
+    id: EventId,
+    now: DateTime<Utc>,
+) -> Result<Option<Locked>> {
+    let Some((mut locked, due)) = read_locked(tx, id, now).await? else {
+        return Ok(None);
+    };
+    if due {
+        let holds = sqlx::query(&format!(
+            "SELECT {HOLD} FROM ems_holds WHERE event_id = $1 AND status = 'active' \
+             AND expires_at <= $2 ORDER BY expires_at, id"
+        ))
+        .bind(id.0)
+        .bind(now)
+        .fetch_all(&mut **tx)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(row::hold)
+        .collect::<Result<Vec<_>>>()?;
+        let events = end_holds(
+            tx,
+            &mut locked,
+            holds,
+            HoldStatus::Expired,
+            Some((BookingStatus::Expired, BookingReason::HoldExpired)),
+            now,
+        )
+        .await?;
+        record(tx, now, events).await?;
+    }
+    Ok(Some(locked))
+}
+
+/// Like [`lock_event`], but a missing event is `NotFound`.
+pub(crate) async fn lock_existing(tx: &mut Tx, id: EventId, now: DateTime<Utc>) -> Result<Locked> {
+    lock_event(tx, id, now)
+        .await?
+        .ok_or_else(|| Error::not_found("event", id))
+}
+
+async fn read_locked(
+    tx: &mut Tx,
+    id: EventId,
+    now: DateTime<Utc>,
+) -> Result<Option<(Locked, bool)>> {
+    let row = sqlx::query(
+        "SELECT e.doc, e.taken, \
+           coalesce((SELECT jsonb_agg(jsonb_build_array(t.doc, t.taken) ORDER BY t.seq) \
+                     FROM ems_tiers t WHERE t.event_id = e.id), '[]'::jsonb) AS tiers, \
+           coalesce((SELECT jsonb_agg(jsonb_build_array(q.doc, q.taken) ORDER BY q.seq) \
+                     FROM ems_shared_quotas q WHERE q.event_id = e.id), '[]'::jsonb) AS shared, \
+           EXISTS (SELECT 1 FROM ems_holds h WHERE h.event_id = e.id AND h.status = 'active' \
+                   AND h.expires_at <= $2) AS due \
+         FROM ems_events e WHERE e.id = $1 FOR UPDATE OF e",
+    )
+    .bind(id.0)
+    .bind(now)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db)?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let event: Event = from_json("event", id, get(&row, "doc")?)?;
+    let mut taken = vec![(QuotaKey::Event, count("event", id.0, get(&row, "taken")?)?)];
+    let pairs =
+        |v: Value| -> Result<Vec<(Value, i64)>> { from_json::<Vec<(Value, i64)>>("event", id, v) };
+    let mut tiers = Vec::new();
+    for (doc, n) in pairs(get(&row, "tiers")?)? {
+        let t: TicketTier = from_json("tier", id, doc)?;
+        taken.push((QuotaKey::Tier(t.id), count("tier", t.id.0, n)?));
+        tiers.push(t);
+    }
+    let mut shared = Vec::new();
+    for (doc, n) in pairs(get(&row, "shared")?)? {
+        let q: SharedQuota = from_json("shared quota", id, doc)?;
+        taken.push((QuotaKey::Shared(q.id), count("shared quota", q.id.0, n)?));
+        shared.push(q);
+    }
+    let due: bool = get(&row, "due")?;
+    Ok(Some((
+        Locked {
+            event,
+            tiers,
+            shared,
+            taken,
+        },
+        due,
+    )))
+}
+
+/// Adds (`sign` 1) or returns (`sign` -1) units on the event's quotas, in one statement.
+pub(crate) async fn apply_demand(
+    tx: &mut Tx,
+    locked: &mut Locked,
+    demand: &Demand,
+    sign: i64,
+) -> Result<()> {
+    let (mut event, mut tiers, mut tier_n, mut shared, mut shared_n) =
+        (0i64, Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (key, n) in demand {
+        let n = sign * i64::from(*n);
+        match key {
+            QuotaKey::Event => event += n,
+            QuotaKey::Tier(t) => {
+                tiers.push(t.0);
+                tier_n.push(n);
+            }
+            QuotaKey::Shared(q) => {
+                shared.push(q.0);
+                shared_n.push(n);
+            }
+        }
+    }
+    sqlx::query(
+        "WITH e AS (UPDATE ems_events SET taken = taken + $2 WHERE id = $1 AND $2 <> 0 RETURNING 1), \
+         t AS (UPDATE ems_tiers x SET taken = x.taken + d.n \
+               FROM unnest($3::uuid[], $4::int8[]) AS d(id, n) WHERE x.id = d.id RETURNING 1), \
+         s AS (UPDATE ems_shared_quotas x SET taken = x.taken + d.n \
+               FROM unnest($5::uuid[], $6::int8[]) AS d(id, n) WHERE x.id = d.id RETURNING 1) \
+         SELECT (SELECT count(*) FROM e) + (SELECT count(*) FROM t) + (SELECT count(*) FROM s)",
+    )
+    .bind(locked.event.id.0)
+    .bind(event)
+    .bind(&tiers)
+    .bind(&tier_n)
+    .bind(&shared)
+    .bind(&shared_n)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    locked.adjust(demand, sign);
+    Ok(())
+}
+
+/// Counts (`take`) or gives back one use per (coupon, customer) entry.
+pub(crate) async fn coupon_uses(
+    tx: &mut Tx,
+    uses: &[(CouponId, UserId)],
+    take: bool,
+) -> Result<()> {
+    if uses.is_empty() {
+        return Ok(());
+    }
+    let coupons: Vec<Uuid> = uses.iter().map(|(c, _)| c.0).collect();
+    let customers: Vec<Uuid> = uses.iter().map(|(_, u)| u.0).collect();
+    const GROUPED: &str = "WITH d AS (SELECT c, u, count(*)::int8 AS k \
+        FROM unnest($1::uuid[], $2::uuid[]) AS d(c, u) GROUP BY c, u), \
+        n AS (SELECT c, sum(k)::int8 AS k FROM d GROUP BY c)";
+    let sql = if take {
+        format!(
+            "{GROUPED}, t AS (UPDATE ems_coupons x SET uses = x.uses + n.k FROM n WHERE x.id = n.c RETURNING 1) \
+             INSERT INTO ems_coupon_customers (coupon_id, customer, uses) SELECT c, u, k FROM d \
+             ON CONFLICT (coupon_id, customer) DO UPDATE SET uses = ems_coupon_customers.uses + EXCLUDED.uses"
+        )
+    } else {
+        format!(
+            "{GROUPED}, t AS (UPDATE ems_coupons x SET uses = greatest(x.uses - n.k, 0) FROM n \
+             WHERE x.id = n.c RETURNING 1) \
+             UPDATE ems_coupon_customers x SET uses = greatest(x.uses - d.k, 0) FROM d \
+             WHERE x.coupon_id = d.c AND x.customer = d.u"
+        )
+    };
+    sqlx::query(&sql)
+        .bind(&coupons)
+        .bind(&customers)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// Ends active holds of the locked event: marks them `status`, returns their units
+/// and coupon uses, and moves their pending bookings to `outcome`. Holds that are
+/// no longer active (a racing confirm won) are left alone. Returns the events to record.
+pub(crate) async fn end_holds(
+    tx: &mut Tx,
+    locked: &mut Locked,
+    holds: Vec<Hold>,
+    status: HoldStatus,
+    outcome: Option<(BookingStatus, BookingReason)>,
+    now: DateTime<Utc>,
+) -> Result<Vec<DomainEvent>> {
+    if holds.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = holds.iter().map(|h| h.id.0).collect();
+    // The booking id is read back from the updated row: a booking made on the hold
+    // while this call waited for the row is seen.
+    let ended: Vec<(Uuid, Option<Uuid>)> = sqlx::query(
+        "UPDATE ems_holds SET status = $2 WHERE id = ANY($1) AND status = 'active' \
+         RETURNING id, booking_id",
+    )
+    .bind(&ids)
+    .bind(tag(&status))
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db)?
+    .iter()
+    .map(|r| Ok((get(r, "id")?, get(r, "booking_id")?)))
+    .collect::<Result<_>>()?;
+    let holds: Vec<Hold> = holds
+        .into_iter()
+        .filter_map(|mut h| {
+            let (_, booking) = ended.iter().find(|(id, _)| *id == h.id.0)?;
+            h.booking_id = booking.map(Into::into);
+            h.status = status;
+            Some(h)
+        })
+        .collect();
+    let mut demand = Demand::new();
+    let mut coupons = Vec::new();
+    for h in &holds {
+        for (k, n) in demand_of(&locked.tiers, &h.lines) {
+            match demand.binary_search_by(|(d, _)| d.cmp(&k)) {
+                Ok(i) => demand[i].1 += n,
+                Err(i) => demand.insert(i, (k, n)),
+            }
+        }
+        if let Some(c) = h.coupon {
+            coupons.push((c, h.customer));
+        }
+    }
+    apply_demand(tx, locked, &demand, -1).await?;
+    coupon_uses(tx, &coupons, false).await?;
+    let mut moved: Vec<Uuid> = Vec::new();
+    if let Some((bstatus, reason)) = &outcome {
+        let bookings: Vec<Uuid> = holds
+            .iter()
+            .filter_map(|h| h.booking_id.map(|b| b.0))
+            .collect();
+        if !bookings.is_empty() {
+            moved = sqlx::query(
+                "UPDATE ems_bookings SET status = $2, reason = $3, updated_at = $4, version = version + 1 \
+                 WHERE id = ANY($1) AND status = 'pending' RETURNING id",
+            )
+            .bind(&bookings)
+            .bind(tag(bstatus))
+            .bind(json(reason)?)
+            .bind(now)
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|r| r.try_get::<Uuid, _>(0).map_err(db))
+            .collect::<Result<_>>()?;
+        }
+    }
+    let mut out = Vec::with_capacity(holds.len() * 2);
+    for h in &holds {
+        let (event_id, hold_id, quantity) = (h.event_id, h.id, h.quantity());
+        out.push(match status {
+            HoldStatus::Expired => DomainEvent::HoldExpired {
+                event_id,
+                hold_id,
+                quantity,
+            },
+            _ => DomainEvent::HoldReleased {
+                event_id,
+                hold_id,
+                quantity,
+            },
+        });
+        if let (Some(b), Some((bstatus, reason))) = (h.booking_id, &outcome) {
+            if moved.contains(&b.0) {
+                out.push(match bstatus {
+                    BookingStatus::Expired => DomainEvent::BookingExpired {
+                        event_id,
+                        booking_id: b,
+                    },
+                    _ => DomainEvent::BookingFailed {
+                        event_id,
+                        booking_id: b,
+                        reason: reason.clone(),
+                    },
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Units of each tier held within each of its velocity windows before `now`.
+async fn recent_sales(
+    tx: &mut Tx,
+    tiers: &[TicketTier],
+    now: DateTime<Utc>,
+) -> Result<Vec<(TierId, [u32; 4])>> {
+    let with_windows: Vec<&TicketTier> = tiers
+        .iter()
+        .filter(|t| t.pricing.velocity_windows().next().is_some())
+        .collect();
+    if with_windows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = with_windows.iter().map(|t| t.id.0).collect();
+    let longest = with_windows
+        .iter()
+        .filter_map(|t| t.pricing.velocity_windows().max())
+        .max()
+        .unwrap_or_default();
+    let rows = sqlx::query(
+        "SELECT tier_id, at, units FROM ems_tier_sales WHERE tier_id = ANY($1) AND at > $2",
+    )
+    .bind(&ids)
+    .bind(now - longest)
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(db)?;
+    let mut sales = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let tier: Uuid = get(r, "tier_id")?;
+        let at: DateTime<Utc> = get(r, "at")?;
+        sales.push((tier, at, count("tier", tier, get(r, "units")?)?));
+    }
+    Ok(with_windows
+        .iter()
+        .map(|t| {
+            let mut out = [0u32; 4];
+            for (slot, window) in out.iter_mut().zip(t.pricing.velocity_windows()) {
+                let since = now - window;
+                *slot = sales
+                    .iter()
+                    .filter(|(id, at, _)| *id == t.id.0 && *at > since)
+                    .map(|(_, _, n)| *n)
+                    .sum();
+            }
+            (t.id, out)
+        })
+        .collect())
+}
+
+fn recent_of(recent: &[(TierId, [u32; 4])], tier: TierId) -> [u32; 4] {
+    recent
+        .iter()
+        .find(|(t, _)| *t == tier)
+        .map_or([0; 4], |(_, r)| *r)
+}
+
+/// A coupon by code with its use counts, locked for the hold's transaction.
+async fn lock_coupon(tx: &mut Tx, locked: &Locked, code: &str, customer: UserId) -> Result<Coupon> {
+    let row = sqlx::query(
+        "SELECT c.id, c.doc, c.uses, coalesce(cc.uses, 0) AS mine FROM ems_coupons c \
+         LEFT JOIN ems_coupon_customers cc ON cc.coupon_id = c.id AND cc.customer = $3 \
+         WHERE c.organization = $1 AND c.code_key = $2 FOR UPDATE OF c",
+    )
+    .bind(locked.event.organization.0)
+    .bind(coupon_code_key(code))
+    .bind(customer.0)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db)?
+    .ok_or_else(|| unknown_coupon(code))?;
+    let id: Uuid = get(&row, "id")?;
+    let coupon: Coupon = from_json("coupon", id, get(&row, "doc")?)?;
+    let uses = count("coupon", id, get(&row, "uses")?)?;
+    let mine = count("coupon", id, get(&row, "mine")?)?;
+    check_coupon_uses(&coupon, code, uses, mine)?;
+    Ok(coupon)
+}
+
+/// Reads a hold by id.
+pub(crate) async fn read_hold<'e, E>(executor: E, id: HoldId, lock: bool) -> Result<Option<Hold>>
+where
+    E: sqlx::PgExecutor<'e>,
+{
+    let sql = format!(
+        "SELECT {HOLD} FROM ems_holds WHERE id = $1{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    sqlx::query(&sql)
+        .bind(id.0)
+        .fetch_optional(executor)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(row::hold)
+        .transpose()
+}
+
+/// Records a hold's units for the velocity rules of its tiers, forgetting what is
+/// older than each tier's longest window.
+async fn note_sales(tx: &mut Tx, locked: &Locked, request: &HoldRequest) -> Result<()> {
+    for item in &request.items {
+        let Some(longest) = locked
+            .tiers
+            .iter()
+            .find(|t| t.id == item.tier_id)
+            .and_then(|t| t.pricing.velocity_windows().max())
+        else {
+            continue;
+        };
+        sqlx::query(
+            "WITH gone AS (DELETE FROM ems_tier_sales WHERE tier_id = $1 AND at <= $4) \
+             INSERT INTO ems_tier_sales (tier_id, at, units) VALUES ($1, $2, $3)",
+        )
+        .bind(item.tier_id.0)
+        .bind(request.now)
+        .bind(i64::from(item.quantity))
+        .bind(request.now - longest)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl InventoryStore for PostgresStore {
+    async fn insert_tier(&self, tier: &TicketTier) -> Result<()> {
+        let mut tx = begin(&self.pool).await?;
+        let locked = lock_existing(&mut tx, tier.event_id, NO_EXPIRY).await?;
+        if locked.event.status.is_final() {
+            return Err(Error::invalid_state(
+                "event",
+                tier.event_id,
+                locked.event.status,
+                "add tier to",
+            ));
+        }
+        if locked
+            .tiers
+            .iter()
+            .any(|t| t.name.eq_ignore_ascii_case(&tier.name))
+        {
+            return Err(tier_name_taken(tier));
+        }
+        if let Some(q) = tier
+            .shared_quotas
+            .iter()
+            .find(|q| !locked.shared.iter().any(|sq| sq.id == **q))
+        {
+            return Err(Error::not_found("shared quota", q));
+        }
+        sqlx::query(
+            "INSERT INTO ems_tiers (id, event_id, name, capacity, version, doc) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(tier.id.0)
+        .bind(tier.event_id.0)
+        .bind(&tier.name)
+        .bind(i64::from(tier.capacity))
+        .bind(tier.version as i64)
+        .bind(json(tier)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        record(
+            &mut tx,
+            locked.event.updated_at,
+            [DomainEvent::TierChanged {
+                event_id: tier.event_id,
+                tier_id: tier.id,
+            }],
+        )
+        .await?;
+        commit(tx).await
+    }
+
+    async fn update_tier(&self, tier: &TicketTier) -> Result<()> {
+        let mut tx = begin(&self.pool).await?;
+        let locked = lock_existing(&mut tx, tier.event_id, NO_EXPIRY).await?;
+        let taken = locked.taken(QuotaKey::Tier(tier.id));
+        let current = locked
+            .tiers
+            .iter()
+            .find(|t| t.id == tier.id)
+            .ok_or_else(|| Error::not_found("tier", tier.id))?;
+        if current.version + 1 != tier.version {
+            return Err(Error::Conflict {
+                entity: "tier",
+                id: tier.id.to_string(),
+                expected: tier.version - 1,
+                found: current.version,
+            });
+        }
+        if tier.capacity < taken {
+            return Err(Error::invalid(
+                "capacity",
+                format!("{taken} units are already taken"),
+            ));
+        }
+        if !tier
+            .shared_quotas
+            .iter()
+            .all(|q| locked.shared.iter().any(|sq| sq.id == *q))
+        {
+            return Err(Error::invalid(
+                "shared_quotas",
+                "every shared quota must belong to the event",
+            ));
+        }
+        if locked
+            .tiers
+            .iter()
+            .any(|t| t.id != tier.id && t.name.eq_ignore_ascii_case(&tier.name))
+        {
+            return Err(tier_name_taken(tier));
+        }
+        if current.shared_quotas != tier.shared_quotas && taken > 0 {
+            return Err(Error::invalid(
+                "shared_quotas",
+                "cannot change while units of the tier are held or sold",
+            ));
+        }
+        sqlx::query(
+            "UPDATE ems_tiers SET name = $2, capacity = $3, version = $4, doc = $5 WHERE id = $1",
+        )
+        .bind(tier.id.0)
+        .bind(&tier.name)
+        .bind(i64::from(tier.capacity))
+        .bind(tier.version as i64)
+        .bind(json(tier)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        record(
+            &mut tx,
+            locked.event.updated_at,
+            [DomainEvent::TierChanged {
+                event_id: tier.event_id,
+                tier_id: tier.id,
+            }],
+        )
+        .await?;
+        commit(tx).await
+    }
+
+    async fn tiers(&self, event: EventId) -> Result<Vec<TicketTier>> {
+        sqlx::query("SELECT id, doc FROM ems_tiers WHERE event_id = $1 ORDER BY seq")
+            .bind(event.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|r| from_json("tier", get::<Uuid>(r, "id")?, get(r, "doc")?))
+            .collect()
+    }
+
+    async fn insert_shared_quota(&self, quota: &SharedQuota) -> Result<()> {
+        let mut tx = begin(&self.pool).await?;
+        let locked = lock_existing(&mut tx, quota.event_id, NO_EXPIRY).await?;
+        if locked.event.status.is_final() {
+            return Err(Error::invalid_state(
+                "event",
+                quota.event_id,
+                locked.event.status,
+                "add quota to",
+            ));
+        }
+        sqlx::query(
+            "INSERT INTO ems_shared_quotas (id, event_id, capacity, doc) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(quota.id.0)
+        .bind(quota.event_id.0)
+        .bind(i64::from(quota.capacity))
+        .bind(json(quota)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        record(
+            &mut tx,
+            locked.event.updated_at,
+            [DomainEvent::QuotaAdded {
+                event_id: quota.event_id,
+                quota_id: quota.id,
+            }],
+        )
+        .await?;
+        commit(tx).await
+    }
+
+    async fn shared_quotas(&self, event: EventId) -> Result<Vec<SharedQuota>> {
+        sqlx::query("SELECT id, doc FROM ems_shared_quotas WHERE event_id = $1 ORDER BY seq")
+            .bind(event.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|r| from_json("shared quota", get::<Uuid>(r, "id")?, get(r, "doc")?))
+            .collect()
+    }
+
+    async fn availability(&self, event: EventId, now: DateTime<Utc>) -> Result<EventAvailability> {
+        let mut tx = begin(&self.pool).await?;
+        let s = lock_existing(&mut tx, event, now).await?;
+        let recent = recent_sales(&mut tx, &s.tiers, now).await?;
+        commit(tx).await?;
+        let mut keys = vec![QuotaKey::Event];
+        keys.extend(s.tiers.iter().map(|t| QuotaKey::Tier(t.id)));
+        keys.extend(s.shared.iter().map(|q| QuotaKey::Shared(q.id)));
+        let quotas = keys
+            .into_iter()
+            .map(|k| QuotaAvailability {
+                quota: k,
+                capacity: s.capacity(k),
+                taken: s.taken(k),
+            })
+            .collect();
+        let tiers = s
+            .tiers
+            .iter()
+            .map(|t| {
+                let mut keys = vec![QuotaKey::Event, QuotaKey::Tier(t.id)];
+                keys.extend(t.shared_quotas.iter().map(|q| QuotaKey::Shared(*q)));
+                TierAvailability {
+                    tier_id: t.id,
+                    available: keys.iter().map(|k| s.available(*k)).min().unwrap_or(0),
+                    taken: s.taken(QuotaKey::Tier(t.id)),
+                    capacity: t.capacity,
+                    recent: recent_of(&recent, t.id),
+                }
+            })
+            .collect();
+        Ok(EventAvailability {
+            event_id: event,
+            quotas,
+            tiers,
+        })
+    }
+
+    async fn try_hold(&self, request: &HoldRequest) -> Result<Hold> {
+        let mut tx = begin(&self.pool).await?;
+        let mut s = lock_existing(&mut tx, request.event_id, request.now).await?;
+        let recent = recent_sales(&mut tx, &s.tiers, request.now).await?;
+        let coupon = match &request.coupon {
+            Some(code) => Some(lock_coupon(&mut tx, &s, code, request.customer).await?),
+            None => None,
+        };
+        let plan = plan_hold(
+            &s.event,
+            &s.tiers,
+            request,
+            &|k| s.taken(k),
+            &|t| recent_of(&recent, t),
+            coupon.as_ref(),
+        )?;
+        check_capacity(&plan.demand, |k| s.available(k))?;
+        apply_demand(&mut tx, &mut s, &plan.demand, 1).await?;
+        let coupon = coupon.map(|c| c.id);
+        if let Some(c) = coupon {
+            coupon_uses(&mut tx, &[(c, request.customer)], true).await?;
+        }
+        let hold = Hold {
+            id: request.id,
+            event_id: request.event_id,
+            organization: s.event.organization,
+            customer: request.customer,
+            lines: plan.lines,
+            quote: plan.quote,
+            total: plan.total,
+            status: HoldStatus::Active,
+            booking_id: None,
+            coupon,
+            created_at: request.now,
+            expires_at: request.expires_at,
+        };
+        note_sales(&mut tx, &s, request).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO ems_holds (id, event_id, customer, status, coupon_id, quantity, total, \
+             currency, created_at, expires_at, doc) \
+             VALUES ($1, $2, $3, 'active', $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(hold.id.0)
+        .bind(hold.event_id.0)
+        .bind(hold.customer.0)
+        .bind(coupon.map(|c| c.0))
+        .bind(i64::from(hold.quantity()))
+        .bind(hold.total.amount())
+        .bind(hold.total.currency().code())
+        .bind(hold.created_at)
+        .bind(hold.expires_at)
+        .bind(json(&hold)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(Error::AlreadyExists {
+                entity: "hold",
+                field: "id",
+                value: request.id.to_string(),
+            });
+        }
+        record(
+            &mut tx,
+            request.now,
+            [DomainEvent::HoldPlaced {
+                event_id: hold.event_id,
+                hold_id: hold.id,
+                customer: hold.customer,
+                quantity: hold.quantity(),
+            }],
+        )
+        .await?;
+        commit(tx).await?;
+        Ok(hold)
+    }
+
+    async fn hold(&self, id: HoldId) -> Result<Option<Hold>> {
+        read_hold(&self.pool, id, false).await
+    }
+
+    async fn release_hold(&self, id: HoldId, now: DateTime<Utc>) -> Result<Hold> {
+        let event = read_hold(&self.pool, id, false)
+            .await?
+            .ok_or_else(|| Error::not_found("hold", id))?
+            .event_id;
+        let mut tx = begin(&self.pool).await?;
+        let mut s = lock_existing(&mut tx, event, now).await?;
+        let hold = read_hold(&mut *tx, id, true)
+            .await?
+            .ok_or_else(|| Error::not_found("hold", id))?;
+        match hold.status {
+            HoldStatus::Active => {
+                let events = end_holds(
+                    &mut tx,
+                    &mut s,
+                    vec![hold],
+                    HoldStatus::Released,
+                    Some((BookingStatus::Failed, BookingReason::Abandoned)),
+                    now,
+                )
+                .await?;
+                record(&mut tx, now, events).await?;
+            }
+            HoldStatus::Released | HoldStatus::Expired => {}
+            other => return Err(Error::invalid_state("hold", id, other, "release")),
+        }
+        let hold = read_hold(&mut *tx, id, false)
+            .await?
+            .ok_or_else(|| Error::not_found("hold", id))?;
+        commit(tx).await?;
+        Ok(hold)
+    }
+
+    async fn sweep_expired(&self, now: DateTime<Utc>, limit: u32) -> Result<u32> {
+        let events: Vec<Uuid> = sqlx::query(
+            "SELECT DISTINCT event_id FROM (SELECT event_id FROM ems_holds \
+             WHERE status = 'active' AND expires_at <= $1 ORDER BY expires_at LIMIT $2) due",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|r| r.try_get::<Uuid, _>(0).map_err(db))
+        .collect::<Result<_>>()?;
+        let mut total = 0u32;
+        for event in events {
+            if total >= limit {
+                break;
+            }
+            let mut tx = begin(&self.pool).await?;
+            let Some((mut s, _)) = read_locked(&mut tx, EventId(event), now).await? else {
+                continue;
+            };
+            let holds = sqlx::query(&format!(
+                "SELECT {HOLD} FROM ems_holds WHERE event_id = $1 AND status = 'active' \
+                 AND expires_at <= $2 ORDER BY expires_at, id LIMIT $3"
+            ))
+            .bind(event)
+            .bind(now)
+            .bind(i64::from(limit - total))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(row::hold)
+            .collect::<Result<Vec<_>>>()?;
+            let events = end_holds(
+                &mut tx,
+                &mut s,
+                holds,
+                HoldStatus::Expired,
+                Some((BookingStatus::Expired, BookingReason::HoldExpired)),
+                now,
+            )
+            .await?;
+            total += events
+                .iter()
+                .filter(|e| matches!(e, DomainEvent::HoldExpired { .. }))
+                .count() as u32;
+            record(&mut tx, now, events).await?;
+            commit(tx).await?;
+        }
+        Ok(total)
+    }
+
+    async fn purge_ended_holds(&self, created_before: DateTime<Utc>, limit: u32) -> Result<u32> {
+        let purged = sqlx::query(
+            "DELETE FROM ems_holds WHERE id IN (SELECT id FROM ems_holds \
+             WHERE status IN ('released', 'expired') AND booking_id IS NULL AND created_at < $1 \
+             ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(created_before)
+        .bind(i64::from(limit))
+        .execute(&self.pool)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        Ok(purged as u32)
+    }
+}
+
+fn tier_name_taken(tier: &TicketTier) -> Error {
+    Error::AlreadyExists {
+        entity: "tier",
+        field: "name",
+        value: tier.name.clone(),
+    }
+}
+
+/// The "now" of calls that only change tiers and quotas: they expire nothing.
+const NO_EXPIRY: DateTime<Utc> = DateTime::UNIX_EPOCH;

@@ -1,0 +1,327 @@
+use async_trait::async_trait;
+use ems_core::id::{BookingId, PaymentId, RefundId};
+use ems_core::outbox::DomainEvent;
+use ems_core::payment::*;
+use ems_core::{Error, Result};
+use uuid::Uuid;
+
+use crate::row::{begin, commit, from_json, get, json, record, tag, Tx};
+use crate::{db, PostgresStore};
+
+fn payment_row(row: &sqlx::postgres::PgRow) -> Result<Payment> {
+    from_json("payment", get::<Uuid>(row, "id")?, get(row, "doc")?)
+}
+
+fn refund_row(row: &sqlx::postgres::PgRow) -> Result<Refund> {
+    from_json("refund", get::<Uuid>(row, "id")?, get(row, "doc")?)
+}
+
+/// Locks and reads a payment.
+pub(crate) async fn lock_payment(tx: &mut Tx, id: PaymentId) -> Result<Payment> {
+    sqlx::query("SELECT id, doc FROM ems_payments WHERE id = $1 FOR UPDATE")
+        .bind(id.0)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(payment_row)
+        .transpose()?
+        .ok_or_else(|| Error::not_found("payment", id))
+}
+
+/// A booking's refunds, oldest first.
+pub(crate) async fn refunds_of_booking<'e, E>(
+    executor: E,
+    booking: BookingId,
+) -> Result<Vec<Refund>>
+where
+    E: sqlx::PgExecutor<'e>,
+{
+    sqlx::query("SELECT id, doc FROM ems_refunds WHERE booking_id = $1 ORDER BY seq")
+        .bind(booking.0)
+        .fetch_all(executor)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(refund_row)
+        .collect()
+}
+
+/// Inserts a refund row (checked by the caller).
+pub(crate) async fn insert_refund_row(tx: &mut Tx, refund: &Refund) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO ems_refunds (id, payment_id, booking_id, amount, currency, status, version, doc) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(refund.id.0)
+    .bind(refund.payment_id.0)
+    .bind(refund.booking_id.0)
+    .bind(refund.amount.amount())
+    .bind(refund.amount.currency().code())
+    .bind(tag(&refund.status))
+    .bind(refund.version as i64)
+    .bind(json(refund)?)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| match db(e) {
+        Error::AlreadyExists { entity, field, .. } => Error::AlreadyExists {
+            entity,
+            field,
+            value: refund.id.to_string(),
+        },
+        other => other,
+    })?;
+    Ok(())
+}
+
+async fn write_payment(tx: &mut Tx, payment: &Payment) -> Result<()> {
+    sqlx::query(
+        "UPDATE ems_payments SET reference = $2, refunded = $3, status = $4, version = $5, doc = $6 \
+         WHERE id = $1",
+    )
+    .bind(payment.id.0)
+    .bind(&payment.reference)
+    .bind(payment.refunded.amount())
+    .bind(tag(&payment.status))
+    .bind(payment.version as i64)
+    .bind(json(payment)?)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+#[async_trait]
+impl PaymentStore for PostgresStore {
+    async fn insert_payment(&self, payment: &Payment) -> Result<Payment> {
+        let mut tx = begin(&self.pool).await?;
+        let booking_event: Option<Uuid> =
+            sqlx::query_scalar("SELECT event_id FROM ems_bookings WHERE id = $1")
+                .bind(payment.booking_id.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+        match booking_event {
+            None => return Err(Error::not_found("booking", payment.booking_id)),
+            Some(e) if e != payment.event_id.0 => {
+                return Err(Error::invalid(
+                    "event_id",
+                    "the booking is for another event",
+                ))
+            }
+            Some(_) => {}
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO ems_payments (id, booking_id, event_id, gateway, reference, amount, refunded, \
+             currency, status, idempotency_key, version, doc) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             ON CONFLICT (idempotency_key) DO NOTHING",
+        )
+        .bind(payment.id.0)
+        .bind(payment.booking_id.0)
+        .bind(payment.event_id.0)
+        .bind(&payment.gateway)
+        .bind(&payment.reference)
+        .bind(payment.amount.amount())
+        .bind(payment.refunded.amount())
+        .bind(payment.amount.currency().code())
+        .bind(tag(&payment.status))
+        .bind(&payment.idempotency_key)
+        .bind(payment.version as i64)
+        .bind(json(payment)?)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if inserted == 0 {
+            drop(tx);
+            return sqlx::query("SELECT id, doc FROM ems_payments WHERE idempotency_key = $1")
+                .bind(&payment.idempotency_key)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?
+                .as_ref()
+                .map(payment_row)
+                .transpose()?
+                .ok_or_else(|| Error::not_found("payment", &payment.idempotency_key));
+        }
+        record(
+            &mut tx,
+            payment.created_at,
+            [DomainEvent::PaymentStarted {
+                booking_id: payment.booking_id,
+                payment_id: payment.id,
+                amount: payment.amount,
+            }],
+        )
+        .await?;
+        commit(tx).await?;
+        Ok(payment.clone())
+    }
+
+    async fn payment(&self, id: PaymentId) -> Result<Option<Payment>> {
+        sqlx::query("SELECT id, doc FROM ems_payments WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(payment_row)
+            .transpose()
+    }
+
+    async fn payment_by_reference(
+        &self,
+        gateway: &str,
+        reference: &str,
+    ) -> Result<Option<Payment>> {
+        sqlx::query(
+            "SELECT id, doc FROM ems_payments WHERE gateway = $1 AND reference = $2 \
+             ORDER BY seq DESC LIMIT 1",
+        )
+        .bind(gateway)
+        .bind(reference)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(payment_row)
+        .transpose()
+    }
+
+    async fn payments_for_booking(&self, booking: BookingId) -> Result<Vec<Payment>> {
+        sqlx::query("SELECT id, doc FROM ems_payments WHERE booking_id = $1 ORDER BY seq")
+            .bind(booking.0)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(payment_row)
+            .collect()
+    }
+
+    async fn update_payment(&self, payment: &Payment) -> Result<()> {
+        let mut tx = begin(&self.pool).await?;
+        let current = lock_payment(&mut tx, payment.id).await?;
+        if current.version + 1 != payment.version {
+            return Err(Error::Conflict {
+                entity: "payment",
+                id: payment.id.to_string(),
+                expected: payment.version - 1,
+                found: current.version,
+            });
+        }
+        write_payment(&mut tx, payment).await?;
+        record(
+            &mut tx,
+            payment.updated_at,
+            payment_change_event(&current, payment),
+        )
+        .await?;
+        commit(tx).await
+    }
+
+    async fn insert_refund(&self, refund: &Refund) -> Result<()> {
+        let mut tx = begin(&self.pool).await?;
+        let payment = lock_payment(&mut tx, refund.payment_id).await?;
+        if payment.booking_id != refund.booking_id {
+            return Err(Error::invalid(
+                "booking_id",
+                "refund names another booking than its payment",
+            ));
+        }
+        let others = refunds_of_booking(&mut *tx, refund.booking_id).await?;
+        if others.iter().any(|r| r.id == refund.id) {
+            return Err(Error::AlreadyExists {
+                entity: "refund",
+                field: "id",
+                value: refund.id.to_string(),
+            });
+        }
+        check_refundable(&payment, refund, &others)?;
+        insert_refund_row(&mut tx, refund).await?;
+        record(
+            &mut tx,
+            refund.created_at,
+            [DomainEvent::RefundRequested {
+                booking_id: refund.booking_id,
+                refund_id: refund.id,
+                amount: refund.amount,
+            }],
+        )
+        .await?;
+        commit(tx).await
+    }
+
+    async fn refund(&self, id: RefundId) -> Result<Option<Refund>> {
+        sqlx::query("SELECT id, doc FROM ems_refunds WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(refund_row)
+            .transpose()
+    }
+
+    async fn update_refund(&self, refund: &Refund) -> Result<()> {
+        let payment_id: Uuid =
+            sqlx::query_scalar("SELECT payment_id FROM ems_refunds WHERE id = $1")
+                .bind(refund.id.0)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db)?
+                .ok_or_else(|| Error::not_found("refund", refund.id))?;
+        let mut tx = begin(&self.pool).await?;
+        // Payment first, then refund: the order every refund change takes.
+        let mut payment = lock_payment(&mut tx, PaymentId(payment_id)).await?;
+        let current = sqlx::query("SELECT id, doc FROM ems_refunds WHERE id = $1 FOR UPDATE")
+            .bind(refund.id.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(refund_row)
+            .transpose()?
+            .ok_or_else(|| Error::not_found("refund", refund.id))?;
+        if current.version + 1 != refund.version {
+            return Err(Error::Conflict {
+                entity: "refund",
+                id: refund.id.to_string(),
+                expected: refund.version - 1,
+                found: current.version,
+            });
+        }
+        if current.amount != refund.amount || current.payment_id != refund.payment_id {
+            return Err(Error::invalid(
+                "refund",
+                "amount and payment of a refund never change",
+            ));
+        }
+        if refund.status == RefundStatus::Succeeded && current.status != RefundStatus::Succeeded {
+            payment.refunded = payment.refunded.checked_add(refund.amount)?;
+            payment.version += 1;
+            payment.updated_at = refund.updated_at;
+            write_payment(&mut tx, &payment).await?;
+        }
+        sqlx::query("UPDATE ems_refunds SET status = $2, version = $3, doc = $4 WHERE id = $1")
+            .bind(refund.id.0)
+            .bind(tag(&refund.status))
+            .bind(refund.version as i64)
+            .bind(json(refund)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        record(
+            &mut tx,
+            refund.updated_at,
+            refund_change_event(&current, refund),
+        )
+        .await?;
+        commit(tx).await
+    }
+
+    async fn refunds_for_booking(&self, booking: BookingId) -> Result<Vec<Refund>> {
+        refunds_of_booking(&self.pool, booking).await
+    }
+}

@@ -1,0 +1,145 @@
+//! Row <-> record conversions shared by every port.
+
+use std::fmt::Display;
+
+use chrono::{DateTime, Utc};
+use ems_core::booking::{Booking, BookingReason, BookingStatus};
+use ems_core::inventory::{Hold, HoldStatus};
+use ems_core::outbox::DomainEvent;
+use ems_core::ticket::{Ticket, TicketStatus};
+use ems_core::{Error, Result};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::postgres::PgRow;
+use sqlx::{Postgres, Row};
+use uuid::Uuid;
+
+use crate::db;
+
+/// An open transaction.
+pub(crate) type Tx = sqlx::Transaction<'static, Postgres>;
+
+/// A record as JSON.
+pub(crate) fn json<T: Serialize>(value: &T) -> Result<Value> {
+    serde_json::to_value(value).map_err(|e| Error::invalid("record", e.to_string()))
+}
+
+/// A record read back from JSON; a malformed one is `Corrupt`, naming it.
+pub(crate) fn from_json<T: DeserializeOwned>(
+    entity: &'static str,
+    id: impl Display,
+    value: Value,
+) -> Result<T> {
+    serde_json::from_value(value).map_err(|e| Error::Corrupt {
+        entity,
+        id: id.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// The snake_case name of a unit enum variant, as stored in state columns.
+pub(crate) fn tag<T: Serialize + std::fmt::Debug>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(s)) => s,
+        _ => format!("{value:?}").to_lowercase(),
+    }
+}
+
+/// A state column read back into its enum.
+pub(crate) fn untag<T: DeserializeOwned>(entity: &'static str, id: Uuid, s: String) -> Result<T> {
+    from_json(entity, id, Value::String(s))
+}
+
+/// A column, decoded.
+pub(crate) fn get<'r, T>(row: &'r PgRow, column: &str) -> Result<T>
+where
+    T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
+{
+    row.try_get(column).map_err(db)
+}
+
+/// Converts a non-negative stored count.
+pub(crate) fn count(entity: &'static str, id: Uuid, n: i64) -> Result<u32> {
+    u32::try_from(n).map_err(|_| Error::Corrupt {
+        entity,
+        id: id.to_string(),
+        reason: format!("count {n} out of range"),
+    })
+}
+
+/// Columns of a hold row, in the order [`hold`] reads them.
+pub(crate) const HOLD: &str = "id, doc, status, booking_id";
+
+/// A hold: its body with the live state columns on top.
+pub(crate) fn hold(row: &PgRow) -> Result<Hold> {
+    let id: Uuid = get(row, "id")?;
+    let mut h: Hold = from_json("hold", id, get(row, "doc")?)?;
+    h.status = untag::<HoldStatus>("hold", id, get(row, "status")?)?;
+    h.booking_id = get::<Option<Uuid>>(row, "booking_id")?.map(Into::into);
+    Ok(h)
+}
+
+/// Columns of a booking row, in the order [`booking`] reads them.
+pub(crate) const BOOKING: &str = "id, doc, status, reason, updated_at, version";
+
+/// A booking: its body with the live state columns on top.
+pub(crate) fn booking(row: &PgRow) -> Result<Booking> {
+    let id: Uuid = get(row, "id")?;
+    let mut b: Booking = from_json("booking", id, get(row, "doc")?)?;
+    b.status = untag::<BookingStatus>("booking", id, get(row, "status")?)?;
+    b.reason = match get::<Option<Value>>(row, "reason")? {
+        Some(r) => Some(from_json::<BookingReason>("booking", id, r)?),
+        None => None,
+    };
+    b.updated_at = get(row, "updated_at")?;
+    b.version = get::<i64>(row, "version")? as u64;
+    Ok(b)
+}
+
+/// Columns of a ticket row, in the order [`ticket`] reads them.
+pub(crate) const TICKET: &str = "id, doc, status, checked_in_at";
+
+/// A ticket: its body with the live state columns on top.
+pub(crate) fn ticket(row: &PgRow) -> Result<Ticket> {
+    let id: Uuid = get(row, "id")?;
+    let mut t: Ticket = from_json("ticket", id, get(row, "doc")?)?;
+    t.status = untag::<TicketStatus>("ticket", id, get(row, "status")?)?;
+    t.checked_in_at = get(row, "checked_in_at")?;
+    Ok(t)
+}
+
+/// Appends domain events to the outbox inside `tx`, in order.
+pub(crate) async fn record(
+    tx: &mut Tx,
+    at: DateTime<Utc>,
+    events: impl IntoIterator<Item = DomainEvent>,
+) -> Result<()> {
+    let docs = events
+        .into_iter()
+        .map(|e| json(&e))
+        .collect::<Result<Vec<_>>>()?;
+    if docs.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO ems_outbox (occurred_at, doc) \
+         SELECT $1, e FROM jsonb_array_elements($2) WITH ORDINALITY AS x(e, n) ORDER BY n",
+    )
+    .bind(at)
+    .bind(Value::Array(docs))
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+/// Starts a transaction.
+pub(crate) async fn begin(pool: &sqlx::PgPool) -> Result<Tx> {
+    pool.begin().await.map_err(db)
+}
+
+/// Commits a transaction.
+pub(crate) async fn commit(tx: Tx) -> Result<()> {
+    tx.commit().await.map_err(db)
+}
