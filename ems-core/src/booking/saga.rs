@@ -171,10 +171,15 @@ impl Ems {
             });
         }
         if existing.status == BookingStatus::Pending {
-            let payments = self.store().payments_for_booking(existing.id).await?;
-            if payments.is_empty() {
+            let mut payments = self.store().payments_for_booking(existing.id).await?;
+            match payments.pop() {
                 // The first attempt stopped between booking and payment.
-                return self.pay(existing).await;
+                None => return self.pay(existing).await,
+                // It stopped after the payment succeeded but before confirming.
+                Some(p) if p.status == PaymentStatus::Succeeded => {
+                    return self.complete_paid(p, Some(existing)).await;
+                }
+                Some(_) => {}
             }
         }
         self.checkout_state(existing).await
@@ -574,9 +579,13 @@ impl Ems {
             .await?
             .ok_or_else(|| Error::not_found("payment", payment))?;
         if p.status != PaymentStatus::Pending {
-            return self
-                .checkout_state(self.booking_record(p.booking_id).await?)
-                .await;
+            let booking = self.booking_record(p.booking_id).await?;
+            if p.status == PaymentStatus::Succeeded && booking.status == BookingStatus::Pending {
+                // Paid, but the confirmation never landed (the store failed after the
+                // payment was recorded): finish it now.
+                return self.complete_paid(p, Some(booking)).await;
+            }
+            return self.checkout_state(booking).await;
         }
         let gateway = self.gateway(&p.gateway)?;
         let answer = match &p.reference {
