@@ -9,79 +9,88 @@ use ems::payment::FakeGateway;
 use ems::prelude::*;
 
 /// A service over a fresh memory store with `events` published events of one tier each.
+#[allow(dead_code)]
 pub(crate) struct World {
     pub(crate) ems: Ems,
     pub(crate) store: MemoryStore,
     pub(crate) events: Vec<(EventId, TierId)>,
 }
 
+#[allow(dead_code)] // each bench compiles this module; not all of them use it
 pub(crate) fn world(events: usize, capacity: u32) -> World {
-    futures::executor::block_on(async {
-        let store = MemoryStore::new();
-        let clock = ManualClock::new(
-            Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0)
-                .single()
-                .expect("a valid instant"),
-        );
-        let ems = Ems::builder(Arc::new(store.clone()))
-            .clock(Arc::new(clock.clone()))
-            .gateway("fake", Arc::new(FakeGateway::new("whsec_bench")))
-            .ticket_key(&[1u8; 32])
-            .build()
-            .expect("bench set-up succeeds");
-        let org = ems
-            .create_organization(&Actor::System, "Bench")
+    let store = MemoryStore::new();
+    let (ems, events) =
+        futures::executor::block_on(published(Arc::new(store.clone()), events, capacity));
+    World { ems, store, events }
+}
+
+/// A service over `store` (manual clock, FakeGateway "fake") with `events`
+/// published events of one tier ("GA", 1–10 per order) of `capacity` units each.
+pub(crate) async fn published(
+    store: Arc<dyn Store>,
+    events: usize,
+    capacity: u32,
+) -> (Ems, Vec<(EventId, TierId)>) {
+    let clock = ManualClock::new(
+        Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0)
+            .single()
+            .expect("a valid instant"),
+    );
+    let ems = Ems::builder(store)
+        .clock(Arc::new(clock.clone()))
+        .gateway("fake", Arc::new(FakeGateway::new("whsec_bench")))
+        .ticket_key(&[1u8; 32])
+        .build()
+        .expect("bench set-up succeeds");
+    let org = ems
+        .create_organization(&Actor::System, "Bench")
+        .await
+        .expect("bench set-up succeeds");
+    let organizer = Actor::Organizer {
+        user: UserId::new(),
+        organization: org.id,
+    };
+    let starts = clock.now() + Duration::days(30);
+    let mut out = Vec::with_capacity(events);
+    for i in 0..events {
+        let e = ems
+            .create_event(
+                &organizer,
+                NewEvent::builder(
+                    org.id,
+                    format!("Event {i}"),
+                    starts,
+                    starts + Duration::hours(2),
+                )
+                .capacity(capacity)
+                .build(),
+            )
             .await
             .expect("bench set-up succeeds");
-        let organizer = Actor::Organizer {
-            user: UserId::new(),
-            organization: org.id,
-        };
-        let starts = clock.now() + Duration::days(30);
-        let mut out = Vec::with_capacity(events);
-        for i in 0..events {
-            let e = ems
-                .create_event(
-                    &organizer,
-                    NewEvent::builder(
-                        org.id,
-                        format!("Event {i}"),
-                        starts,
-                        starts + Duration::hours(2),
-                    )
-                    .capacity(capacity)
-                    .build(),
+        let t = ems
+            .add_tier(
+                &organizer,
+                e.id,
+                NewTier::new(
+                    "GA",
+                    Money::parse("10.00", "EUR").expect("bench set-up succeeds"),
+                    capacity,
                 )
-                .await
-                .expect("bench set-up succeeds");
-            let t = ems
-                .add_tier(
-                    &organizer,
-                    e.id,
-                    NewTier::new(
-                        "GA",
-                        Money::parse("10.00", "EUR").expect("bench set-up succeeds"),
-                        capacity,
-                    )
-                    .per_order(1, 10),
-                )
-                .await
-                .expect("bench set-up succeeds");
-            ems.publish_event(&organizer, e.id, e.version)
-                .await
-                .expect("bench set-up succeeds");
-            out.push((e.id, t.id));
-        }
-        World {
-            ems,
-            store,
-            events: out,
-        }
-    })
+                .per_order(1, 10),
+            )
+            .await
+            .expect("bench set-up succeeds");
+        ems.publish_event(&organizer, e.id, e.version)
+            .await
+            .expect("bench set-up succeeds");
+        out.push((e.id, t.id));
+    }
+    (ems, out)
 }
 
 /// The periodic clean-up a deployment runs: drop delivered domain events and
 /// forget ended holds, so long runs measure steady state, not unbounded growth.
+#[allow(dead_code)]
 pub(crate) fn prune(store: &MemoryStore) {
     use ems::inventory::InventoryStore;
     use ems::outbox::OutboxStore;
