@@ -8,6 +8,7 @@ use ems_core::payment::check_refundable;
 use ems_core::ticket::Ticket;
 use ems_core::{Error, Result};
 use serde_json::Value;
+use sqlx::Row;
 
 use crate::inventory::{apply_demand, coupon_uses, end_holds, lock_existing, read_hold};
 use crate::payment::{insert_refund_row, lock_payment, refunds_of_booking};
@@ -167,11 +168,20 @@ impl BookingStore for PostgresStore {
                 "a booking must carry its hold's lines and total",
             ));
         }
-        let inserted = sqlx::query(
-            "INSERT INTO ems_bookings (id, event_id, customer, hold_id, idempotency_key, status, \
-             reason, total, currency, created_at, updated_at, version, doc) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-             ON CONFLICT (customer, idempotency_key) DO NOTHING",
+        let created = DomainEvent::BookingCreated {
+            event_id: booking.event_id,
+            booking_id: booking.id,
+            customer: booking.customer,
+        };
+        // Booking, the hold's link to it and the domain event in one statement.
+        let inserted: i64 = sqlx::query(
+            "WITH b AS (INSERT INTO ems_bookings (id, event_id, customer, hold_id, idempotency_key, \
+                 status, reason, total, currency, created_at, updated_at, version, doc) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                 ON CONFLICT (customer, idempotency_key) DO NOTHING RETURNING id), \
+             h AS (UPDATE ems_holds SET booking_id = b.id FROM b WHERE ems_holds.id = $4), \
+             o AS (INSERT INTO ems_outbox (occurred_at, doc) SELECT $10, $14 FROM b) \
+             SELECT count(*) FROM b",
         )
         .bind(booking.id.0)
         .bind(booking.event_id.0)
@@ -186,10 +196,12 @@ impl BookingStore for PostgresStore {
         .bind(booking.updated_at)
         .bind(booking.version as i64)
         .bind(json(booking)?)
-        .execute(&mut *tx)
+        .bind(json(&created)?)
+        .fetch_one(&mut *tx)
         .await
         .map_err(db)?
-        .rows_affected();
+        .try_get(0)
+        .map_err(db)?;
         if inserted == 0 {
             drop(tx);
             return self
@@ -197,22 +209,6 @@ impl BookingStore for PostgresStore {
                 .await?
                 .ok_or_else(|| Error::not_found("booking", &booking.idempotency_key));
         }
-        sqlx::query("UPDATE ems_holds SET booking_id = $2 WHERE id = $1")
-            .bind(booking.hold_id.0)
-            .bind(booking.id.0)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        record(
-            &mut tx,
-            booking.created_at,
-            [DomainEvent::BookingCreated {
-                event_id: booking.event_id,
-                booking_id: booking.id,
-                customer: booking.customer,
-            }],
-        )
-        .await?;
         commit(tx).await?;
         Ok(booking.clone())
     }
@@ -295,31 +291,43 @@ impl BookingStore for PostgresStore {
         // Fast path: the hold is still active, so confirming touches only the hold,
         // the booking and the tickets, never the event's counters. The hold's row
         // decides races with expiry and release.
-        let mut tx = begin(&self.pool).await?;
-        let confirmed = sqlx::query(
-            "UPDATE ems_holds SET status = 'confirmed' \
-             WHERE id = $1 AND status = 'active' AND expires_at > $2 AND booking_id = $3",
-        )
+        let confirmed_event = DomainEvent::BookingConfirmed {
+            event_id: booking.event_id,
+            booking_id: id,
+            customer: booking.customer,
+            tickets: booking.quantity(),
+        };
+        let tickets = request
+            .tickets
+            .iter()
+            .map(json)
+            .collect::<Result<Vec<_>>>()?;
+        let row = sqlx::query(&format!(
+            "WITH h AS (UPDATE ems_holds SET status = 'confirmed' \
+                 WHERE id = $2 AND status = 'active' AND expires_at > $3 AND booking_id = $1 \
+                 AND EXISTS (SELECT 1 FROM ems_bookings WHERE id = $1 AND status = 'pending') RETURNING id), \
+             b AS (UPDATE ems_bookings SET status = 'confirmed', reason = NULL, updated_at = $3, \
+                 version = version + 1 WHERE id = $1 AND status = 'pending' AND EXISTS (SELECT 1 FROM h) \
+                 RETURNING {BOOKING}), \
+             t AS (INSERT INTO ems_tickets (id, booking_id, event_id, status, checked_in_at, doc) \
+                 SELECT (t->>'id')::uuid, (t->>'booking_id')::uuid, (t->>'event_id')::uuid, t->>'status', \
+                        (t->>'checked_in_at')::timestamptz, t \
+                 FROM jsonb_array_elements($4) WITH ORDINALITY AS x(t, n) \
+                 WHERE EXISTS (SELECT 1 FROM b) ORDER BY n), \
+             o AS (INSERT INTO ems_outbox (occurred_at, doc) SELECT $3, $5 FROM b) \
+             SELECT * FROM b"
+        ))
+        .bind(id.0)
         .bind(booking.hold_id.0)
         .bind(now)
-        .bind(id.0)
-        .execute(&mut *tx)
+        .bind(Value::Array(tickets))
+        .bind(json(&confirmed_event)?)
+        .fetch_optional(&self.pool)
         .await
-        .map_err(db)?
-        .rows_affected();
-        if confirmed == 1 {
-            let booking = read_booking(&mut *tx, id, true)
-                .await?
-                .ok_or_else(|| Error::not_found("booking", id))?;
-            if booking.status == BookingStatus::Pending {
-                let outcome = confirm_now(&mut tx, booking, None, request).await?;
-                commit(tx).await?;
-                return Ok(outcome);
-            }
-            // Not pending with an active hold cannot happen; fall through to the
-            // careful path rather than guess.
+        .map_err(db)?;
+        if let Some(row) = row {
+            return Ok(ConfirmOutcome::Confirmed(row::booking(&row)?));
         }
-        drop(tx);
 
         // Careful path: the hold lapsed or ended; take the units again if they fit.
         let mut tx = begin(&self.pool).await?;

@@ -155,6 +155,64 @@ async fn read_locked(
     )))
 }
 
+/// Data-modifying CTEs `e`, `t`, `s` adding `$2` units to event `$1`'s own quota
+/// and `$4[i]` units to tier `$3[i]` and shared quota `$5[i]` by `$6[i]`.
+const DEMAND_CTES: &str =
+    "WITH e AS (UPDATE ems_events SET taken = taken + $2 WHERE id = $1 AND $2 <> 0 RETURNING 1), \
+     t AS (UPDATE ems_tiers x SET taken = x.taken + d.n \
+           FROM unnest($3::uuid[], $4::int8[]) AS d(id, n) WHERE x.id = d.id RETURNING 1), \
+     s AS (UPDATE ems_shared_quotas x SET taken = x.taken + d.n \
+           FROM unnest($5::uuid[], $6::int8[]) AS d(id, n) WHERE x.id = d.id RETURNING 1)";
+
+/// A demand as the bind values of [`DEMAND_CTES`] (`sign` -1 returns units).
+struct DemandBinds {
+    event: i64,
+    tiers: Vec<Uuid>,
+    tier_n: Vec<i64>,
+    shared: Vec<Uuid>,
+    shared_n: Vec<i64>,
+}
+
+impl DemandBinds {
+    fn new(demand: &Demand, sign: i64) -> Self {
+        let mut b = DemandBinds {
+            event: 0,
+            tiers: Vec::new(),
+            tier_n: Vec::new(),
+            shared: Vec::new(),
+            shared_n: Vec::new(),
+        };
+        for (key, n) in demand {
+            let n = sign * i64::from(*n);
+            match key {
+                QuotaKey::Event => b.event += n,
+                QuotaKey::Tier(t) => {
+                    b.tiers.push(t.0);
+                    b.tier_n.push(n);
+                }
+                QuotaKey::Shared(q) => {
+                    b.shared.push(q.0);
+                    b.shared_n.push(n);
+                }
+            }
+        }
+        b
+    }
+
+    fn bind<'q>(
+        &'q self,
+        event: EventId,
+        q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        q.bind(event.0)
+            .bind(self.event)
+            .bind(&self.tiers)
+            .bind(&self.tier_n)
+            .bind(&self.shared)
+            .bind(&self.shared_n)
+    }
+}
+
 /// Adds (`sign` 1) or returns (`sign` -1) units on the event's quotas, in one statement.
 pub(crate) async fn apply_demand(
     tx: &mut Tx,
@@ -162,39 +220,13 @@ pub(crate) async fn apply_demand(
     demand: &Demand,
     sign: i64,
 ) -> Result<()> {
-    let (mut event, mut tiers, mut tier_n, mut shared, mut shared_n) =
-        (0i64, Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (key, n) in demand {
-        let n = sign * i64::from(*n);
-        match key {
-            QuotaKey::Event => event += n,
-            QuotaKey::Tier(t) => {
-                tiers.push(t.0);
-                tier_n.push(n);
-            }
-            QuotaKey::Shared(q) => {
-                shared.push(q.0);
-                shared_n.push(n);
-            }
-        }
-    }
-    sqlx::query(
-        "WITH e AS (UPDATE ems_events SET taken = taken + $2 WHERE id = $1 AND $2 <> 0 RETURNING 1), \
-         t AS (UPDATE ems_tiers x SET taken = x.taken + d.n \
-               FROM unnest($3::uuid[], $4::int8[]) AS d(id, n) WHERE x.id = d.id RETURNING 1), \
-         s AS (UPDATE ems_shared_quotas x SET taken = x.taken + d.n \
-               FROM unnest($5::uuid[], $6::int8[]) AS d(id, n) WHERE x.id = d.id RETURNING 1) \
-         SELECT (SELECT count(*) FROM e) + (SELECT count(*) FROM t) + (SELECT count(*) FROM s)",
-    )
-    .bind(locked.event.id.0)
-    .bind(event)
-    .bind(&tiers)
-    .bind(&tier_n)
-    .bind(&shared)
-    .bind(&shared_n)
-    .execute(&mut **tx)
-    .await
-    .map_err(db)?;
+    let binds = DemandBinds::new(demand, sign);
+    let sql = format!("{DEMAND_CTES} SELECT 1");
+    binds
+        .bind(locked.event.id, sqlx::query(&sql))
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
     locked.adjust(demand, sign);
     Ok(())
 }
@@ -687,7 +719,7 @@ impl InventoryStore for PostgresStore {
 
     async fn try_hold(&self, request: &HoldRequest) -> Result<Hold> {
         let mut tx = begin(&self.pool).await?;
-        let mut s = lock_existing(&mut tx, request.event_id, request.now).await?;
+        let s = lock_existing(&mut tx, request.event_id, request.now).await?;
         let recent = recent_sales(&mut tx, &s.tiers, request.now).await?;
         let coupon = match &request.coupon {
             Some(code) => Some(lock_coupon(&mut tx, &s, code, request.customer).await?),
@@ -702,11 +734,11 @@ impl InventoryStore for PostgresStore {
             coupon.as_ref(),
         )?;
         check_capacity(&plan.demand, |k| s.available(k))?;
-        apply_demand(&mut tx, &mut s, &plan.demand, 1).await?;
         let coupon = coupon.map(|c| c.id);
         if let Some(c) = coupon {
             coupon_uses(&mut tx, &[(c, request.customer)], true).await?;
         }
+        note_sales(&mut tx, &s, request).await?;
         let hold = Hold {
             id: request.id,
             event_id: request.event_id,
@@ -721,26 +753,41 @@ impl InventoryStore for PostgresStore {
             created_at: request.now,
             expires_at: request.expires_at,
         };
-        note_sales(&mut tx, &s, request).await?;
-        let inserted = sqlx::query(
-            "INSERT INTO ems_holds (id, event_id, customer, status, coupon_id, quantity, total, \
-             currency, created_at, expires_at, doc) \
-             VALUES ($1, $2, $3, 'active', $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(hold.id.0)
-        .bind(hold.event_id.0)
-        .bind(hold.customer.0)
-        .bind(coupon.map(|c| c.0))
-        .bind(i64::from(hold.quantity()))
-        .bind(hold.total.amount())
-        .bind(hold.total.currency().code())
-        .bind(hold.created_at)
-        .bind(hold.expires_at)
-        .bind(json(&hold)?)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?
-        .rows_affected();
+        let placed = DomainEvent::HoldPlaced {
+            event_id: hold.event_id,
+            hold_id: hold.id,
+            customer: hold.customer,
+            quantity: hold.quantity(),
+        };
+        // Counters, hold and its domain event in one statement: the event's row
+        // lock is held for one round trip and the commit.
+        let binds = DemandBinds::new(&plan.demand, 1);
+        let sql = format!(
+            "{DEMAND_CTES}, \
+             h AS (INSERT INTO ems_holds (id, event_id, customer, status, coupon_id, quantity, total, \
+                   currency, created_at, expires_at, doc) \
+                   VALUES ($7, $1, $8, 'active', $9, $10, $11, $12, $13, $14, $15) \
+                   ON CONFLICT (id) DO NOTHING RETURNING id), \
+             o AS (INSERT INTO ems_outbox (occurred_at, doc) SELECT $13, $16 FROM h) \
+             SELECT count(*) FROM h"
+        );
+        let inserted: i64 = binds
+            .bind(hold.event_id, sqlx::query(&sql))
+            .bind(hold.id.0)
+            .bind(hold.customer.0)
+            .bind(coupon.map(|c| c.0))
+            .bind(i64::from(hold.quantity()))
+            .bind(hold.total.amount())
+            .bind(hold.total.currency().code())
+            .bind(hold.created_at)
+            .bind(hold.expires_at)
+            .bind(json(&hold)?)
+            .bind(json(&placed)?)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?
+            .try_get(0)
+            .map_err(db)?;
         if inserted == 0 {
             return Err(Error::AlreadyExists {
                 entity: "hold",
@@ -748,17 +795,6 @@ impl InventoryStore for PostgresStore {
                 value: request.id.to_string(),
             });
         }
-        record(
-            &mut tx,
-            request.now,
-            [DomainEvent::HoldPlaced {
-                event_id: hold.event_id,
-                hold_id: hold.id,
-                customer: hold.customer,
-                quantity: hold.quantity(),
-            }],
-        )
-        .await?;
         commit(tx).await?;
         Ok(hold)
     }

@@ -94,28 +94,20 @@ async fn write_payment(tx: &mut Tx, payment: &Payment) -> Result<()> {
 #[async_trait]
 impl PaymentStore for PostgresStore {
     async fn insert_payment(&self, payment: &Payment) -> Result<Payment> {
-        let mut tx = begin(&self.pool).await?;
-        let booking_event: Option<Uuid> =
-            sqlx::query_scalar("SELECT event_id FROM ems_bookings WHERE id = $1")
-                .bind(payment.booking_id.0)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
-        match booking_event {
-            None => return Err(Error::not_found("booking", payment.booking_id)),
-            Some(e) if e != payment.event_id.0 => {
-                return Err(Error::invalid(
-                    "event_id",
-                    "the booking is for another event",
-                ))
-            }
-            Some(_) => {}
-        }
-        let inserted = sqlx::query(
-            "INSERT INTO ems_payments (id, booking_id, event_id, gateway, reference, amount, refunded, \
-             currency, status, idempotency_key, version, doc) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
-             ON CONFLICT (idempotency_key) DO NOTHING",
+        let started = DomainEvent::PaymentStarted {
+            booking_id: payment.booking_id,
+            payment_id: payment.id,
+            amount: payment.amount,
+        };
+        // One statement: the booking check, the insert and its domain event.
+        let row = sqlx::query(
+            "WITH b AS (SELECT event_id FROM ems_bookings WHERE id = $2), \
+             p AS (INSERT INTO ems_payments (id, booking_id, event_id, gateway, reference, amount, \
+                   refunded, currency, status, idempotency_key, version, doc) \
+                   SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM b WHERE b.event_id = $3 \
+                   ON CONFLICT (idempotency_key) DO NOTHING RETURNING id), \
+             o AS (INSERT INTO ems_outbox (occurred_at, doc) SELECT $13, $14 FROM p) \
+             SELECT (SELECT event_id FROM b) AS booking_event, (SELECT count(*) FROM p) AS inserted",
         )
         .bind(payment.id.0)
         .bind(payment.booking_id.0)
@@ -129,34 +121,33 @@ impl PaymentStore for PostgresStore {
         .bind(&payment.idempotency_key)
         .bind(payment.version as i64)
         .bind(json(payment)?)
-        .execute(&mut *tx)
+        .bind(payment.created_at)
+        .bind(json(&started)?)
+        .fetch_one(&self.pool)
         .await
-        .map_err(db)?
-        .rows_affected();
-        if inserted == 0 {
-            drop(tx);
-            return sqlx::query("SELECT id, doc FROM ems_payments WHERE idempotency_key = $1")
-                .bind(&payment.idempotency_key)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db)?
-                .as_ref()
-                .map(payment_row)
-                .transpose()?
-                .ok_or_else(|| Error::not_found("payment", &payment.idempotency_key));
+        .map_err(db)?;
+        let booking_event: Option<Uuid> = get(&row, "booking_event")?;
+        let inserted: i64 = get(&row, "inserted")?;
+        match booking_event {
+            None => return Err(Error::not_found("booking", payment.booking_id)),
+            Some(e) if e != payment.event_id.0 => {
+                return Err(Error::invalid(
+                    "event_id",
+                    "the booking is for another event",
+                ))
+            }
+            Some(_) if inserted == 1 => return Ok(payment.clone()),
+            Some(_) => {}
         }
-        record(
-            &mut tx,
-            payment.created_at,
-            [DomainEvent::PaymentStarted {
-                booking_id: payment.booking_id,
-                payment_id: payment.id,
-                amount: payment.amount,
-            }],
-        )
-        .await?;
-        commit(tx).await?;
-        Ok(payment.clone())
+        sqlx::query("SELECT id, doc FROM ems_payments WHERE idempotency_key = $1")
+            .bind(&payment.idempotency_key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(payment_row)
+            .transpose()?
+            .ok_or_else(|| Error::not_found("payment", &payment.idempotency_key))
     }
 
     async fn payment(&self, id: PaymentId) -> Result<Option<Payment>> {
@@ -201,24 +192,51 @@ impl PaymentStore for PostgresStore {
     }
 
     async fn update_payment(&self, payment: &Payment) -> Result<()> {
-        let mut tx = begin(&self.pool).await?;
-        let current = lock_payment(&mut tx, payment.id).await?;
-        if current.version + 1 != payment.version {
-            return Err(Error::Conflict {
+        // The event a status change records depends only on the new record; the
+        // statement stores it only if the stored status differs.
+        let change = payment_change_event(
+            &Payment {
+                status: if payment.status == PaymentStatus::Pending {
+                    PaymentStatus::Succeeded
+                } else {
+                    PaymentStatus::Pending
+                },
+                ..payment.clone()
+            },
+            payment,
+        );
+        let change = change.as_ref().map(json).transpose()?;
+        let row = sqlx::query(
+            "WITH old AS (SELECT status, version FROM ems_payments WHERE id = $1 FOR UPDATE), \
+             upd AS (UPDATE ems_payments p SET reference = $2, refunded = $3, status = $4, version = $5, \
+                     doc = $6 FROM old WHERE p.id = $1 AND old.version = $5 - 1 RETURNING old.status), \
+             o AS (INSERT INTO ems_outbox (occurred_at, doc) SELECT $7, $8 FROM upd \
+                   WHERE $8::jsonb IS NOT NULL AND upd.status <> $4) \
+             SELECT (SELECT version FROM old) AS found, (SELECT count(*) FROM upd) AS updated",
+        )
+        .bind(payment.id.0)
+        .bind(&payment.reference)
+        .bind(payment.refunded.amount())
+        .bind(tag(&payment.status))
+        .bind(payment.version as i64)
+        .bind(json(payment)?)
+        .bind(payment.updated_at)
+        .bind(change)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db)?;
+        let found: Option<i64> = get(&row, "found")?;
+        let updated: i64 = get(&row, "updated")?;
+        match found {
+            None => Err(Error::not_found("payment", payment.id)),
+            Some(found) if updated == 0 => Err(Error::Conflict {
                 entity: "payment",
                 id: payment.id.to_string(),
                 expected: payment.version - 1,
-                found: current.version,
-            });
+                found: found as u64,
+            }),
+            Some(_) => Ok(()),
         }
-        write_payment(&mut tx, payment).await?;
-        record(
-            &mut tx,
-            payment.updated_at,
-            payment_change_event(&current, payment),
-        )
-        .await?;
-        commit(tx).await
     }
 
     async fn insert_refund(&self, refund: &Refund) -> Result<()> {
