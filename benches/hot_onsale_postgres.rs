@@ -6,7 +6,7 @@
 //!
 //! `cargo bench --features postgres --bench hot_onsale_postgres` runs each part
 //! for `EMS_BENCH_SECS` seconds (default 20) with `EMS_BENCH_BUYERS` buyers
-//! (default 32). Under `cargo test` it runs a 1-second smoke version without
+//! (default 32); `EMS_BENCH_ONLY=hot` runs only the hot event. Under `cargo test` it runs a 1-second smoke version without
 //! pgbench. The server is `DATABASE_URL` (default the local one); every run
 //! creates and drops its own databases.
 
@@ -230,7 +230,12 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        if full {
+        let only = std::env::var("EMS_BENCH_ONLY").unwrap_or_default();
+        if full && only == "hot" {
+            onsale("hot event", 1, 1_000_000, buyers, secs)
+                .await
+                .print();
+        } else if full {
             let floor_hot = pgbench("hot.sql", buyers, secs).await;
             let floor_spread = pgbench("spread.sql", buyers, secs).await;
             let hot = onsale("hot event", 1, 1_000_000, buyers, secs).await;

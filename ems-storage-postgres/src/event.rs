@@ -206,11 +206,11 @@ impl EventStore for PostgresStore {
     }
 
     async fn list_events(&self, query: &EventQuery) -> Result<Vec<Event>> {
-        const BATCH: i64 = 256;
+        const BATCH: usize = 256;
         let f = &query.filter;
         let statuses: Option<Vec<String>> =
             f.statuses.as_ref().map(|s| s.iter().map(tag).collect());
-        let (draft_mode, draft_org): (i32, Option<Uuid>) = match query.drafts {
+        let (draft_mode, draft_org): (u8, Option<Uuid>) = match query.drafts {
             DraftVisibility::None => (0, None),
             DraftVisibility::Organization(o) => (1, Some(o.0)),
             DraftVisibility::All => (2, None),
@@ -221,39 +221,68 @@ impl EventStore for PostgresStore {
         let mut out = Vec::new();
         let mut position = query.after;
         // SQL narrows with the indexes; `EventFilter::matches` has the last word, so
-        // a page is full unless the listing is exhausted.
+        // a page is full unless the listing is exhausted. Only the filters in use
+        // enter the statement, so each combination gets a plan of its own.
         loop {
-            let rows = sqlx::query(
-                "SELECT id, doc, starts_at FROM ems_events \
-                 WHERE ($1::timestamptz IS NULL OR (starts_at, id) > ($1, $2::uuid)) \
-                   AND ($3::uuid IS NULL OR organization = $3) \
-                   AND ($4::text[] IS NULL OR status = ANY($4)) \
-                   AND ($5::text IS NULL OR lower(btrim(category)) = lower($5)) \
-                   AND ($6::timestamptz IS NULL OR starts_at >= $6) \
-                   AND ($7::timestamptz IS NULL OR starts_at < $7) \
-                   AND ($8::text IS NULL OR title ILIKE $8 OR description ILIKE $8) \
-                   AND ($9::text IS NULL OR lower(btrim(city)) = lower($9)) \
-                   AND ($10::text IS NULL OR venue ILIKE $10) \
-                   AND (status <> 'draft' OR $11 = 2 OR ($11 = 1 AND organization = $12)) \
-                 ORDER BY starts_at, id LIMIT $13",
-            )
-            .bind(position.map(|p| p.0))
-            .bind(position.map(|p| p.1 .0))
-            .bind(f.organization.map(|o| o.0))
-            .bind(&statuses)
-            .bind(f.category.as_deref().map(str::trim))
-            .bind(f.starts_from)
-            .bind(f.starts_before)
-            .bind(&text)
-            .bind(f.city.as_deref().map(str::trim))
-            .bind(&venue)
-            .bind(draft_mode)
-            .bind(draft_org)
-            .bind(BATCH)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-            let exhausted = (rows.len() as i64) < BATCH;
+            let mut q = sqlx::QueryBuilder::<sqlx::Postgres>::new(
+                "SELECT id, doc, starts_at FROM ems_events WHERE true",
+            );
+            if let Some((at, id)) = position {
+                q.push(" AND (starts_at, id) > (")
+                    .push_bind(at)
+                    .push(", ")
+                    .push_bind(id.0)
+                    .push(")");
+            }
+            if let Some(o) = f.organization {
+                q.push(" AND organization = ").push_bind(o.0);
+            }
+            if let Some(s) = &statuses {
+                q.push(" AND status = ANY(").push_bind(s.clone()).push(")");
+            }
+            if let Some(c) = &f.category {
+                q.push(" AND lower(btrim(category)) = lower(")
+                    .push_bind(c.trim().to_owned())
+                    .push(")");
+            }
+            if let Some(t) = f.starts_from {
+                q.push(" AND starts_at >= ").push_bind(t);
+            }
+            if let Some(t) = f.starts_before {
+                q.push(" AND starts_at < ").push_bind(t);
+            }
+            if let Some(t) = &text {
+                q.push(" AND (title ILIKE ")
+                    .push_bind(t.clone())
+                    .push(" OR description ILIKE ")
+                    .push_bind(t.clone())
+                    .push(")");
+            }
+            if let Some(c) = &f.city {
+                q.push(" AND lower(btrim(city)) = lower(")
+                    .push_bind(c.trim().to_owned())
+                    .push(")");
+            }
+            if let Some(v) = &venue {
+                q.push(" AND venue ILIKE ").push_bind(v.clone());
+            }
+            match draft_org {
+                _ if draft_mode == 2 => {}
+                Some(o) => {
+                    q.push(" AND (status <> 'draft' OR organization = ")
+                        .push_bind(o)
+                        .push(")");
+                }
+                None => {
+                    q.push(" AND status <> 'draft'");
+                }
+            }
+            let want = (query.limit as usize)
+                .saturating_sub(out.len())
+                .clamp(1, BATCH) as i64;
+            q.push(" ORDER BY starts_at, id LIMIT ").push_bind(want);
+            let rows = q.build().fetch_all(&self.pool).await.map_err(db)?;
+            let exhausted = (rows.len() as i64) < want;
             for r in &rows {
                 let id: Uuid = get(r, "id")?;
                 let event: Event = from_json("event", id, get(r, "doc")?)?;

@@ -41,18 +41,35 @@
 //!
 //! ## Event search
 //!
-//! Listings walk the `(starts_at, id)` index in keyset order (or
-//! `(organization, starts_at, id)` when filtered by organization) and apply the
-//! remaining filters on the way:
+//! A listing is one statement holding only the filters in use (so each
+//! combination gets a plan of its own) and walks the `(starts_at, id)` index in
+//! keyset order, or `(organization, starts_at, id)` for one organization;
+//! expression statistics on the case-insensitive filters keep the planner on the
+//! index. On 100,000 events (50 organizations, 3 categories, 4 cities), the second
+//! page of "concerts in Berlin" and an organization's listing:
 //!
 //! ```text
-//! EXPLAIN SELECT doc, starts_at, id FROM ems_events
-//!  WHERE (starts_at, id) > ($1, $2) AND status <> 'draft' ORDER BY starts_at, id LIMIT 21;
-//!  Limit
-//!    ->  Index Scan using ems_events_start_idx on ems_events
-//!          Index Cond: (ROW(starts_at, id) > ROW($1, $2))
-//!          Filter: (status <> 'draft'::text)
+//! EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) SELECT id, doc, starts_at FROM ems_events
+//!   WHERE true AND (starts_at, id) > ($1, $2) AND lower(btrim(category)) = lower($3)
+//!   AND lower(btrim(city)) = lower($4) AND status <> 'draft' ORDER BY starts_at, id LIMIT $5;
+//!  Limit (actual rows=21 loops=1)
+//!    ->  Index Scan using ems_events_start_idx on ems_events (actual rows=21 loops=1)
+//!          Index Cond: (ROW(starts_at, id) > ROW('2030-03-01 00:00:00+00'::timestamp with time zone, '00000000-0000-0000-0000-000000000000'::uuid))
+//!          Filter: ((status <> 'draft'::text) AND (lower(btrim(category)) = 'concert'::text) AND (lower(btrim(city)) = 'berlin'::text))
+//!          Rows Removed by Filter: 280
+//!  Execution Time: 0.450 ms
+//!
+//! EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) SELECT id, doc, starts_at FROM ems_events
+//!   WHERE true AND organization = $1 AND starts_at >= $2 ORDER BY starts_at, id LIMIT $3;
+//!  Limit (actual rows=21 loops=1)
+//!    ->  Index Scan using ems_events_org_start_idx on ems_events (actual rows=21 loops=1)
+//!          Index Cond: ((organization = '00000000-0000-0000-0000-000000000007'::uuid) AND (starts_at >= '2030-06-01 00:00:00+00'::timestamp with time zone))
+//!  Execution Time: 0.141 ms
 //! ```
+//!
+//! Text search (`ILIKE` on title and description) filters along the same walk;
+//! a deployment with very many events and frequent text queries would add a
+//! trigram (`pg_trgm`) index, which this schema leaves to the operator.
 
 mod booking;
 mod directory;
