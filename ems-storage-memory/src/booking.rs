@@ -308,24 +308,11 @@ impl BookingStore for MemoryStore {
             other => return Err(Error::invalid_state("booking", id, other, "cancel")),
         }
         let ticket_ids = s.booking_tickets.get(&id).cloned().unwrap_or_default();
-        if ticket_ids
+        let checked_in = ticket_ids
             .iter()
-            .any(|t| s.tickets.get(t).is_some_and(|t| t.checked_in_at.is_some()))
-        {
-            return Err(Error::invalid_state(
-                "booking",
-                id,
-                "a ticket is checked in",
-                "cancel",
-            ));
-        }
+            .any(|t| s.tickets.get(t).is_some_and(|t| t.checked_in_at.is_some()));
+        check_cancel(request, checked_in)?;
         if let Some(r) = &request.refund {
-            if r.booking_id != id {
-                return Err(Error::invalid(
-                    "refund.booking_id",
-                    "refund names another booking",
-                ));
-            }
             s.check_refundable(r)?;
         }
         let mut out = Vec::new();

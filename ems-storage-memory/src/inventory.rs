@@ -13,31 +13,7 @@ impl InventoryStore for MemoryStore {
     async fn insert_tier(&self, tier: &TicketTier) -> Result<()> {
         let shard = self.shard_or_missing(tier.event_id)?;
         let mut s = shard.lock();
-        if s.event.status.is_final() {
-            return Err(Error::invalid_state(
-                "event",
-                tier.event_id,
-                s.event.status,
-                "add tier to",
-            ));
-        }
-        if s.tiers
-            .iter()
-            .any(|t| t.name.eq_ignore_ascii_case(&tier.name))
-        {
-            return Err(Error::AlreadyExists {
-                entity: "tier",
-                field: "name",
-                value: tier.name.clone(),
-            });
-        }
-        if let Some(q) = tier
-            .shared_quotas
-            .iter()
-            .find(|q| !s.shared.iter().any(|sq| sq.id == **q))
-        {
-            return Err(Error::not_found("shared quota", q));
-        }
+        check_new_tier(&s.event, &s.tiers, &s.shared, tier)?;
         s.tiers.push(tier.clone());
         s.taken.push((QuotaKey::Tier(tier.id), 0));
         let at = s.event.updated_at;
@@ -55,52 +31,12 @@ impl InventoryStore for MemoryStore {
         let shard = self.shard_or_missing(tier.event_id)?;
         let mut s = shard.lock();
         let taken = s.taken(QuotaKey::Tier(tier.id));
-        let shared_ok = tier
-            .shared_quotas
-            .iter()
-            .all(|q| s.shared.iter().any(|sq| sq.id == *q));
-        let name_taken = s
-            .tiers
-            .iter()
-            .any(|t| t.id != tier.id && t.name.eq_ignore_ascii_case(&tier.name));
+        check_tier_change(&s.tiers, &s.shared, tier, taken)?;
         let current = s
             .tiers
             .iter_mut()
             .find(|t| t.id == tier.id)
             .ok_or_else(|| Error::not_found("tier", tier.id))?;
-        if current.version + 1 != tier.version {
-            return Err(Error::Conflict {
-                entity: "tier",
-                id: tier.id.to_string(),
-                expected: tier.version - 1,
-                found: current.version,
-            });
-        }
-        if tier.capacity < taken {
-            return Err(Error::invalid(
-                "capacity",
-                format!("{taken} units are already taken"),
-            ));
-        }
-        if !shared_ok {
-            return Err(Error::invalid(
-                "shared_quotas",
-                "every shared quota must belong to the event",
-            ));
-        }
-        if name_taken {
-            return Err(Error::AlreadyExists {
-                entity: "tier",
-                field: "name",
-                value: tier.name.clone(),
-            });
-        }
-        if current.shared_quotas != tier.shared_quotas && taken > 0 {
-            return Err(Error::invalid(
-                "shared_quotas",
-                "cannot change while units of the tier are held or sold",
-            ));
-        }
         *current = tier.clone();
         let at = s.event.updated_at;
         self.record(
@@ -157,37 +93,13 @@ impl InventoryStore for MemoryStore {
         let mut out = Vec::new();
         s.expire_due(now, u32::MAX, &mut out);
         self.record(now, out);
-        let mut keys = vec![QuotaKey::Event];
-        keys.extend(s.tiers.iter().map(|t| QuotaKey::Tier(t.id)));
-        keys.extend(s.shared.iter().map(|q| QuotaKey::Shared(q.id)));
-        let quotas = keys
-            .into_iter()
-            .map(|k| QuotaAvailability {
-                quota: k,
-                capacity: s.capacity(k),
-                taken: s.taken(k),
-            })
-            .collect();
-        let tiers = s
-            .tiers
-            .iter()
-            .map(|t| {
-                let mut keys = vec![QuotaKey::Event, QuotaKey::Tier(t.id)];
-                keys.extend(t.shared_quotas.iter().map(|q| QuotaKey::Shared(*q)));
-                TierAvailability {
-                    tier_id: t.id,
-                    available: keys.iter().map(|k| s.available(*k)).min().unwrap_or(0),
-                    taken: s.taken(QuotaKey::Tier(t.id)),
-                    capacity: t.capacity,
-                    recent: s.recent(t.id, now),
-                }
-            })
-            .collect();
-        Ok(EventAvailability {
-            event_id: event,
-            quotas,
-            tiers,
-        })
+        Ok(availability_of(
+            &s.event,
+            &s.tiers,
+            &s.shared,
+            &|k| s.taken(k),
+            &|t| s.recent(t, now),
+        ))
     }
 
     async fn try_hold(&self, request: &HoldRequest) -> Result<Hold> {

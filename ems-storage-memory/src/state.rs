@@ -136,19 +136,7 @@ impl Shard {
     }
 
     pub(crate) fn capacity(&self, key: QuotaKey) -> u32 {
-        match key {
-            QuotaKey::Event => self.event.capacity,
-            QuotaKey::Tier(id) => self
-                .tiers
-                .iter()
-                .find(|t| t.id == id)
-                .map_or(0, |t| t.capacity),
-            QuotaKey::Shared(id) => self
-                .shared
-                .iter()
-                .find(|q| q.id == id)
-                .map_or(0, |q| q.capacity),
-        }
+        ems_core::inventory::quota_capacity(&self.event, &self.tiers, &self.shared, key)
     }
 
     /// Units of `tier` held within each of its velocity windows before `now`.

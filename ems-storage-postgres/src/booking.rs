@@ -474,21 +474,8 @@ impl BookingStore for PostgresStore {
         .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
-        if checked_in {
-            return Err(Error::invalid_state(
-                "booking",
-                id,
-                "a ticket is checked in",
-                "cancel",
-            ));
-        }
+        check_cancel(request, checked_in)?;
         if let Some(r) = &request.refund {
-            if r.booking_id != id {
-                return Err(Error::invalid(
-                    "refund.booking_id",
-                    "refund names another booking",
-                ));
-            }
             let payment = lock_payment(&mut tx, r.payment_id).await?;
             let others = refunds_of_booking(&mut *tx, id).await?;
             check_refundable(&payment, r, &others)?;

@@ -32,19 +32,7 @@ impl Locked {
     }
 
     pub(crate) fn capacity(&self, key: QuotaKey) -> u32 {
-        match key {
-            QuotaKey::Event => self.event.capacity,
-            QuotaKey::Tier(id) => self
-                .tiers
-                .iter()
-                .find(|t| t.id == id)
-                .map_or(0, |t| t.capacity),
-            QuotaKey::Shared(id) => self
-                .shared
-                .iter()
-                .find(|q| q.id == id)
-                .map_or(0, |q| q.capacity),
-        }
+        quota_capacity(&self.event, &self.tiers, &self.shared, key)
     }
 
     pub(crate) fn available(&self, key: QuotaKey) -> u32 {
@@ -508,28 +496,7 @@ impl InventoryStore for PostgresStore {
     async fn insert_tier(&self, tier: &TicketTier) -> Result<()> {
         let mut tx = begin(&self.pool).await?;
         let locked = lock_existing(&mut tx, tier.event_id, NO_EXPIRY).await?;
-        if locked.event.status.is_final() {
-            return Err(Error::invalid_state(
-                "event",
-                tier.event_id,
-                locked.event.status,
-                "add tier to",
-            ));
-        }
-        if locked
-            .tiers
-            .iter()
-            .any(|t| t.name.eq_ignore_ascii_case(&tier.name))
-        {
-            return Err(tier_name_taken(tier));
-        }
-        if let Some(q) = tier
-            .shared_quotas
-            .iter()
-            .find(|q| !locked.shared.iter().any(|sq| sq.id == **q))
-        {
-            return Err(Error::not_found("shared quota", q));
-        }
+        check_new_tier(&locked.event, &locked.tiers, &locked.shared, tier)?;
         sqlx::query(
             "INSERT INTO ems_tiers (id, event_id, name, capacity, version, doc) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -559,48 +526,7 @@ impl InventoryStore for PostgresStore {
         let mut tx = begin(&self.pool).await?;
         let locked = lock_existing(&mut tx, tier.event_id, NO_EXPIRY).await?;
         let taken = locked.taken(QuotaKey::Tier(tier.id));
-        let current = locked
-            .tiers
-            .iter()
-            .find(|t| t.id == tier.id)
-            .ok_or_else(|| Error::not_found("tier", tier.id))?;
-        if current.version + 1 != tier.version {
-            return Err(Error::Conflict {
-                entity: "tier",
-                id: tier.id.to_string(),
-                expected: tier.version - 1,
-                found: current.version,
-            });
-        }
-        if tier.capacity < taken {
-            return Err(Error::invalid(
-                "capacity",
-                format!("{taken} units are already taken"),
-            ));
-        }
-        if !tier
-            .shared_quotas
-            .iter()
-            .all(|q| locked.shared.iter().any(|sq| sq.id == *q))
-        {
-            return Err(Error::invalid(
-                "shared_quotas",
-                "every shared quota must belong to the event",
-            ));
-        }
-        if locked
-            .tiers
-            .iter()
-            .any(|t| t.id != tier.id && t.name.eq_ignore_ascii_case(&tier.name))
-        {
-            return Err(tier_name_taken(tier));
-        }
-        if current.shared_quotas != tier.shared_quotas && taken > 0 {
-            return Err(Error::invalid(
-                "shared_quotas",
-                "cannot change while units of the tier are held or sold",
-            ));
-        }
+        check_tier_change(&locked.tiers, &locked.shared, tier, taken)?;
         sqlx::query(
             "UPDATE ems_tiers SET name = $2, capacity = $3, version = $4, doc = $5 WHERE id = $1",
         )
@@ -684,37 +610,13 @@ impl InventoryStore for PostgresStore {
         let s = lock_existing(&mut tx, event, now).await?;
         let recent = recent_sales(&mut tx, &s.tiers, now).await?;
         commit(tx).await?;
-        let mut keys = vec![QuotaKey::Event];
-        keys.extend(s.tiers.iter().map(|t| QuotaKey::Tier(t.id)));
-        keys.extend(s.shared.iter().map(|q| QuotaKey::Shared(q.id)));
-        let quotas = keys
-            .into_iter()
-            .map(|k| QuotaAvailability {
-                quota: k,
-                capacity: s.capacity(k),
-                taken: s.taken(k),
-            })
-            .collect();
-        let tiers = s
-            .tiers
-            .iter()
-            .map(|t| {
-                let mut keys = vec![QuotaKey::Event, QuotaKey::Tier(t.id)];
-                keys.extend(t.shared_quotas.iter().map(|q| QuotaKey::Shared(*q)));
-                TierAvailability {
-                    tier_id: t.id,
-                    available: keys.iter().map(|k| s.available(*k)).min().unwrap_or(0),
-                    taken: s.taken(QuotaKey::Tier(t.id)),
-                    capacity: t.capacity,
-                    recent: recent_of(&recent, t.id),
-                }
-            })
-            .collect();
-        Ok(EventAvailability {
-            event_id: event,
-            quotas,
-            tiers,
-        })
+        Ok(availability_of(
+            &s.event,
+            &s.tiers,
+            &s.shared,
+            &|k| s.taken(k),
+            &|t| recent_of(&recent, t),
+        ))
     }
 
     async fn try_hold(&self, request: &HoldRequest) -> Result<Hold> {
@@ -903,14 +805,6 @@ impl InventoryStore for PostgresStore {
         .map_err(db)?
         .rows_affected();
         Ok(purged as u32)
-    }
-}
-
-fn tier_name_taken(tier: &TicketTier) -> Error {
-    Error::AlreadyExists {
-        entity: "tier",
-        field: "name",
-        value: tier.name.clone(),
     }
 }
 

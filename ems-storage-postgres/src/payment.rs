@@ -302,20 +302,7 @@ impl PaymentStore for PostgresStore {
             .map(refund_row)
             .transpose()?
             .ok_or_else(|| Error::not_found("refund", refund.id))?;
-        if current.version + 1 != refund.version {
-            return Err(Error::Conflict {
-                entity: "refund",
-                id: refund.id.to_string(),
-                expected: refund.version - 1,
-                found: current.version,
-            });
-        }
-        if current.amount != refund.amount || current.payment_id != refund.payment_id {
-            return Err(Error::invalid(
-                "refund",
-                "amount and payment of a refund never change",
-            ));
-        }
+        check_refund_change(&current, refund)?;
         if refund.status == RefundStatus::Succeeded && current.status != RefundStatus::Succeeded {
             payment.refunded = payment.refunded.checked_add(refund.amount)?;
             payment.version += 1;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 pub use policy::{RefundPolicy, RefundRule};
 pub use saga::{Checkout, CheckoutRequest};
-pub use store::{BookingStore, CancelBooking, ConfirmBooking, ConfirmOutcome};
+pub use store::{check_cancel, BookingStore, CancelBooking, ConfirmBooking, ConfirmOutcome};
 
 use crate::id::{BookingId, EventId, HoldId, OrganizationId, UserId};
 use crate::inventory::HoldLine;

@@ -112,3 +112,25 @@ pub trait BookingStore: Send + Sync + 'static {
     /// Cancels a confirmed booking, voiding its tickets and returning its units.
     async fn cancel_booking(&self, request: &CancelBooking) -> Result<Booking>;
 }
+
+/// Checks what [`BookingStore::cancel_booking`] may do beyond the booking's state:
+/// no ticket of it is checked in, and the refund (if any) is for this booking.
+pub fn check_cancel(request: &CancelBooking, any_checked_in: bool) -> Result<()> {
+    if any_checked_in {
+        return Err(crate::Error::invalid_state(
+            "booking",
+            request.booking_id,
+            "a ticket is checked in",
+            "cancel",
+        ));
+    }
+    if let Some(r) = &request.refund {
+        if r.booking_id != request.booking_id {
+            return Err(crate::Error::invalid(
+                "refund.booking_id",
+                "refund names another booking",
+            ));
+        }
+    }
+    Ok(())
+}

@@ -12,7 +12,10 @@ mod store;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use rules::{check_capacity, demand_of, plan_hold, Demand, HoldPlan, QuotaKey};
+pub use rules::{
+    availability_of, check_capacity, check_new_tier, check_tier_change, demand_of, plan_hold,
+    quota_capacity, Demand, HoldPlan, QuotaKey,
+};
 pub use service::{HoldOptions, MAX_PER_ORDER};
 pub use store::InventoryStore;
 

@@ -3,7 +3,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{HoldLine, HoldRequest, TicketTier};
+use super::{
+    EventAvailability, HoldLine, HoldRequest, QuotaAvailability, SharedQuota, TicketTier,
+    TierAvailability,
+};
 use crate::event::Event;
 use crate::id::{QuotaId, TierId};
 use crate::money::Money;
@@ -246,6 +249,158 @@ pub fn check_capacity(
                 available: left,
             });
         }
+    }
+    Ok(())
+}
+
+/// The capacity of quota `key` of `event`, given its tiers and shared quotas
+/// (0 for a quota the event does not have).
+pub fn quota_capacity(
+    event: &Event,
+    tiers: &[TicketTier],
+    shared: &[SharedQuota],
+    key: QuotaKey,
+) -> u32 {
+    match key {
+        QuotaKey::Event => event.capacity,
+        QuotaKey::Tier(id) => tiers.iter().find(|t| t.id == id).map_or(0, |t| t.capacity),
+        QuotaKey::Shared(id) => shared.iter().find(|q| q.id == id).map_or(0, |q| q.capacity),
+    }
+}
+
+/// An event's availability from what a store counts: `taken(quota)` and, per tier,
+/// the units held within each of its velocity windows (`recent`).
+pub fn availability_of(
+    event: &Event,
+    tiers: &[TicketTier],
+    shared: &[SharedQuota],
+    taken: &dyn Fn(QuotaKey) -> u32,
+    recent: &dyn Fn(TierId) -> [u32; 4],
+) -> EventAvailability {
+    let capacity = |k| quota_capacity(event, tiers, shared, k);
+    let available = |k| capacity(k).saturating_sub(taken(k));
+    let mut keys = vec![QuotaKey::Event];
+    keys.extend(tiers.iter().map(|t| QuotaKey::Tier(t.id)));
+    keys.extend(shared.iter().map(|q| QuotaKey::Shared(q.id)));
+    let quotas = keys
+        .into_iter()
+        .map(|k| QuotaAvailability {
+            quota: k,
+            capacity: capacity(k),
+            taken: taken(k),
+        })
+        .collect();
+    let tiers = tiers
+        .iter()
+        .map(|t| {
+            let mut keys = vec![QuotaKey::Event, QuotaKey::Tier(t.id)];
+            keys.extend(t.shared_quotas.iter().map(|q| QuotaKey::Shared(*q)));
+            TierAvailability {
+                tier_id: t.id,
+                available: keys.iter().map(|k| available(*k)).min().unwrap_or(0),
+                taken: taken(QuotaKey::Tier(t.id)),
+                capacity: t.capacity,
+                recent: recent(t.id),
+            }
+        })
+        .collect();
+    EventAvailability {
+        event_id: event.id,
+        quotas,
+        tiers,
+    }
+}
+
+fn tier_name_taken(tier: &TicketTier) -> Error {
+    Error::AlreadyExists {
+        entity: "tier",
+        field: "name",
+        value: tier.name.clone(),
+    }
+}
+
+/// Checks a new tier against its event as stored: the event is not cancelled or
+/// completed, no other tier has its name (case-insensitive), and every shared
+/// quota it draws on belongs to the event.
+pub fn check_new_tier(
+    event: &Event,
+    tiers: &[TicketTier],
+    shared: &[SharedQuota],
+    tier: &TicketTier,
+) -> Result<()> {
+    if event.status.is_final() {
+        return Err(Error::invalid_state(
+            "event",
+            tier.event_id,
+            event.status,
+            "add tier to",
+        ));
+    }
+    if tiers
+        .iter()
+        .any(|t| t.name.eq_ignore_ascii_case(&tier.name))
+    {
+        return Err(tier_name_taken(tier));
+    }
+    if let Some(q) = tier
+        .shared_quotas
+        .iter()
+        .find(|q| !shared.iter().any(|sq| sq.id == **q))
+    {
+        return Err(Error::not_found("shared quota", q));
+    }
+    Ok(())
+}
+
+/// Checks a changed tier against the stored tiers and the units `taken` on it:
+/// its version follows the stored one, its capacity holds what is taken, its
+/// shared quotas belong to the event and change only while nothing is taken,
+/// and its name stays unique.
+pub fn check_tier_change(
+    tiers: &[TicketTier],
+    shared: &[SharedQuota],
+    tier: &TicketTier,
+    taken: u32,
+) -> Result<()> {
+    let current = tiers
+        .iter()
+        .find(|t| t.id == tier.id)
+        .ok_or_else(|| Error::not_found("tier", tier.id))?;
+    if current.version + 1 != tier.version {
+        return Err(Error::Conflict {
+            entity: "tier",
+            id: tier.id.to_string(),
+            expected: tier.version.saturating_sub(1),
+            found: current.version,
+        });
+    }
+    if tier.capacity < taken {
+        return Err(Error::invalid(
+            "capacity",
+            format!("{taken} units are already taken"),
+        ));
+    }
+    if !tier
+        .shared_quotas
+        .iter()
+        .all(|q| shared.iter().any(|sq| sq.id == *q))
+    {
+        return Err(Error::invalid(
+            "shared_quotas",
+            "every shared quota must belong to the event",
+        ));
+    }
+    if tiers
+        .iter()
+        .any(|t| t.id != tier.id && t.name.eq_ignore_ascii_case(&tier.name))
+    {
+        return Err(tier_name_taken(tier));
+    }
+    if current.shared_quotas != tier.shared_quotas && taken > 0 {
+        return Err(Error::invalid(
+            "shared_quotas",
+            "cannot change while units of the tier are held or sold",
+        ));
     }
     Ok(())
 }

@@ -12,7 +12,9 @@ pub use fake::{FakeBehavior, FakeGateway};
 pub use gateway::*;
 pub use registry::{GatewayConfig, GatewayFactory, GatewayRegistry};
 pub use resilient::{ResiliencePolicy, ResilientGateway};
-pub use store::{check_refundable, payment_change_event, refund_change_event, PaymentStore};
+pub use store::{
+    check_refund_change, check_refundable, payment_change_event, refund_change_event, PaymentStore,
+};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};

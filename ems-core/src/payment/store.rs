@@ -119,3 +119,23 @@ pub fn check_refundable<'a>(
     }
     Ok(())
 }
+
+/// Checks a changed refund against the stored one: its version follows the
+/// stored version, and its amount and payment are unchanged.
+pub fn check_refund_change(current: &Refund, new: &Refund) -> Result<()> {
+    if current.version + 1 != new.version {
+        return Err(Error::Conflict {
+            entity: "refund",
+            id: new.id.to_string(),
+            expected: new.version.saturating_sub(1),
+            found: current.version,
+        });
+    }
+    if current.amount != new.amount || current.payment_id != new.payment_id {
+        return Err(Error::invalid(
+            "refund",
+            "amount and payment of a refund never change",
+        ));
+    }
+    Ok(())
+}
