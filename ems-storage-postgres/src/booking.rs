@@ -9,6 +9,7 @@ use ems_core::ticket::Ticket;
 use ems_core::{Error, Result};
 use serde_json::Value;
 use sqlx::Row;
+use uuid::Uuid;
 
 use crate::inventory::{apply_demand, coupon_uses, end_holds, lock_existing, read_hold};
 use crate::payment::{insert_refund_row, lock_payment, refunds_of_booking};
@@ -120,6 +121,31 @@ async fn confirm_now(
     )
     .await?;
     Ok(ConfirmOutcome::Confirmed(booking))
+}
+
+impl PostgresStore {
+    /// Bookings whose `column` is `value`, newest first, strictly before `before`.
+    async fn bookings_page(
+        &self,
+        column: &'static str,
+        value: Uuid,
+        before: Option<BookingId>,
+        limit: u32,
+    ) -> Result<Vec<Booking>> {
+        sqlx::query(&format!(
+            "SELECT {BOOKING} FROM ems_bookings WHERE {column} = $1 \
+             AND ($2::uuid IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+        ))
+        .bind(value)
+        .bind(before.map(|b| b.0))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(row::booking)
+        .collect()
+    }
 }
 
 #[async_trait]
@@ -237,19 +263,8 @@ impl BookingStore for PostgresStore {
         before: Option<BookingId>,
         limit: u32,
     ) -> Result<Vec<Booking>> {
-        sqlx::query(&format!(
-            "SELECT {BOOKING} FROM ems_bookings WHERE customer = $1 \
-             AND ($2::uuid IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
-        ))
-        .bind(customer.0)
-        .bind(before.map(|b| b.0))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?
-        .iter()
-        .map(row::booking)
-        .collect()
+        self.bookings_page("customer", customer.0, before, limit)
+            .await
     }
 
     async fn bookings_for_event(
@@ -258,19 +273,7 @@ impl BookingStore for PostgresStore {
         before: Option<BookingId>,
         limit: u32,
     ) -> Result<Vec<Booking>> {
-        sqlx::query(&format!(
-            "SELECT {BOOKING} FROM ems_bookings WHERE event_id = $1 \
-             AND ($2::uuid IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
-        ))
-        .bind(event.0)
-        .bind(before.map(|b| b.0))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?
-        .iter()
-        .map(row::booking)
-        .collect()
+        self.bookings_page("event_id", event.0, before, limit).await
     }
 
     async fn confirm_booking(&self, request: &ConfirmBooking) -> Result<ConfirmOutcome> {

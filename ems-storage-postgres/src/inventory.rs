@@ -491,6 +491,25 @@ async fn note_sales(tx: &mut Tx, locked: &Locked, request: &HoldRequest) -> Resu
     Ok(())
 }
 
+/// The records of `table` that belong to `event`, in creation order.
+async fn of_event<T: serde::de::DeserializeOwned>(
+    pool: &sqlx::PgPool,
+    table: &'static str,
+    entity: &'static str,
+    event: EventId,
+) -> Result<Vec<T>> {
+    sqlx::query(&format!(
+        "SELECT id, doc FROM {table} WHERE event_id = $1 ORDER BY seq"
+    ))
+    .bind(event.0)
+    .fetch_all(pool)
+    .await
+    .map_err(db)?
+    .iter()
+    .map(|r| from_json(entity, get::<Uuid>(r, "id")?, get(r, "doc")?))
+    .collect()
+}
+
 #[async_trait]
 impl InventoryStore for PostgresStore {
     async fn insert_tier(&self, tier: &TicketTier) -> Result<()> {
@@ -551,14 +570,7 @@ impl InventoryStore for PostgresStore {
     }
 
     async fn tiers(&self, event: EventId) -> Result<Vec<TicketTier>> {
-        sqlx::query("SELECT id, doc FROM ems_tiers WHERE event_id = $1 ORDER BY seq")
-            .bind(event.0)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?
-            .iter()
-            .map(|r| from_json("tier", get::<Uuid>(r, "id")?, get(r, "doc")?))
-            .collect()
+        of_event(&self.pool, "ems_tiers", "tier", event).await
     }
 
     async fn insert_shared_quota(&self, quota: &SharedQuota) -> Result<()> {
@@ -595,14 +607,7 @@ impl InventoryStore for PostgresStore {
     }
 
     async fn shared_quotas(&self, event: EventId) -> Result<Vec<SharedQuota>> {
-        sqlx::query("SELECT id, doc FROM ems_shared_quotas WHERE event_id = $1 ORDER BY seq")
-            .bind(event.0)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?
-            .iter()
-            .map(|r| from_json("shared quota", get::<Uuid>(r, "id")?, get(r, "doc")?))
-            .collect()
+        of_event(&self.pool, "ems_shared_quotas", "shared quota", event).await
     }
 
     async fn availability(&self, event: EventId, now: DateTime<Utc>) -> Result<EventAvailability> {
