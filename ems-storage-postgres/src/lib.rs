@@ -36,7 +36,8 @@
 //! Constraint violations map to the domain error they guard (a unique key to
 //! `AlreadyExists`, an overlap to `SoldOut`); a lost connection, a statement
 //! timeout, a deadlock or a serialization failure is
-//! [`Error::Unavailable`], which [`Error::is_retryable`] reports as retryable.
+//! [`Error::Unavailable`](ems_core::Error::Unavailable), which
+//! [`Error::is_retryable`](ems_core::Error::is_retryable) reports as retryable.
 //! A transaction that fails is rolled back: nothing is half-written.
 //!
 //! ## Event search
