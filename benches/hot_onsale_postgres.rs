@@ -6,55 +6,25 @@
 //!
 //! `cargo bench --features postgres --bench hot_onsale_postgres` runs each part
 //! for `EMS_BENCH_SECS` seconds (default 20) with `EMS_BENCH_BUYERS` buyers
-//! (default 32); `EMS_BENCH_ONLY=hot` runs only the hot event. Under `cargo test` it runs a 1-second smoke version without
+//! (default 32); `EMS_BENCH_ONLY=hot` runs only the hot event;
+//! `EMS_BENCH_ONLY=combiner` runs the floor, then holds only and full checkouts
+//! on the hot event with 32 and 256 buyers, hold batching off and on, then two
+//! services (own pool, own combiner) at once. Under `cargo test` it runs a 1-second smoke version without
 //! pgbench. The server is `DATABASE_URL` (default the local one); every run
 //! creates and drops its own databases.
 
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use ems::postgres::PostgresStore;
-use ems::prelude::*;
 use ems_storage_postgres::testing::{fresh_database, pool_store, server_url};
-use rand::Rng;
 
 mod common;
 
-struct Run {
-    label: String,
-    checkouts: u64,
-    tickets: u64,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
-}
+use common::onsale::{self, Run};
 
-impl Run {
-    fn print(&self) {
-        let secs = self.elapsed.as_secs_f64();
-        let pct = |p: f64| {
-            self.latencies
-                .get(((self.latencies.len().max(1) - 1) as f64 * p) as usize)
-                .copied()
-                .unwrap_or_default()
-        };
-        println!(
-            "{:<34} checkouts/s={:<8.0} tickets/s={:<8.0} p50={:>7.2?} p99={:>7.2?}",
-            self.label,
-            self.checkouts as f64 / secs,
-            self.tickets as f64 / secs,
-            pct(0.50),
-            pct(0.99),
-        );
-    }
-
-    fn tickets_per_sec(&self) -> f64 {
-        self.tickets as f64 / self.elapsed.as_secs_f64()
-    }
-}
-
-/// `buyers` tasks check out 1–4 units on random events of `events` for `secs`.
+/// `buyers` tasks check out 1–4 units on random events of `events` for `secs`,
+/// on a fresh database; checks the counts after.
 async fn onsale(label: &str, events: usize, capacity: u32, buyers: usize, secs: u64) -> Run {
     let options = fresh_database("ems_bench")
         .await
@@ -64,71 +34,147 @@ async fn onsale(label: &str, events: usize, capacity: u32, buyers: usize, secs: 
         .expect("pool connects");
     store.migrate().await.expect("migrations apply");
     let (ems, events) = common::published(Arc::new(store.clone()), events, capacity).await;
-    let events = Arc::new(events);
-    let stop = Arc::new(AtomicBool::new(false));
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for b in 0..buyers {
-        let (ems, events, stop) = (ems.clone(), Arc::clone(&events), Arc::clone(&stop));
-        tasks.push(tokio::spawn(async move {
-            let buyer = Actor::Customer {
-                user: UserId::new(),
-            };
-            let (mut done, mut tickets, mut latencies) = (0u64, 0u64, Vec::new());
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let (quantity, pick) = {
-                    let mut rng = rand::thread_rng();
-                    (rng.gen_range(1..=4u32), rng.gen_range(0..events.len()))
-                };
-                let (event, tier) = events[pick];
-                let order = CheckoutRequest::new(
-                    event,
-                    vec![HoldItem {
-                        tier_id: tier,
-                        quantity,
-                    }],
-                    format!("{b}-{n}"),
-                );
-                n += 1;
-                let t = Instant::now();
-                let c = ems
-                    .checkout(&buyer, order)
-                    .await
-                    .expect("checkout succeeds");
-                latencies.push(t.elapsed());
-                assert_eq!(c.booking.status, BookingStatus::Confirmed);
-                done += 1;
-                tickets += c.tickets.len() as u64;
-            }
-            (done, tickets, latencies)
-        }));
-    }
-    tokio::time::sleep(Duration::from_secs(secs)).await;
-    stop.store(true, Ordering::Relaxed);
-    let (mut checkouts, mut tickets, mut latencies) = (0, 0, Vec::new());
-    for t in tasks {
-        let (d, n, l) = t.await.expect("buyer task");
-        checkouts += d;
-        tickets += n;
-        latencies.extend(l);
-    }
-    let elapsed = start.elapsed();
-    latencies.sort();
-    oversell_check(&store, tickets).await;
+    let run = onsale::run(label.to_owned(), ems, events, buyers, secs).await;
+    oversell_check(&store, run.tickets).await;
     let db: String = sqlx::query_scalar("SELECT current_database()")
         .fetch_one(store.pool())
         .await
         .expect("name");
     store.pool().close().await;
     drop_database(&db).await;
-    Run {
-        label: format!("ems {label} ({buyers} buyers)"),
-        checkouts,
-        tickets,
-        elapsed,
-        latencies,
+    run
+}
+
+/// The combiner comparison of the hot on-sale: one event, holds only and full
+/// checkouts, `buyers` buyers, hold batching off and on, then two services (each
+/// its own pool and combiner) at once.
+async fn combiner(buyers: &[usize], secs: u64) {
+    use ems::inventory::HoldBatching;
+    for &n in buyers {
+        for (mode, what) in [
+            (onsale::Mode::Hold, "holds"),
+            (onsale::Mode::Checkout, "checkouts"),
+        ] {
+            for batching in [HoldBatching::Off, HoldBatching::On] {
+                let options = fresh_database("ems_bench")
+                    .await
+                    .expect("the PostgreSQL server (DATABASE_URL) is reachable");
+                let connections = (n as u32 + 2).min(80);
+                let store = pool_store(options.clone(), connections)
+                    .await
+                    .expect("pool connects");
+                store.migrate().await.expect("migrations apply");
+                let (ems, events) =
+                    common::published_with(Arc::new(store.clone()), 1, 50_000_000, batching).await;
+                let on = if batching == HoldBatching::On {
+                    "on"
+                } else {
+                    "off"
+                };
+                let run = onsale::run_many(
+                    format!("hot {what}, batching {on}"),
+                    vec![ems],
+                    events,
+                    n,
+                    secs,
+                    mode,
+                )
+                .await;
+                run.print();
+                oversell_check_any(&store, mode, run.tickets).await;
+                close(store).await;
+            }
+        }
     }
+    // Two services at once, each with its own pool and combiner.
+    for (mode, what) in [
+        (onsale::Mode::Hold, "holds"),
+        (onsale::Mode::Checkout, "checkouts"),
+    ] {
+        let options = fresh_database("ems_bench")
+            .await
+            .expect("the PostgreSQL server (DATABASE_URL) is reachable");
+        let a = pool_store(options.clone(), 34)
+            .await
+            .expect("pool connects");
+        a.migrate().await.expect("migrations apply");
+        let b = pool_store(options, 34).await.expect("pool connects");
+        let (ems_a, events) =
+            common::published_with(Arc::new(a.clone()), 1, 50_000_000, HoldBatching::On).await;
+        let ems_b = common::service(Arc::new(b.clone()), HoldBatching::On);
+        let run = onsale::run_many(
+            format!("hot {what}, batching on, 2 services"),
+            vec![ems_a, ems_b],
+            events,
+            buyers[0],
+            secs,
+            mode,
+        )
+        .await;
+        run.print();
+        oversell_check_any(&a, mode, run.tickets).await;
+        b.pool().close().await;
+        close(a).await;
+    }
+}
+
+/// Units taken on the tiers equal the units of active holds (holds only) or
+/// the confirmed units and tickets (checkouts).
+async fn oversell_check_any(store: &PostgresStore, mode: onsale::Mode, units: u64) {
+    if mode == onsale::Mode::Checkout {
+        return oversell_check(store, units).await;
+    }
+    let (taken, held, ok): (i64, i64, bool) = sqlx::query_as(
+        "SELECT (SELECT coalesce(sum(taken), 0)::int8 FROM ems_tiers), \
+                (SELECT coalesce(sum(quantity), 0)::int8 FROM ems_holds WHERE status = 'active'), \
+                (SELECT bool_and(taken <= capacity) FROM ems_tiers)",
+    )
+    .fetch_one(store.pool())
+    .await
+    .expect("counts");
+    assert_eq!(taken, held, "units taken = units of active holds");
+    assert_eq!(held as u64, units, "every returned hold is stored");
+    assert!(ok, "no tier above capacity");
+    println!("  oversell check: taken={taken} held={held}  exact");
+}
+
+/// Holds only, batched, for the smoke run under `cargo test`.
+async fn smoke_holds(buyers: usize, secs: u64) {
+    let options = fresh_database("ems_bench")
+        .await
+        .expect("the PostgreSQL server (DATABASE_URL) is reachable");
+    let store = pool_store(options, buyers as u32 + 2)
+        .await
+        .expect("pool connects");
+    store.migrate().await.expect("migrations apply");
+    let (ems, events) = common::published_with(
+        Arc::new(store.clone()),
+        1,
+        1_000_000,
+        ems::inventory::HoldBatching::On,
+    )
+    .await;
+    let run = onsale::run_many(
+        "hot holds, batching on (smoke)".into(),
+        vec![ems],
+        events,
+        buyers,
+        secs,
+        onsale::Mode::Hold,
+    )
+    .await;
+    run.print();
+    oversell_check_any(&store, onsale::Mode::Hold, run.tickets).await;
+    close(store).await;
+}
+
+async fn close(store: PostgresStore) {
+    let db: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(store.pool())
+        .await
+        .expect("name");
+    store.pool().close().await;
+    drop_database(&db).await;
 }
 
 /// Sold units, confirmed units and issued tickets agree exactly.
@@ -209,21 +255,7 @@ async fn pgbench(script: &str, clients: usize, secs: u64) -> f64 {
 }
 
 fn main() {
-    let full = std::env::args().any(|a| a == "--bench");
-    let env = |k: &str, d: u64| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
-    let (secs, buyers) = if full {
-        (
-            env("EMS_BENCH_SECS", 20),
-            env("EMS_BENCH_BUYERS", 32) as usize,
-        )
-    } else {
-        (1, 4)
-    };
+    let (secs, buyers, full) = onsale::settings();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -231,7 +263,10 @@ fn main() {
         .expect("runtime");
     rt.block_on(async {
         let only = std::env::var("EMS_BENCH_ONLY").unwrap_or_default();
-        if full && only == "hot" {
+        if full && only == "combiner" {
+            pgbench("hot.sql", buyers, secs).await;
+            combiner(&[buyers, 256], secs).await;
+        } else if full && only == "hot" {
             onsale("hot event", 1, 1_000_000, buyers, secs)
                 .await
                 .print();
@@ -254,6 +289,7 @@ fn main() {
             onsale("hot event (smoke)", 1, 1_000_000, buyers, secs)
                 .await
                 .print();
+            smoke_holds(buyers, secs).await;
         }
     });
 }

@@ -7,7 +7,7 @@
 //!
 //! This facade re-exports [`ems_core`] and, with the default `memory` feature, the
 //! in-memory backend as [`memory`]; with feature `postgres`, the PostgreSQL backend
-//! as `postgres`.
+//! as `postgres`; with feature `mongo`, the MongoDB backend as `mongo`.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -42,6 +42,13 @@ pub use ems_core::*;
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 pub mod memory {
     pub use ems_storage_memory::MemoryStore;
+}
+
+/// The MongoDB backend (feature `mongo`).
+#[cfg(feature = "mongo")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mongo")))]
+pub mod mongo {
+    pub use ems_storage_mongo::{Compatibility, MongoStore};
 }
 
 /// The PostgreSQL backend (feature `postgres`).

@@ -1,4 +1,5 @@
-//! Shared set-up for the in-memory benches: published events with one large tier.
+//! Shared set-up for the benches: published events with one large tier, and the
+//! hot on-sale driver.
 
 use std::sync::Arc;
 
@@ -7,6 +8,9 @@ use ems::clock::ManualClock;
 use ems::memory::MemoryStore;
 use ems::payment::FakeGateway;
 use ems::prelude::*;
+
+#[allow(dead_code)] // only the on-sale benches drive buyers
+pub(crate) mod onsale;
 
 /// A service over a fresh memory store with `events` published events of one tier each.
 #[allow(dead_code)]
@@ -24,24 +28,51 @@ pub(crate) fn world(events: usize, capacity: u32) -> World {
     World { ems, store, events }
 }
 
-/// A service over `store` (manual clock, FakeGateway "fake") with `events`
-/// published events of one tier ("GA", 1–10 per order) of `capacity` units each.
-pub(crate) async fn published(
-    store: Arc<dyn Store>,
-    events: usize,
-    capacity: u32,
-) -> (Ems, Vec<(EventId, TierId)>) {
+/// Hold batching as `EMS_BENCH_BATCHING=on|off` says (the store's preference otherwise).
+pub(crate) fn env_batching() -> ems::inventory::HoldBatching {
+    match std::env::var("EMS_BENCH_BATCHING").as_deref() {
+        Ok("on") => ems::inventory::HoldBatching::On,
+        Ok("off") => ems::inventory::HoldBatching::Off,
+        _ => ems::inventory::HoldBatching::Auto,
+    }
+}
+
+/// A service over `store`: a manual clock fixed at 2030-01-01 (holds never
+/// lapse during a run), FakeGateway "fake", hold batching as given.
+pub(crate) fn service(store: Arc<dyn Store>, batching: ems::inventory::HoldBatching) -> Ems {
     let clock = ManualClock::new(
         Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0)
             .single()
             .expect("a valid instant"),
     );
-    let ems = Ems::builder(store)
-        .clock(Arc::new(clock.clone()))
+    Ems::builder(store)
+        .hold_batching(batching)
+        .clock(Arc::new(clock))
         .gateway("fake", Arc::new(FakeGateway::new("whsec_bench")))
         .ticket_key(&[1u8; 32])
         .build()
-        .expect("bench set-up succeeds");
+        .expect("bench set-up succeeds")
+}
+
+/// A service over `store` (see [`service`], batching from the environment) with
+/// `events` published events of one tier ("GA", 1–10 per order) of `capacity`
+/// units each.
+pub(crate) async fn published(
+    store: Arc<dyn Store>,
+    events: usize,
+    capacity: u32,
+) -> (Ems, Vec<(EventId, TierId)>) {
+    published_with(store, events, capacity, env_batching()).await
+}
+
+/// [`published`] with hold batching as given.
+pub(crate) async fn published_with(
+    store: Arc<dyn Store>,
+    events: usize,
+    capacity: u32,
+    batching: ems::inventory::HoldBatching,
+) -> (Ems, Vec<(EventId, TierId)>) {
+    let ems = service(store, batching);
     let org = ems
         .create_organization(&Actor::System, "Bench")
         .await
@@ -50,7 +81,7 @@ pub(crate) async fn published(
         user: UserId::new(),
         organization: org.id,
     };
-    let starts = clock.now() + Duration::days(30);
+    let starts = ems.now() + Duration::days(30);
     let mut out = Vec::with_capacity(events);
     for i in 0..events {
         let e = ems

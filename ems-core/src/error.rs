@@ -121,6 +121,84 @@ pub enum Error {
 }
 
 impl Error {
+    /// The same error for another caller (errors are not `Clone`: a backend's
+    /// source is kept as its message). Batched operations use it to give every
+    /// request of a failed batch the error it would have got alone.
+    pub fn replica(&self) -> Error {
+        match self {
+            Error::NotFound { entity, id } => Error::NotFound {
+                entity,
+                id: id.clone(),
+            },
+            Error::Conflict {
+                entity,
+                id,
+                expected,
+                found,
+            } => Error::Conflict {
+                entity,
+                id: id.clone(),
+                expected: *expected,
+                found: *found,
+            },
+            Error::AlreadyExists {
+                entity,
+                field,
+                value,
+            } => Error::AlreadyExists {
+                entity,
+                field,
+                value: value.clone(),
+            },
+            Error::SoldOut {
+                quota,
+                requested,
+                available,
+            } => Error::SoldOut {
+                quota: quota.clone(),
+                requested: *requested,
+                available: *available,
+            },
+            Error::InvalidInput { field, reason } => Error::InvalidInput {
+                field,
+                reason: reason.clone(),
+            },
+            Error::InvalidState {
+                entity,
+                id,
+                state,
+                action,
+            } => Error::InvalidState {
+                entity,
+                id: id.clone(),
+                state: state.clone(),
+                action,
+            },
+            Error::Forbidden { action, reason } => Error::Forbidden { action, reason },
+            Error::Unavailable {
+                retry_after,
+                source,
+            } => Error::Unavailable {
+                retry_after: *retry_after,
+                source: source.to_string().into(),
+            },
+            Error::Corrupt { entity, id, reason } => Error::Corrupt {
+                entity,
+                id: id.clone(),
+                reason: reason.clone(),
+            },
+            Error::Backend { backend, source } => Error::Backend {
+                backend,
+                source: source.to_string().into(),
+            },
+            Error::NotSupported(what) => Error::NotSupported(what),
+            other => Error::Backend {
+                backend: "batch",
+                source: other.to_string().into(),
+            },
+        }
+    }
+
     /// Shorthand for [`Error::NotFound`].
     pub fn not_found(entity: &'static str, id: impl ToString) -> Self {
         Error::NotFound {

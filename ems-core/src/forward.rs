@@ -94,6 +94,12 @@ macro_rules! forward_ports {
             async fn try_hold(&self, request: &HoldRequest) -> Result<Hold> {
                 (**self).try_hold(request).await
             }
+            async fn try_hold_batch(&self, requests: &[HoldRequest]) -> Vec<Result<Hold>> {
+                (**self).try_hold_batch(requests).await
+            }
+            fn prefers_hold_batching(&self) -> bool {
+                (**self).prefers_hold_batching()
+            }
             async fn hold(&self, id: HoldId) -> Result<Option<Hold>> {
                 (**self).hold(id).await
             }

@@ -85,12 +85,19 @@ impl<T> Store for T where
 pub struct EmsConfig {
     /// How long a hold lasts unless the caller asks otherwise (default 10 minutes).
     pub hold_ttl: Duration,
+    /// Whether concurrent holds of one event are batched (default: as the store
+    /// prefers).
+    pub hold_batching: inventory::HoldBatching,
+    /// The most hold requests one batch sends to the store (default 256).
+    pub max_hold_batch: usize,
 }
 
 impl Default for EmsConfig {
     fn default() -> Self {
         Self {
             hold_ttl: Duration::minutes(10),
+            hold_batching: inventory::HoldBatching::Auto,
+            max_hold_batch: 256,
         }
     }
 }
@@ -102,6 +109,8 @@ struct Inner {
     default_gateway: String,
     signer: TicketSigner,
     config: EmsConfig,
+    /// Present when holds are batched.
+    combiner: Option<inventory::HoldCombiner>,
 }
 
 /// The ems service: every domain operation, over any [`Store`]. A cheap `Clone`
@@ -168,6 +177,19 @@ impl EmsBuilder {
         self
     }
 
+    /// Whether concurrent holds of one event are reserved in batches (see
+    /// [`inventory::HoldBatching`]); `Auto` by default.
+    pub fn hold_batching(mut self, batching: inventory::HoldBatching) -> Self {
+        self.config.hold_batching = batching;
+        self
+    }
+
+    /// The most hold requests one batch sends to the store (default 256).
+    pub fn max_hold_batch(mut self, n: usize) -> Self {
+        self.config.max_hold_batch = n;
+        self
+    }
+
     /// Checks the configuration and builds.
     pub fn build(mut self) -> Result<Ems> {
         if self.gateways.is_empty() {
@@ -189,8 +211,20 @@ impl EmsBuilder {
             Some(k) => TicketSigner::new(&k)?,
             None => TicketSigner::random(),
         };
+        if self.config.max_hold_batch == 0 {
+            return Err(Error::invalid("max_hold_batch", "must be at least 1"));
+        }
+        let batching = match self.config.hold_batching {
+            inventory::HoldBatching::On => true,
+            inventory::HoldBatching::Off => false,
+            _ => self.store.prefers_hold_batching(),
+        };
+        let combiner = batching.then(|| {
+            inventory::HoldCombiner::new(Arc::clone(&self.store), self.config.max_hold_batch)
+        });
         Ok(Ems {
             inner: Arc::new(Inner {
+                combiner,
                 store: self.store,
                 clock: self.clock,
                 gateways: self.gateways,
@@ -218,6 +252,24 @@ impl Ems {
     /// The store behind this service.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
+    }
+
+    /// Whether holds go through the combiner.
+    pub fn batches_holds(&self) -> bool {
+        self.inner.combiner.is_some()
+    }
+
+    /// Reserves units: through the combiner when batching, else directly.
+    pub(crate) async fn reserve(&self, request: inventory::HoldRequest) -> Result<inventory::Hold> {
+        match &self.inner.combiner {
+            Some(c) => c.hold(request).await,
+            None => self.inner.store.try_hold(&request).await,
+        }
+    }
+
+    /// The configured clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
     }
 
     /// Now, by the configured clock.

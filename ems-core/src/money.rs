@@ -85,6 +85,7 @@ impl From<Currency> for String {
 
 /// How an amount is rounded to the currency's minor unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Rounding {
@@ -121,6 +122,7 @@ impl Rounding {
 /// assert!(total.checked_add(Money::parse("1", "USD").unwrap()).is_err());
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Money {
     amount: Decimal,
     currency: Currency,
@@ -304,6 +306,21 @@ impl NormalizeTo for Decimal {
         d
     }
 }
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Currency {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("ISO 4217 currency code"))
+            .pattern(Some("^[A-Z]{3}$"))
+            .examples([serde_json::json!("EUR")])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Currency {}
 
 #[cfg(test)]
 mod tests {

@@ -11,6 +11,7 @@ pub const MAX_PAGE_SIZE: u32 = 500;
 
 /// An opaque position in a listing; pass it back to get the next page.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct Cursor(String);
 
@@ -45,6 +46,7 @@ impl From<String> for Cursor {
 
 /// Which page to read.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PageRequest {
     /// Continue after this cursor; `None` for the first page.
     pub after: Option<Cursor>,
@@ -90,6 +92,7 @@ impl PageRequest {
 
 /// One page of a listing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Page<T> {
     /// The items, in the listing's order.
     pub items: Vec<T>,

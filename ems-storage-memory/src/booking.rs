@@ -210,7 +210,7 @@ impl BookingStore for MemoryStore {
                     s.expiry.remove(&key);
                 }
                 for t in &request.tickets {
-                    s.tickets.insert(t.id, t.clone());
+                    s.tickets.insert(t.id, Box::new(t.clone()));
                     self.inner.tickets.insert(t.id, event_id);
                 }
                 s.booking_tickets

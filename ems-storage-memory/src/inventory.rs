@@ -156,33 +156,15 @@ impl InventoryStore for MemoryStore {
             book.take(id, request.customer);
         }
         drop(book);
-        s.take(&plan.demand);
-        let hold = Hold {
-            id: request.id,
-            event_id: request.event_id,
-            organization: s.event.organization,
-            customer: request.customer,
-            lines: plan.lines,
-            quote: plan.quote,
-            total: plan.total,
-            status: HoldStatus::Active,
-            booking_id: None,
-            coupon,
-            created_at: request.now,
-            expires_at: request.expires_at,
-        };
+        let (hold, demand) = plan.into_hold(request, s.event.organization, coupon);
+        s.take(&demand);
         for item in &request.items {
             s.note_sale(item.tier_id, item.quantity, request.now);
         }
         s.expiry.insert((hold.expires_at, hold.id));
-        s.holds.insert(hold.id, hold.clone());
+        s.holds.insert(hold.id, Box::new(hold.clone()));
         self.inner.holds.insert(hold.id, hold.event_id);
-        out.push(DomainEvent::HoldPlaced {
-            event_id: hold.event_id,
-            hold_id: hold.id,
-            customer: hold.customer,
-            quantity: hold.quantity(),
-        });
+        out.push(hold.placed_event());
         self.record(request.now, out);
         Ok(hold)
     }
@@ -190,7 +172,7 @@ impl InventoryStore for MemoryStore {
     async fn hold(&self, id: HoldId) -> Result<Option<Hold>> {
         Ok(self
             .shard_via(&self.inner.holds, &id)
-            .and_then(|s| s.lock().holds.get(&id).cloned()))
+            .and_then(|s| s.lock().holds.get(&id).map(|h| (**h).clone())))
     }
 
     async fn release_hold(&self, id: HoldId, now: DateTime<Utc>) -> Result<Hold> {
@@ -220,7 +202,7 @@ impl InventoryStore for MemoryStore {
             }
         }
         self.record(now, out);
-        Ok(s.holds[&id].clone())
+        Ok((*s.holds[&id]).clone())
     }
 
     async fn sweep_expired(&self, now: DateTime<Utc>, limit: u32) -> Result<u32> {

@@ -20,24 +20,10 @@ impl MemoryStore {
 impl OutboxStore for MemoryStore {
     async fn read_events(&self, after: Option<u64>, limit: u32) -> Result<Vec<RecordedEvent>> {
         let outbox = self.inner.outbox.lock();
-        let after = after.unwrap_or(0);
-        let start = outbox.events.partition_point(|e| e.seq <= after);
-        Ok(outbox
-            .events
-            .iter()
-            .skip(start)
-            .take(limit as usize)
-            .cloned()
-            .collect())
+        Ok(outbox.read(after.unwrap_or(0), limit as usize))
     }
 
     async fn prune_events(&self, up_to: u64) -> Result<u64> {
-        let mut outbox = self.inner.outbox.lock();
-        let n = outbox.events.partition_point(|e| e.seq <= up_to);
-        outbox.events.drain(..n);
-        if outbox.events.capacity() > 4 * outbox.events.len() + 1024 {
-            outbox.events.shrink_to_fit();
-        }
-        Ok(n as u64)
+        Ok(self.inner.outbox.lock().prune(up_to))
     }
 }

@@ -22,7 +22,7 @@ impl PaymentStore for MemoryStore {
             {
                 dashmap::Entry::Occupied(o) => Some(*o.get()),
                 dashmap::Entry::Vacant(v) => {
-                    s.payments.insert(payment.id, payment.clone());
+                    s.payments.insert(payment.id, Box::new(payment.clone()));
                     s.booking_payments
                         .entry(payment.booking_id)
                         .or_default()
@@ -58,7 +58,7 @@ impl PaymentStore for MemoryStore {
     async fn payment(&self, id: PaymentId) -> Result<Option<Payment>> {
         Ok(self
             .shard_via(&self.inner.payments, &id)
-            .and_then(|s| s.lock().payments.get(&id).cloned()))
+            .and_then(|s| s.lock().payments.get(&id).map(|p| (**p).clone())))
     }
 
     async fn payment_by_reference(
@@ -86,7 +86,7 @@ impl PaymentStore for MemoryStore {
             .get(&booking)
             .into_iter()
             .flatten()
-            .filter_map(|id| s.payments.get(id).cloned())
+            .filter_map(|id| s.payments.get(id).map(|p| (**p).clone()))
             .collect())
     }
 
@@ -115,7 +115,7 @@ impl PaymentStore for MemoryStore {
                     .insert((payment.gateway.clone(), r.clone()), payment.id);
             }
         }
-        s.payments.insert(payment.id, payment.clone());
+        s.payments.insert(payment.id, Box::new(payment.clone()));
         self.record(payment.updated_at, event);
         Ok(())
     }

@@ -31,20 +31,68 @@ pub(crate) struct EventIndex {
     pub(crate) by_start: BTreeSet<(DateTime<Utc>, EventId)>,
 }
 
+/// Events per chunk of the outbox.
+const OUTBOX_CHUNK: usize = 4096;
+
+/// The domain-event log in fixed-size chunks: appending never reallocates (and
+/// so never copies) the whole log under its lock, however long it grows.
 #[derive(Default)]
 pub(crate) struct Outbox {
-    pub(crate) events: VecDeque<RecordedEvent>,
+    chunks: VecDeque<Vec<RecordedEvent>>,
     pub(crate) last_seq: u64,
 }
 
 impl Outbox {
     pub(crate) fn push(&mut self, occurred_at: DateTime<Utc>, event: DomainEvent) {
         self.last_seq += 1;
-        self.events.push_back(RecordedEvent {
-            seq: self.last_seq,
-            occurred_at,
-            event,
-        });
+        if self.chunks.back().is_none_or(|c| c.len() == OUTBOX_CHUNK) {
+            self.chunks.push_back(Vec::with_capacity(OUTBOX_CHUNK));
+        }
+        if let Some(chunk) = self.chunks.back_mut() {
+            chunk.push(RecordedEvent {
+                seq: self.last_seq,
+                occurred_at,
+                event,
+            });
+        }
+    }
+
+    /// Up to `limit` events with `seq > after`, oldest first.
+    pub(crate) fn read(&self, after: u64, limit: usize) -> Vec<RecordedEvent> {
+        let first = self
+            .chunks
+            .partition_point(|c| c.last().is_none_or(|e| e.seq <= after));
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for chunk in self.chunks.iter().skip(first) {
+            let start = chunk.partition_point(|e| e.seq <= after);
+            for e in &chunk[start..] {
+                if out.len() == limit {
+                    return out;
+                }
+                out.push(e.clone());
+            }
+        }
+        out
+    }
+
+    /// Drops the events with `seq <= up_to`; returns how many.
+    pub(crate) fn prune(&mut self, up_to: u64) -> u64 {
+        let mut dropped = 0u64;
+        while self
+            .chunks
+            .front()
+            .is_some_and(|c| c.last().is_none_or(|e| e.seq <= up_to))
+        {
+            if let Some(c) = self.chunks.pop_front() {
+                dropped += c.len() as u64;
+            }
+        }
+        if let Some(front) = self.chunks.front_mut() {
+            let n = front.partition_point(|e| e.seq <= up_to);
+            front.drain(..n);
+            dropped += n as u64;
+        }
+        dropped
     }
 }
 
@@ -93,16 +141,16 @@ pub(crate) struct Shard {
     pub(crate) recent: HashMap<TierId, VecDeque<(DateTime<Utc>, u32)>>,
     /// Units taken (held + sold) per quota; a handful of entries, scanned linearly.
     pub(crate) taken: Vec<(QuotaKey, u32)>,
-    pub(crate) holds: HashMap<HoldId, Hold>,
+    pub(crate) holds: HashMap<HoldId, Box<Hold>>,
     pub(crate) expiry: BTreeSet<(DateTime<Utc>, HoldId)>,
     /// Ended holds without a booking, oldest first: what `purge_ended_holds` may forget.
     pub(crate) ended: VecDeque<(DateTime<Utc>, HoldId)>,
     pub(crate) bookings: BTreeMap<BookingId, Booking>,
-    pub(crate) payments: HashMap<PaymentId, Payment>,
+    pub(crate) payments: HashMap<PaymentId, Box<Payment>>,
     pub(crate) booking_payments: HashMap<BookingId, Vec<PaymentId>>,
     pub(crate) refunds: HashMap<RefundId, Refund>,
     pub(crate) booking_refunds: HashMap<BookingId, Vec<RefundId>>,
-    pub(crate) tickets: HashMap<TicketId, Ticket>,
+    pub(crate) tickets: HashMap<TicketId, Box<Ticket>>,
     pub(crate) booking_tickets: HashMap<BookingId, Vec<TicketId>>,
 }
 
@@ -324,5 +372,55 @@ impl Shard {
             .entry(refund.booking_id)
             .or_default()
             .push(refund.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filled(n: u64) -> Outbox {
+        let mut o = Outbox::default();
+        for i in 0..n {
+            o.push(
+                DateTime::<Utc>::from_timestamp(i as i64, 0).unwrap_or_default(),
+                DomainEvent::UserRegistered {
+                    user: UserId::new(),
+                },
+            );
+        }
+        o
+    }
+
+    #[test]
+    fn reads_and_prunes_across_chunks() {
+        let mut o = filled(3 * OUTBOX_CHUNK as u64 + 10);
+        let page = o.read(OUTBOX_CHUNK as u64 - 2, 5);
+        let seqs: Vec<u64> = page.iter().map(|e| e.seq).collect();
+        let c = OUTBOX_CHUNK as u64;
+        assert_eq!(
+            seqs,
+            vec![c - 1, c, c + 1, c + 2, c + 3],
+            "a page spans chunks"
+        );
+        assert_eq!(o.read(3 * c + 10, 5).len(), 0);
+        assert_eq!(o.read(0, usize::MAX).len() as u64, 3 * c + 10);
+
+        assert_eq!(o.prune(c + 5), c + 5);
+        assert_eq!(
+            o.read(0, 1)[0].seq,
+            c + 6,
+            "the oldest left is the next one"
+        );
+        assert_eq!(o.prune(c + 5), 0, "pruning twice drops nothing");
+        assert_eq!(o.prune(u64::MAX), 2 * c + 5);
+        assert!(o.read(0, 10).is_empty());
+        o.push(
+            Utc::now(),
+            DomainEvent::UserRegistered {
+                user: UserId::new(),
+            },
+        );
+        assert_eq!(o.read(0, 10)[0].seq, 3 * c + 11, "numbering goes on");
     }
 }

@@ -12,7 +12,7 @@ impl TicketStore for MemoryStore {
     async fn ticket(&self, id: TicketId) -> Result<Option<Ticket>> {
         Ok(self
             .shard_via(&self.inner.tickets, &id)
-            .and_then(|s| s.lock().tickets.get(&id).cloned()))
+            .and_then(|s| s.lock().tickets.get(&id).map(|t| (**t).clone())))
     }
 
     async fn tickets_for_booking(&self, booking: BookingId) -> Result<Vec<Ticket>> {
@@ -24,7 +24,7 @@ impl TicketStore for MemoryStore {
             .get(&booking)
             .into_iter()
             .flatten()
-            .filter_map(|id| s.tickets.get(id).cloned())
+            .filter_map(|id| s.tickets.get(id).map(|t| (**t).clone()))
             .collect())
     }
 
@@ -71,6 +71,6 @@ impl TicketStore for MemoryStore {
                 ticket_id: ticket,
             }],
         );
-        Ok(CheckIn::Admitted { ticket: admitted })
+        Ok(CheckIn::Admitted { ticket: *admitted })
     }
 }

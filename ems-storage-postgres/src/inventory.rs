@@ -332,38 +332,9 @@ pub(crate) async fn end_holds(
             .collect::<Result<_>>()?;
         }
     }
-    let mut out = Vec::with_capacity(holds.len() * 2);
-    for h in &holds {
-        let (event_id, hold_id, quantity) = (h.event_id, h.id, h.quantity());
-        out.push(match status {
-            HoldStatus::Expired => DomainEvent::HoldExpired {
-                event_id,
-                hold_id,
-                quantity,
-            },
-            _ => DomainEvent::HoldReleased {
-                event_id,
-                hold_id,
-                quantity,
-            },
-        });
-        if let (Some(b), Some((bstatus, reason))) = (h.booking_id, &outcome) {
-            if moved.contains(&b.0) {
-                out.push(match bstatus {
-                    BookingStatus::Expired => DomainEvent::BookingExpired {
-                        event_id,
-                        booking_id: b,
-                    },
-                    _ => DomainEvent::BookingFailed {
-                        event_id,
-                        booking_id: b,
-                        reason: reason.clone(),
-                    },
-                });
-            }
-        }
-    }
-    Ok(out)
+    Ok(hold_end_events(&holds, status, outcome.as_ref(), |b| {
+        moved.contains(&b.0)
+    }))
 }
 
 /// Units of each tier held within each of its velocity windows before `now`.
@@ -624,6 +595,38 @@ impl InventoryStore for PostgresStore {
         ))
     }
 
+    async fn try_hold_batch(&self, requests: &[HoldRequest]) -> Vec<Result<Hold>> {
+        let one_event = requests
+            .first()
+            .is_some_and(|f| requests.iter().all(|r| r.event_id == f.event_id));
+        if requests.len() < 2 || !one_event {
+            let mut out = Vec::with_capacity(requests.len());
+            for r in requests {
+                out.push(self.try_hold(r).await);
+            }
+            return out;
+        }
+        match hold_batch(&self.pool, requests).await {
+            Ok(Some(results)) => results,
+            // A hold id was already taken (a retried request): hold one by one,
+            // so that only that request is refused.
+            Ok(None) => {
+                let mut out = Vec::with_capacity(requests.len());
+                for r in requests {
+                    out.push(self.try_hold(r).await);
+                }
+                out
+            }
+            // The transaction failed as a whole: nothing was written, and every
+            // request gets the error it would have got alone.
+            Err(e) => requests.iter().map(|_| Err(e.replica())).collect(),
+        }
+    }
+
+    fn prefers_hold_batching(&self) -> bool {
+        true
+    }
+
     async fn try_hold(&self, request: &HoldRequest) -> Result<Hold> {
         let mut tx = begin(&self.pool).await?;
         let s = lock_existing(&mut tx, request.event_id, request.now).await?;
@@ -646,29 +649,11 @@ impl InventoryStore for PostgresStore {
             coupon_uses(&mut tx, &[(c, request.customer)], true).await?;
         }
         note_sales(&mut tx, &s, request).await?;
-        let hold = Hold {
-            id: request.id,
-            event_id: request.event_id,
-            organization: s.event.organization,
-            customer: request.customer,
-            lines: plan.lines,
-            quote: plan.quote,
-            total: plan.total,
-            status: HoldStatus::Active,
-            booking_id: None,
-            coupon,
-            created_at: request.now,
-            expires_at: request.expires_at,
-        };
-        let placed = DomainEvent::HoldPlaced {
-            event_id: hold.event_id,
-            hold_id: hold.id,
-            customer: hold.customer,
-            quantity: hold.quantity(),
-        };
+        let (hold, demand) = plan.into_hold(request, s.event.organization, coupon);
+        let placed = hold.placed_event();
         // Counters, hold and its domain event in one statement: the event's row
         // lock is held for one round trip and the commit.
-        let binds = DemandBinds::new(&plan.demand, 1);
+        let binds = DemandBinds::new(&demand, 1);
         let sql = format!(
             "{DEMAND_CTES}, \
              h AS (INSERT INTO ems_holds (id, event_id, customer, status, coupon_id, quantity, total, \
@@ -815,3 +800,159 @@ impl InventoryStore for PostgresStore {
 
 /// The "now" of calls that only change tiers and quotas: they expire nothing.
 const NO_EXPIRY: DateTime<Utc> = DateTime::UNIX_EPOCH;
+
+/// Whether an error says something about the request (the batch goes on) rather
+/// than about the transaction (the batch stops).
+fn is_domain(e: &Error) -> bool {
+    !matches!(
+        e,
+        Error::Unavailable { .. } | Error::Backend { .. } | Error::Corrupt { .. }
+    )
+}
+
+/// Holds for several requests of one event in one transaction: the event's row
+/// is locked and read once, each request is planned in arrival order against
+/// the counters as the requests before it left them (its own rules — per-order
+/// limits, sales window, coupon uses — apply to it alone), and the counters,
+/// holds and domain events of every granted request are written by one
+/// statement. `Ok(None)` when a hold id already exists (nothing written).
+async fn hold_batch(
+    pool: &sqlx::PgPool,
+    requests: &[HoldRequest],
+) -> Result<Option<Vec<Result<Hold>>>> {
+    let first = &requests[0];
+    let mut tx = begin(pool).await?;
+    let locked = lock_existing(&mut tx, first.event_id, first.now).await;
+    let mut s = match locked {
+        Ok(s) => s,
+        // The event itself refuses (missing, draft, cancelled): the same for all.
+        Err(e) if is_domain(&e) => {
+            return Ok(Some(requests.iter().map(|_| Err(e.replica())).collect()))
+        }
+        Err(e) => return Err(e),
+    };
+    let velocity = s
+        .tiers
+        .iter()
+        .any(|t| t.pricing.velocity_windows().next().is_some());
+    let mut recent = recent_sales(&mut tx, &s.tiers, first.now).await?;
+    let mut out = Vec::with_capacity(requests.len());
+    let mut granted: Vec<(Hold, DomainEvent)> = Vec::new();
+    let mut demand: Vec<(QuotaKey, u32)> = Vec::new();
+    for (i, request) in requests.iter().enumerate() {
+        if velocity && i > 0 {
+            // Earlier requests of the batch count for the velocity rules.
+            recent = recent_sales(&mut tx, &s.tiers, request.now).await?;
+        }
+        let coupon = match &request.coupon {
+            Some(code) => match lock_coupon(&mut tx, &s, code, request.customer).await {
+                Ok(c) => Some(c),
+                Err(e) if is_domain(&e) => {
+                    out.push(Err(e));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
+        let plan = match plan_hold(
+            &s.event,
+            &s.tiers,
+            request,
+            &|k| s.taken(k),
+            &|t| recent_of(&recent, t),
+            coupon.as_ref(),
+        )
+        .and_then(|plan| check_capacity(&plan.demand, |k| s.available(k)).map(|()| plan))
+        {
+            Ok(plan) => plan,
+            Err(e) => {
+                out.push(Err(e));
+                continue;
+            }
+        };
+        let coupon = coupon.map(|c| c.id);
+        if let Some(c) = coupon {
+            coupon_uses(&mut tx, &[(c, request.customer)], true).await?;
+        }
+        if velocity {
+            note_sales(&mut tx, &s, request).await?;
+        }
+        let (hold, taken) = plan.into_hold(request, s.event.organization, coupon);
+        s.adjust(&taken, 1);
+        for (key, n) in &taken {
+            match demand.iter_mut().find(|(k, _)| k == key) {
+                Some((_, total)) => *total += n,
+                None => demand.push((*key, *n)),
+            }
+        }
+        let placed = hold.placed_event();
+        out.push(Ok(hold.clone()));
+        granted.push((hold, placed));
+    }
+    if !granted.is_empty() {
+        // Counters (once for the batch), holds and domain events: one statement.
+        let binds = DemandBinds::new(&demand, 1);
+        let sql = format!(
+            "{DEMAND_CTES}, \
+             h AS (INSERT INTO ems_holds (id, event_id, customer, status, coupon_id, quantity, total, \
+                   currency, created_at, expires_at, doc) \
+                   SELECT x.id, $1, x.customer, 'active', x.coupon, x.quantity, x.total, x.currency, \
+                          x.created_at, x.expires_at, x.doc \
+                   FROM unnest($7::uuid[], $8::uuid[], $9::uuid[], $10::int8[], $11::numeric[], \
+                               $12::text[], $13::timestamptz[], $14::timestamptz[], $15::jsonb[]) \
+                        AS x(id, customer, coupon, quantity, total, currency, created_at, expires_at, doc) \
+                   ON CONFLICT (id) DO NOTHING RETURNING id), \
+             o AS (INSERT INTO ems_outbox (occurred_at, doc) \
+                   SELECT y.at, y.doc FROM unnest($16::timestamptz[], $17::jsonb[]) WITH ORDINALITY AS y(at, doc, n) \
+                   ORDER BY y.n) \
+             SELECT count(*) FROM h"
+        );
+        let mut ids = Vec::with_capacity(granted.len());
+        let mut customers = Vec::with_capacity(granted.len());
+        let mut coupons: Vec<Option<Uuid>> = Vec::with_capacity(granted.len());
+        let mut quantities = Vec::with_capacity(granted.len());
+        let mut totals = Vec::with_capacity(granted.len());
+        let mut currencies = Vec::with_capacity(granted.len());
+        let mut created = Vec::with_capacity(granted.len());
+        let mut expires = Vec::with_capacity(granted.len());
+        let mut docs = Vec::with_capacity(granted.len());
+        let mut events = Vec::with_capacity(granted.len());
+        for (hold, placed) in &granted {
+            ids.push(hold.id.0);
+            customers.push(hold.customer.0);
+            coupons.push(hold.coupon.map(|c| c.0));
+            quantities.push(i64::from(hold.quantity()));
+            totals.push(hold.total.amount());
+            currencies.push(hold.total.currency().code().to_owned());
+            created.push(hold.created_at);
+            expires.push(hold.expires_at);
+            docs.push(json(hold)?);
+            events.push(json(placed)?);
+        }
+        let inserted: i64 = binds
+            .bind(first.event_id, sqlx::query(&sql))
+            .bind(&ids)
+            .bind(&customers)
+            .bind(&coupons)
+            .bind(&quantities)
+            .bind(&totals)
+            .bind(&currencies)
+            .bind(&created)
+            .bind(&expires)
+            .bind(&docs)
+            .bind(&created)
+            .bind(&events)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?
+            .try_get(0)
+            .map_err(db)?;
+        if inserted != granted.len() as i64 {
+            // Dropping the transaction rolls everything back.
+            return Ok(None);
+        }
+    }
+    commit(tx).await?;
+    Ok(Some(out))
+}

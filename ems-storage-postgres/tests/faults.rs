@@ -195,7 +195,7 @@ async fn connection_killed_while_confirming_rolls_back_and_reconcile_completes()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statement_timeout_changes_nothing_and_is_retryable() {
-    let w = world(Some("300")).await;
+    let w = world(Some("1000")).await;
     let (e, tiers) = w.f.published_event(10, &[("GA", "10", 10)]).await;
     let buyer = w.f.customer();
 

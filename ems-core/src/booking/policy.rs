@@ -7,6 +7,7 @@ use crate::{Error, Result};
 /// One step of a refund policy: cancelling at least `secs_before_start` before the
 /// event starts returns `percent` of the price.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RefundRule {
     /// How long before the start (seconds) the cancellation must happen.
     pub secs_before_start: i64,
@@ -28,6 +29,7 @@ pub struct RefundRule {
 /// assert_eq!(policy.percent_at(start - Duration::hours(2), start), None);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RefundPolicy {
     /// The steps, any order.
     pub rules: Vec<RefundRule>,

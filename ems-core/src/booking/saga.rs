@@ -14,6 +14,7 @@ use crate::{Actor, Ems, Error, Result};
 
 /// What a customer asks to buy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckoutRequest {
     /// The event.
     pub event_id: EventId,
@@ -71,6 +72,7 @@ impl CheckoutRequest {
 
 /// Where a checkout ended up.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Checkout {
     /// The booking: `Confirmed` with tickets, `Pending` while the gateway decides
     /// (a webhook will finish it), or `Failed`/`Unfulfilled` with a reason.

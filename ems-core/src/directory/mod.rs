@@ -11,6 +11,7 @@ use crate::{Actor, Ems, Error, Result};
 
 /// An organization that runs events and owns facilities.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Organization {
     /// Its id.
     pub id: OrganizationId,
@@ -22,6 +23,7 @@ pub struct Organization {
 
 /// The platform role of a user profile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Role {
@@ -35,6 +37,7 @@ pub enum Role {
 
 /// A user's profile (no credentials).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserProfile {
     /// Its id.
     pub id: UserId,
@@ -66,6 +69,7 @@ impl UserProfile {
 
 /// Input for [`Ems::register_user`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewUser {
     /// Email address (unique, case-insensitive).
     pub email: String,

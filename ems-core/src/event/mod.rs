@@ -21,6 +21,7 @@ use crate::pricing::{Fees, Tax};
 
 /// Where an event stands in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum EventStatus {
@@ -55,6 +56,7 @@ impl EventStatus {
 
 /// Where an event takes place.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VenueInfo {
     /// Venue name.
     pub name: String,
@@ -66,6 +68,7 @@ pub struct VenueInfo {
 
 /// An event people buy tickets for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Event {
     /// Its id.
     pub id: EventId,
@@ -80,6 +83,7 @@ pub struct Event {
     /// Where it takes place.
     pub venue: VenueInfo,
     /// The venue's time zone, for display and for "day" boundaries.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "Europe/Lisbon"))]
     pub time_zone: Tz,
     /// Start instant.
     pub starts_at: DateTime<Utc>,
@@ -112,6 +116,7 @@ pub struct Event {
 /// Input for [`Ems::create_event`](crate::Ems::create_event). Build it with
 /// [`NewEvent::builder`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewEvent {
     /// Owning organization.
     pub organization: OrganizationId,
@@ -124,6 +129,7 @@ pub struct NewEvent {
     /// Venue.
     pub venue: VenueInfo,
     /// IANA time zone of the venue.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "Europe/Lisbon"))]
     pub time_zone: Tz,
     /// Start.
     pub starts_at: DateTime<Utc>,
@@ -145,6 +151,7 @@ pub struct NewEvent {
 
 /// A partial update of an event's descriptive fields; `None` leaves a field as it is.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventPatch {
     /// New title.
     pub title: Option<String>,
@@ -166,6 +173,7 @@ pub struct EventPatch {
 
 /// Filters for [`Ems::list_events`](crate::Ems::list_events). All set filters must match.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventFilter {
     /// Only this organization's events.
     pub organization: Option<OrganizationId>,

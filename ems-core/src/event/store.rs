@@ -20,7 +20,8 @@ pub struct EventQuery {
 }
 
 /// What [`EventStore::cancel_event`] did.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventCancellation {
     /// The event, now cancelled.
     pub event: Event,

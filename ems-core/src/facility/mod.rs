@@ -23,6 +23,7 @@ use crate::money::Money;
 
 /// What a resource is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", content = "name", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ResourceKind {
@@ -40,6 +41,7 @@ pub enum ResourceKind {
 
 /// How many bookings a resource takes at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", content = "units", rename_all = "snake_case")]
 pub enum Stock {
     /// One booking at a time (a venue, a band).
@@ -50,6 +52,7 @@ pub enum Stock {
 
 /// What a resource's price is per.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PriceUnit {
     /// Per booking (a slot or a range), whatever its length.
@@ -60,6 +63,7 @@ pub enum PriceUnit {
 
 /// A named part of a day, in the resource's local time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SlotDef {
     /// Name (unique per resource, compared case-insensitively).
     pub name: String,
@@ -93,6 +97,7 @@ pub fn default_slots() -> Vec<SlotDef> {
 
 /// Details only venues have.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VenueDetails {
     /// People it holds.
     pub capacity: u32,
@@ -106,6 +111,7 @@ pub struct VenueDetails {
 
 /// Something organizers book.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Resource {
     /// Its id.
     pub id: ResourceId,
@@ -122,6 +128,7 @@ pub struct Resource {
     /// What the price is per.
     pub price_unit: PriceUnit,
     /// Time zone its slots and ranges are in.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "Europe/Lisbon"))]
     pub time_zone: Tz,
     /// Its named slots.
     pub slots: Vec<SlotDef>,
@@ -150,6 +157,7 @@ impl Resource {
 
 /// When a resource is wanted, in its local time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum When {
     /// A named slot on a date.
@@ -170,6 +178,7 @@ pub enum When {
 
 /// One resource wanted in a package.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FacilityRequest {
     /// The resource.
     pub resource: ResourceId,
@@ -181,6 +190,7 @@ pub struct FacilityRequest {
 
 /// Whether a facility booking holds its resource.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FacilityStatus {
     /// Holds the resource.
@@ -191,6 +201,7 @@ pub enum FacilityStatus {
 
 /// A resource booked for a period.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FacilityBooking {
     /// Its id.
     pub id: FacilityBookingId,
@@ -220,6 +231,7 @@ pub struct FacilityBooking {
 
 /// Other times and resources to offer when the wanted one is taken.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Alternatives {
     /// The same resource at the nearest other dates (same slot or same local
     /// hours), nearest first, earlier before later at equal distance.
@@ -231,6 +243,7 @@ pub struct Alternatives {
 
 /// How much of a resource a slot has left.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SlotAvailability {
     /// The slot.
     pub slot: String,

@@ -9,6 +9,7 @@ use crate::{Actor, Ems, Error, Result};
 
 /// Input of [`Ems::create_resource`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewResource {
     /// Owning organization.
     pub organization: OrganizationId,
@@ -23,6 +24,7 @@ pub struct NewResource {
     /// What the price is per.
     pub price_unit: PriceUnit,
     /// Its time zone.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "Europe/Lisbon"))]
     pub time_zone: Tz,
     /// Its slots; empty means [`default_slots`].
     pub slots: Vec<SlotDef>,

@@ -5,6 +5,7 @@
 //! changes only the hold's own record; a quota is touched once when units are held
 //! and once when they come back (release, expiry, cancellation).
 
+mod combiner;
 mod rules;
 mod service;
 mod store;
@@ -12,9 +13,11 @@ mod store;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use combiner::HoldBatching;
+pub(crate) use combiner::HoldCombiner;
 pub use rules::{
-    availability_of, check_capacity, check_new_tier, check_tier_change, demand_of, plan_hold,
-    quota_capacity, Demand, HoldPlan, QuotaKey,
+    availability_of, check_capacity, check_new_tier, check_tier_change, demand_of, hold_end_events,
+    plan_hold, quota_capacity, Demand, HoldPlan, QuotaKey,
 };
 pub use service::{HoldOptions, MAX_PER_ORDER};
 pub use store::InventoryStore;
@@ -25,6 +28,7 @@ use crate::pricing::{Quote, SurgePolicy};
 
 /// A kind of ticket for an event (e.g. "Standing", "VIP") with its own capacity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TicketTier {
     /// Its id.
     pub id: TierId,
@@ -55,6 +59,7 @@ pub struct TicketTier {
 
 /// Input for [`Ems::add_tier`](crate::Ems::add_tier).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewTier {
     /// Display name.
     pub name: String,
@@ -126,6 +131,7 @@ impl NewTier {
 
 /// A capacity several tiers draw on together (e.g. "all seated tiers: 500").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SharedQuota {
     /// Its id.
     pub id: QuotaId,
@@ -139,6 +145,7 @@ pub struct SharedQuota {
 
 /// One line of a hold request: `quantity` units of a tier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HoldItem {
     /// The tier.
     pub tier_id: TierId,
@@ -169,6 +176,7 @@ pub struct HoldRequest {
 
 /// A held line with the price locked at hold time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HoldLine {
     /// The tier.
     pub tier_id: TierId,
@@ -180,6 +188,7 @@ pub struct HoldLine {
 
 /// Where a hold stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum HoldStatus {
@@ -195,6 +204,7 @@ pub enum HoldStatus {
 
 /// Units reserved for a customer for a limited time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Hold {
     /// Its id.
     pub id: HoldId,
@@ -241,6 +251,7 @@ impl Hold {
 
 /// Availability of one quota.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QuotaAvailability {
     /// Which quota.
     pub quota: QuotaKey,
@@ -259,6 +270,7 @@ impl QuotaAvailability {
 
 /// Availability of a tier: the least available of every quota it draws on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TierAvailability {
     /// The tier.
     pub tier_id: TierId,
@@ -275,6 +287,7 @@ pub struct TierAvailability {
 
 /// Availability of an event, as of the `now` given.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventAvailability {
     /// The event.
     pub event_id: EventId,

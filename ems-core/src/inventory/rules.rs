@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    EventAvailability, HoldLine, HoldRequest, QuotaAvailability, SharedQuota, TicketTier,
-    TierAvailability,
+    EventAvailability, Hold, HoldLine, HoldRequest, HoldStatus, QuotaAvailability, SharedQuota,
+    TicketTier, TierAvailability,
 };
 use crate::event::Event;
 use crate::id::{QuotaId, TierId};
@@ -15,6 +15,7 @@ use crate::{Error, Result};
 
 /// Names a quota of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", content = "id", rename_all = "snake_case")]
 pub enum QuotaKey {
     /// The event's total capacity.
@@ -56,6 +57,45 @@ pub struct HoldPlan {
     pub total: Money,
     /// Units to take on each quota, sorted by quota (a fixed lock order for backends).
     pub demand: Demand,
+}
+
+impl HoldPlan {
+    /// The active hold this plan makes for `request` (of an event of
+    /// `organization`, holding a use of `coupon`), and the units it takes.
+    pub fn into_hold(
+        self,
+        request: &HoldRequest,
+        organization: crate::id::OrganizationId,
+        coupon: Option<crate::id::CouponId>,
+    ) -> (Hold, Demand) {
+        let hold = Hold {
+            id: request.id,
+            event_id: request.event_id,
+            organization,
+            customer: request.customer,
+            lines: self.lines,
+            quote: self.quote,
+            total: self.total,
+            status: HoldStatus::Active,
+            booking_id: None,
+            coupon,
+            created_at: request.now,
+            expires_at: request.expires_at,
+        };
+        (hold, self.demand)
+    }
+}
+
+impl Hold {
+    /// The `HoldPlaced` domain event of this hold.
+    pub fn placed_event(&self) -> crate::outbox::DomainEvent {
+        crate::outbox::DomainEvent::HoldPlaced {
+            event_id: self.event_id,
+            hold_id: self.id,
+            customer: self.customer,
+            quantity: self.quantity(),
+        }
+    }
 }
 
 /// Checks a hold request against the event and its tiers (status, ownership of
@@ -403,4 +443,51 @@ pub fn check_tier_change(
         ));
     }
     Ok(())
+}
+
+/// The domain events of ending `holds` (now `status`: expired or released) and
+/// of moving their pending bookings to `outcome`: `HoldExpired` or
+/// `HoldReleased` for each hold, then `BookingExpired` or `BookingFailed` for
+/// its booking if `moved` says the booking changed. Every store records these
+/// with the change.
+pub fn hold_end_events(
+    holds: &[Hold],
+    status: HoldStatus,
+    outcome: Option<&(crate::booking::BookingStatus, crate::booking::BookingReason)>,
+    moved: impl Fn(crate::id::BookingId) -> bool,
+) -> Vec<crate::outbox::DomainEvent> {
+    use crate::booking::BookingStatus;
+    use crate::outbox::DomainEvent;
+    let mut out = Vec::with_capacity(holds.len() * 2);
+    for h in holds {
+        let (event_id, hold_id, quantity) = (h.event_id, h.id, h.quantity());
+        out.push(match status {
+            HoldStatus::Expired => DomainEvent::HoldExpired {
+                event_id,
+                hold_id,
+                quantity,
+            },
+            _ => DomainEvent::HoldReleased {
+                event_id,
+                hold_id,
+                quantity,
+            },
+        });
+        if let (Some(b), Some((bstatus, reason))) = (h.booking_id, outcome) {
+            if moved(b) {
+                out.push(match bstatus {
+                    BookingStatus::Expired => DomainEvent::BookingExpired {
+                        event_id,
+                        booking_id: b,
+                    },
+                    _ => DomainEvent::BookingFailed {
+                        event_id,
+                        booking_id: b,
+                        reason: reason.clone(),
+                    },
+                });
+            }
+        }
+    }
+    out
 }

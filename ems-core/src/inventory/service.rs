@@ -284,7 +284,7 @@ impl Ems {
             expires_at: now + ttl,
             coupon: options.coupon.map(|c| c.trim().to_owned()),
         };
-        match self.store().try_hold(&request).await {
+        match self.reserve(request).await {
             // A draft is invisible to whoever does not manage it: say so, without
             // reading the event on the hot path.
             Err(Error::InvalidState {

@@ -46,6 +46,19 @@ pub trait InventoryStore: Send + Sync + 'static {
     async fn availability(&self, event: EventId, now: DateTime<Utc>) -> Result<EventAvailability>;
     /// Reserves units atomically (see the contract).
     async fn try_hold(&self, request: &HoldRequest) -> Result<Hold>;
+    /// Reserves for `requests` (all of one event) in their order: the result at
+    /// position `i` is exactly what `try_hold(&requests[i])` would return right
+    /// after the requests before it. A store overrides this to take the event's
+    /// counters once for the whole batch (one transaction, one conditional
+    /// update); the default holds them one by one.
+    async fn try_hold_batch(&self, requests: &[HoldRequest]) -> Vec<Result<Hold>> {
+        super::combiner::sequential(self, requests).await
+    }
+    /// Whether [`HoldBatching::Auto`](super::HoldBatching::Auto) should batch
+    /// holds on this store (true where a hold costs a round trip to a server).
+    fn prefers_hold_batching(&self) -> bool {
+        false
+    }
     /// Reads a hold.
     async fn hold(&self, id: HoldId) -> Result<Option<Hold>>;
     /// Gives a hold up.

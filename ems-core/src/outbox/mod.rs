@@ -12,6 +12,7 @@ use crate::{Actor, Ems, Result};
 
 /// Something that happened, as integrators see it (notifications, webhooks, email).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 #[allow(missing_docs)] // the field names say it; each variant is documented
@@ -155,6 +156,7 @@ pub enum DomainEvent {
 
 /// A domain event with its position in the log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecordedEvent {
     /// Position in the log: strictly increasing, never reused.
     pub seq: u64,

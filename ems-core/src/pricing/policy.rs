@@ -10,6 +10,7 @@ pub const MAX_RULES: usize = 64;
 
 /// Which counter a sell-through trigger reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     /// The tier's own sales and capacity.
@@ -20,6 +21,7 @@ pub enum Scope {
 
 /// When a rule applies to a unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "when", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Trigger {
@@ -57,6 +59,7 @@ pub enum Trigger {
 
 /// What a matching rule does to the running price.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "op", content = "value", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Effect {
@@ -70,6 +73,7 @@ pub enum Effect {
 
 /// One rule: when `trigger` holds, apply `effect`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SurgeRule {
     /// When.
     pub trigger: Trigger,
@@ -92,6 +96,7 @@ impl SurgeRule {
 
 /// A tier's dynamic pricing: ordered rules, bounds and rounding.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SurgePolicy {
     /// Rules, applied in this order to every unit they match.
     pub rules: Vec<SurgeRule>,

@@ -9,6 +9,7 @@ use crate::{Error, Result};
 
 /// How much a coupon takes off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Discount {
@@ -20,6 +21,7 @@ pub enum Discount {
 
 /// What a coupon applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", content = "id", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum CouponScope {
@@ -38,6 +40,7 @@ pub enum CouponScope {
 
 /// A promo code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Coupon {
     /// Its id.
     pub id: CouponId,
@@ -63,6 +66,7 @@ pub struct Coupon {
 
 /// Service fees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Fees {
     /// On every ticket.
     pub per_ticket: Option<Money>,
@@ -87,6 +91,7 @@ impl Fees {
 
 /// Whether a tax rate is in the price or on top of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TaxMode {
     /// Prices include the tax; the quote shows the included part.
@@ -97,6 +102,7 @@ pub enum TaxMode {
 
 /// A tax rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Tax {
     /// Percent, 0..=100.
     pub rate: Decimal,
@@ -134,6 +140,7 @@ pub struct OrderItem<'a> {
 
 /// Units of one tier that cost the same, with every step of their price.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QuoteLine {
     /// The tier.
     pub tier_id: TierId,
@@ -159,6 +166,7 @@ pub struct QuoteLine {
 
 /// A priced order and how its price came about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Quote {
     /// Currency of every amount.
     pub currency: Currency,

@@ -7,6 +7,7 @@ use crate::{Actor, Ems, Error, Result};
 
 /// Input of [`Ems::create_coupon`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NewCoupon {
     /// The issuing organization.
     pub organization: OrganizationId,

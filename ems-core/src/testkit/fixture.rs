@@ -53,6 +53,7 @@ impl Fixture {
         let key = [42u8; 32];
         let build = |store| {
             Ems::builder(store)
+                .hold_batching(stores.batching)
                 .clock(Arc::new(clock.clone()))
                 .gateway("fake", Arc::new(gateway.clone()))
                 .ticket_key(&key)

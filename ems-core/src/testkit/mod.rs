@@ -32,6 +32,8 @@ pub struct TestStores {
     pub a: Arc<dyn Store>,
     /// A second, independent handle to the same data.
     pub b: Arc<dyn Store>,
+    /// Whether the services built over them batch holds.
+    pub batching: crate::inventory::HoldBatching,
 }
 
 impl std::fmt::Debug for TestStores {
@@ -43,7 +45,17 @@ impl std::fmt::Debug for TestStores {
 impl TestStores {
     /// Pairs two handles to the same data.
     pub fn new(a: Arc<dyn Store>, b: Arc<dyn Store>) -> Self {
-        Self { a, b }
+        Self {
+            a,
+            b,
+            batching: crate::inventory::HoldBatching::Auto,
+        }
+    }
+
+    /// The same handles, with services that batch holds (`On`) or not (`Off`).
+    pub fn batching(mut self, batching: crate::inventory::HoldBatching) -> Self {
+        self.batching = batching;
+        self
     }
 }
 
@@ -55,23 +67,57 @@ where
     S: FnOnce(TestStores) -> SFut,
     SFut: Future<Output = ()>,
 {
+    run_batching(factory, crate::inventory::HoldBatching::Auto, scenario);
+}
+
+/// Runs one scenario on a fresh store from `factory` with services that batch
+/// holds as `batching` says.
+pub fn run_batching<F, Fut, S, SFut>(
+    factory: F,
+    batching: crate::inventory::HoldBatching,
+    scenario: S,
+) where
+    F: Fn() -> Fut,
+    Fut: Future<Output = TestStores>,
+    S: FnOnce(TestStores) -> SFut,
+    SFut: Future<Output = ()>,
+{
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
         .build()
         .expect("a test runtime starts");
     rt.block_on(async {
-        let stores = factory().await;
+        let stores = factory().await.batching(batching);
         scenario(stores).await;
     });
 }
 
 /// Generates one `#[test]` per conformance scenario, plus the model test, for
-/// the backend `factory` creates (an expression of type `Fn() -> impl Future<Output = TestStores>`).
+/// the backend `factory` creates (an expression of type `Fn() -> impl Future<Output = TestStores>`),
+/// twice: in module `holds_one_by_one` with hold batching off, and in
+/// `holds_batched` with it on.
 #[macro_export]
 macro_rules! conformance_tests {
     ($factory:expr) => {
-        $crate::__conformance_tests!($factory;
+        mod holds_one_by_one {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::__conformance_suite!($factory, $crate::inventory::HoldBatching::Off);
+        }
+        mod holds_batched {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::__conformance_suite!($factory, $crate::inventory::HoldBatching::On);
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_suite {
+    ($factory:expr, $batching:expr) => {
+        $crate::__conformance_tests!($factory, $batching;
             duplicate_email_is_rejected,
             draft_event_is_invisible_to_customers,
             stale_event_update_is_a_conflict,
@@ -147,7 +193,10 @@ macro_rules! conformance_tests {
 
         #[test]
         fn model_test_counters_and_money_agree_with_an_oracle() {
-            $crate::testkit::model::run_model_test($factory, 48);
+            $crate::testkit::model::run_model_test(
+                || async { ($factory)().await.batching($batching) },
+                48,
+            );
         }
     };
 }
@@ -155,11 +204,15 @@ macro_rules! conformance_tests {
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __conformance_tests {
-    ($factory:expr; $($name:ident),* $(,)?) => {
+    ($factory:expr, $batching:expr; $($name:ident),* $(,)?) => {
         $(
             #[test]
             fn $name() {
-                $crate::testkit::run($factory, $crate::testkit::scenarios::$name);
+                $crate::testkit::run_batching(
+                    $factory,
+                    $batching,
+                    $crate::testkit::scenarios::$name,
+                );
             }
         )*
     };

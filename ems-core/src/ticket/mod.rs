@@ -14,6 +14,7 @@ use crate::{Actor, Ems, Error, Result};
 
 /// Whether a ticket admits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum TicketStatus {
@@ -25,6 +26,7 @@ pub enum TicketStatus {
 
 /// One admission to an event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Ticket {
     /// Its id (embedded in its code).
     pub id: TicketId,
@@ -46,6 +48,7 @@ pub struct Ticket {
 
 /// A ticket with its code (what goes on the PDF / QR).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IssuedTicket {
     /// The ticket.
     pub ticket: Ticket,
@@ -55,6 +58,7 @@ pub struct IssuedTicket {
 
 /// Why check-in refused a code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "reason", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum CheckInRefusal {
@@ -76,6 +80,7 @@ pub enum CheckInRefusal {
 
 /// The answer at the door.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum CheckIn {
