@@ -235,6 +235,16 @@ impl Error {
         Error::Forbidden { action, reason }
     }
 
+    /// Whether this is the request's own refusal (bad input, state, capacity,
+    /// authorization…) rather than the store or a service failing: a batched
+    /// store answers the first kind per request and the second for the batch.
+    pub fn is_domain(&self) -> bool {
+        !matches!(
+            self,
+            Error::Unavailable { .. } | Error::Backend { .. } | Error::Corrupt { .. }
+        )
+    }
+
     /// Whether retrying the same call later may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {

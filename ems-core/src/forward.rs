@@ -7,14 +7,15 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::booking::{
-    Booking, BookingReason, BookingStore, CancelBooking, ConfirmBooking, ConfirmOutcome,
+    Booking, BookingReason, BookingStore, CancelBooking, CheckoutStore, ConfirmBooking,
+    ConfirmOutcome, OpenCheckout, Opened, SettlePaid, Settled,
 };
 use crate::directory::{DirectoryStore, Organization, UserProfile};
 use crate::event::{Event, EventCancellation, EventQuery, EventStore};
 use crate::facility::{FacilityBooking, FacilityStore, Resource, ResourceKind};
 use crate::id::*;
 use crate::inventory::{
-    EventAvailability, Hold, HoldRequest, InventoryStore, SharedQuota, TicketTier,
+    EventAvailability, Hold, HoldRelease, HoldRequest, InventoryStore, SharedQuota, TicketTier,
 };
 use crate::outbox::{DomainEvent, OutboxStore, RecordedEvent};
 use crate::payment::{Payment, PaymentStore, Refund};
@@ -24,6 +25,16 @@ use crate::Result;
 
 macro_rules! forward_ports {
     ($wrapper:ident) => {
+        #[async_trait]
+        impl<T: CheckoutStore + ?Sized> CheckoutStore for $wrapper<T> {
+            async fn open_checkouts(&self, batch: &[OpenCheckout]) -> Vec<Result<Opened>> {
+                (**self).open_checkouts(batch).await
+            }
+            async fn settle_paid(&self, batch: &[SettlePaid]) -> Vec<Result<Settled>> {
+                (**self).settle_paid(batch).await
+            }
+        }
+
         #[async_trait]
         impl<T: DirectoryStore + ?Sized> DirectoryStore for $wrapper<T> {
             async fn insert_organization(&self, org: &Organization) -> Result<()> {
@@ -105,6 +116,9 @@ macro_rules! forward_ports {
             }
             async fn release_hold(&self, id: HoldId, now: DateTime<Utc>) -> Result<Hold> {
                 (**self).release_hold(id, now).await
+            }
+            async fn release_hold_batch(&self, requests: &[HoldRelease]) -> Vec<Result<Hold>> {
+                (**self).release_hold_batch(requests).await
             }
             async fn sweep_expired(&self, now: DateTime<Utc>, limit: u32) -> Result<u32> {
                 (**self).sweep_expired(now, limit).await

@@ -20,6 +20,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod auth;
+mod batch;
 pub mod booking;
 pub mod clock;
 pub mod directory;
@@ -59,6 +60,7 @@ pub trait Store:
     + event::EventStore
     + inventory::InventoryStore
     + booking::BookingStore
+    + booking::CheckoutStore
     + payment::PaymentStore
     + ticket::TicketStore
     + outbox::OutboxStore
@@ -72,6 +74,7 @@ impl<T> Store for T where
         + event::EventStore
         + inventory::InventoryStore
         + booking::BookingStore
+        + booking::CheckoutStore
         + payment::PaymentStore
         + ticket::TicketStore
         + outbox::OutboxStore
@@ -85,10 +88,11 @@ impl<T> Store for T where
 pub struct EmsConfig {
     /// How long a hold lasts unless the caller asks otherwise (default 10 minutes).
     pub hold_ttl: Duration,
-    /// Whether concurrent holds of one event are batched (default: as the store
-    /// prefers).
+    /// Whether concurrent holds of one event, and the checkout steps after
+    /// them (opening the booking, settling the payment), are batched (default:
+    /// as the store prefers).
     pub hold_batching: inventory::HoldBatching,
-    /// The most hold requests one batch sends to the store (default 256).
+    /// The most requests one batch sends to the store (default 256).
     pub max_hold_batch: usize,
 }
 
@@ -111,6 +115,10 @@ struct Inner {
     config: EmsConfig,
     /// Present when holds are batched.
     combiner: Option<inventory::HoldCombiner>,
+    /// Present when holds are batched: the checkout steps after the hold.
+    opens: Option<batch::Combiner<booking::OpenOp>>,
+    settles: Option<batch::Combiner<booking::SettleOp>>,
+    releases: Option<batch::Combiner<inventory::ReleaseOp>>,
 }
 
 /// The ems service: every domain operation, over any [`Store`]. A cheap `Clone`
@@ -177,14 +185,15 @@ impl EmsBuilder {
         self
     }
 
-    /// Whether concurrent holds of one event are reserved in batches (see
-    /// [`inventory::HoldBatching`]); `Auto` by default.
+    /// Whether concurrent holds of one event are reserved in batches, and
+    /// their checkouts opened and settled in batches ([`booking::CheckoutStore`]);
+    /// see [`inventory::HoldBatching`]. `Auto` by default.
     pub fn hold_batching(mut self, batching: inventory::HoldBatching) -> Self {
         self.config.hold_batching = batching;
         self
     }
 
-    /// The most hold requests one batch sends to the store (default 256).
+    /// The most requests one batch sends to the store (default 256).
     pub fn max_hold_batch(mut self, n: usize) -> Self {
         self.config.max_hold_batch = n;
         self
@@ -219,12 +228,20 @@ impl EmsBuilder {
             inventory::HoldBatching::Off => false,
             _ => self.store.prefers_hold_batching(),
         };
-        let combiner = batching.then(|| {
-            inventory::HoldCombiner::new(Arc::clone(&self.store), self.config.max_hold_batch)
-        });
+        let max = self.config.max_hold_batch;
+        let combiner = batching.then(|| inventory::HoldCombiner::new(Arc::clone(&self.store), max));
+        let opens =
+            batching.then(|| batch::Combiner::new(booking::OpenOp(Arc::clone(&self.store)), max));
+        let settles =
+            batching.then(|| batch::Combiner::new(booking::SettleOp(Arc::clone(&self.store)), max));
+        let releases = batching
+            .then(|| batch::Combiner::new(inventory::ReleaseOp(Arc::clone(&self.store)), max));
         Ok(Ems {
             inner: Arc::new(Inner {
                 combiner,
+                opens,
+                settles,
+                releases,
                 store: self.store,
                 clock: self.clock,
                 gateways: self.gateways,
@@ -254,7 +271,7 @@ impl Ems {
         &self.inner.store
     }
 
-    /// Whether holds go through the combiner.
+    /// Whether holds (and the checkout steps after them) go through batches.
     pub fn batches_holds(&self) -> bool {
         self.inner.combiner.is_some()
     }
@@ -264,6 +281,47 @@ impl Ems {
         match &self.inner.combiner {
             Some(c) => c.hold(request).await,
             None => self.inner.store.try_hold(&request).await,
+        }
+    }
+
+    /// Gives a hold up: through its event's queue when batching, else directly.
+    pub(crate) async fn unreserve(&self, hold: &inventory::Hold) -> Result<inventory::Hold> {
+        let request = inventory::HoldRelease {
+            hold_id: hold.id,
+            event_id: hold.event_id,
+            now: self.now(),
+        };
+        match &self.inner.releases {
+            Some(c) => c.run(request).await,
+            None => {
+                self.inner
+                    .store
+                    .release_hold(request.hold_id, request.now)
+                    .await
+            }
+        }
+    }
+
+    /// Opens a checkout: through its event's queue when batching, else directly.
+    pub(crate) async fn open_checkout(
+        &self,
+        request: booking::OpenCheckout,
+    ) -> Result<booking::Opened> {
+        match &self.inner.opens {
+            Some(c) => c.run(request).await,
+            None => booking::open_one(&*self.inner.store, &request).await,
+        }
+    }
+
+    /// Settles a paid checkout: through its event's queue when batching, else
+    /// directly.
+    pub(crate) async fn settle_paid(
+        &self,
+        request: booking::SettlePaid,
+    ) -> Result<booking::Settled> {
+        match &self.inner.settles {
+            Some(c) => c.run(request).await,
+            None => booking::settle_one(&*self.inner.store, &request).await,
         }
     }
 

@@ -21,6 +21,10 @@ impl MemoryStore {
     }
 }
 
+/// Each checkout step is already one critical section here; batches run one by one.
+#[async_trait]
+impl CheckoutStore for MemoryStore {}
+
 #[async_trait]
 impl BookingStore for MemoryStore {
     async fn create_booking(&self, booking: &Booking) -> Result<Booking> {

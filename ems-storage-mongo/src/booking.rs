@@ -188,6 +188,10 @@ impl MongoStore {
     }
 }
 
+/// Batches run one by one: each step is its own conditional write or transaction.
+#[async_trait]
+impl CheckoutStore for MongoStore {}
+
 #[async_trait]
 impl BookingStore for MongoStore {
     async fn create_booking(&self, booking: &Booking) -> Result<Booking> {

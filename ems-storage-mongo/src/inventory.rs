@@ -18,6 +18,26 @@ use crate::outbox::record;
 use crate::tx::transaction;
 use crate::{db, MongoStore};
 
+/// A new (active, unbooked) hold's document.
+fn hold_doc(store: &MongoStore, hold: &Hold) -> Result<Document> {
+    Ok(doc! {
+        "_id": store.uid(hold.id.0),
+        "event_id": store.uid(hold.event_id.0),
+        "customer": store.uid(hold.customer.0),
+        "status": "active",
+        "booking_id": Bson::Null,
+        // Queries test this flag, not `booking_id: null` (the emulator
+        // mismatches null equality inside compound filters).
+        "booked": false,
+        "coupon_id": store.uid_opt(hold.coupon.map(|c| c.0)),
+        "quantity": i64::from(hold.quantity()),
+        "total": money(&hold.total)?,
+        "created_at": date(hold.created_at),
+        "expires_at": date(hold.expires_at),
+        "body": body(hold)?,
+    })
+}
+
 /// The field of a quota's counter in an event document's `taken`.
 pub(crate) fn quota_field(key: QuotaKey) -> String {
     match key {
@@ -647,6 +667,31 @@ impl InventoryStore for MongoStore {
         })
     }
 
+    async fn try_hold_batch(&self, requests: &[HoldRequest]) -> Vec<Result<Hold>> {
+        let bulk = requests.len() > 1
+            && requests
+                .iter()
+                .all(|r| r.event_id == requests[0].event_id && r.coupon.is_none());
+        if bulk {
+            match self.hold_batch(requests).await {
+                Ok(Some(results)) => return results,
+                Ok(None) => {}
+                // The transaction failed as a whole: nothing was written.
+                Err(e) => return requests.iter().map(|_| Err(e.replica())).collect(),
+            }
+        }
+        // Coupons and velocity rules read and write per request: one by one.
+        let mut out = Vec::with_capacity(requests.len());
+        for r in requests {
+            out.push(self.try_hold(r).await);
+        }
+        out
+    }
+
+    fn prefers_hold_batching(&self) -> bool {
+        true
+    }
+
     async fn try_hold(&self, request: &HoldRequest) -> Result<Hold> {
         transaction!(self, |s| {
             let mut locked =
@@ -718,22 +763,7 @@ impl InventoryStore for MongoStore {
             let (hold, _) = plan.into_hold(request, locked.event.organization, coupon);
             let inserted = self
                 .col("holds")
-                .insert_one(doc! {
-                    "_id": self.uid(hold.id.0),
-                    "event_id": self.uid(hold.event_id.0),
-                    "customer": self.uid(hold.customer.0),
-                    "status": "active",
-                    "booking_id": Bson::Null,
-                    // Queries test this flag, not `booking_id: null` (the emulator
-                    // mismatches null equality inside compound filters).
-                    "booked": false,
-                    "coupon_id": self.uid_opt(coupon.map(|c| c.0)),
-                    "quantity": i64::from(hold.quantity()),
-                    "total": money(&hold.total)?,
-                    "created_at": date(hold.created_at),
-                    "expires_at": date(hold.expires_at),
-                    "body": body(&hold)?,
-                })
+                .insert_one(hold_doc(self, &hold)?)
                 .session(&mut s)
                 .await;
             if let Err(e) = inserted {
@@ -879,5 +909,122 @@ impl InventoryStore for MongoStore {
             .await
             .map_err(db)?;
         Ok(gone.deleted_count as u32)
+    }
+}
+
+impl MongoStore {
+    /// Holds for several coupon-free requests of one event in one transaction:
+    /// each is planned in arrival order against the counters as the requests
+    /// before it left them, then one conditional update of the event document
+    /// takes the granted units on every quota and one `insertMany` stores the
+    /// holds. `Ok(None)` (nothing written) when the batch must go one by one:
+    /// velocity rules, or a hold id that already exists.
+    async fn hold_batch(&self, requests: &[HoldRequest]) -> Result<Option<Vec<Result<Hold>>>> {
+        let first = &requests[0];
+        transaction!(self, |s| {
+            let mut locked =
+                match lock_existing(self, &mut s, first.event_id, Some(first.now)).await {
+                    Ok(l) => l,
+                    // The event itself refuses (missing, draft, cancelled): the same for all.
+                    Err(e) if e.is_domain() => {
+                        return Ok(Some(requests.iter().map(|_| Err(e.replica())).collect()))
+                    }
+                    Err(e) => return Err(e),
+                };
+            if locked
+                .tiers
+                .iter()
+                .any(|t| t.pricing.velocity_windows().next().is_some())
+            {
+                return Ok(None);
+            }
+            let ids: Vec<Bson> = requests.iter().map(|r| self.uid(r.id.0)).collect();
+            let reused = self
+                .col("holds")
+                .find_one(doc! { "_id": { "$in": ids } })
+                .session(&mut s)
+                .await
+                .map_err(db)?;
+            if reused.is_some() {
+                return Ok(None);
+            }
+            let mut out = Vec::with_capacity(requests.len());
+            let mut granted = Vec::new();
+            let mut demand: Vec<(QuotaKey, u32)> = Vec::new();
+            for request in requests {
+                let plan = plan_hold(
+                    &locked.event,
+                    &locked.tiers,
+                    request,
+                    &|k| locked.taken(k),
+                    &|_| [0; 4],
+                    None,
+                )
+                .and_then(|plan| {
+                    check_capacity(&plan.demand, |k| locked.available(k)).map(|()| plan)
+                });
+                let plan = match plan {
+                    Ok(plan) => plan,
+                    Err(e) => {
+                        out.push(Err(e));
+                        continue;
+                    }
+                };
+                let (hold, taken) = plan.into_hold(request, locked.event.organization, None);
+                for (key, n) in &taken {
+                    *locked.taken.entry(quota_field(*key)).or_insert(0) += n;
+                    match demand.iter_mut().find(|(k, _)| k == key) {
+                        Some((_, total)) => *total += n,
+                        None => demand.push((*key, *n)),
+                    }
+                }
+                out.push(Ok(hold.clone()));
+                granted.push(hold);
+            }
+            if granted.is_empty() {
+                return Ok(Some(out));
+            }
+            // One conditional update takes the whole batch's units: the filter
+            // states each quota's room (before the batch) and the revision.
+            let mut filter = doc! { "_id": self.uid(first.event_id.0), "rev": locked.rev };
+            let mut inc = Document::new();
+            for (key, n) in &demand {
+                let field = format!("taken.{}", quota_field(*key));
+                let room = i64::from(locked.capacity(*key)) - i64::from(*n);
+                filter.insert(field.clone(), doc! { "$lte": room });
+                inc.insert(field, i64::from(*n));
+            }
+            let taken = self
+                .col("events")
+                .update_one(
+                    filter,
+                    doc! { "$inc": inc, "$set": { "rev": locked.rev + 1 } },
+                )
+                .session(&mut s)
+                .await
+                .map_err(db)?;
+            if taken.matched_count != 1 {
+                // Another transaction changed the event after it was read here.
+                return Err(crate::tx::conflict("event"));
+            }
+            locked.rev += 1;
+            let docs = granted
+                .iter()
+                .map(|h| hold_doc(self, h))
+                .collect::<Result<Vec<_>>>()?;
+            self.col("holds")
+                .insert_many(docs)
+                .session(&mut s)
+                .await
+                .map_err(db)?;
+            record(
+                self,
+                &mut s,
+                first.now,
+                granted.iter().map(Hold::placed_event),
+            )
+            .await?;
+            Ok(Some(out))
+        })
     }
 }

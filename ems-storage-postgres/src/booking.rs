@@ -78,7 +78,7 @@ async fn insert_tickets(tx: &mut Tx, tickets: &[Ticket]) -> Result<()> {
     Ok(())
 }
 
-fn check_tickets(booking: &Booking, tickets: &[Ticket]) -> Result<()> {
+pub(crate) fn check_tickets(booking: &Booking, tickets: &[Ticket]) -> Result<()> {
     let expected = booking.quantity();
     if tickets.len() != expected as usize
         || tickets

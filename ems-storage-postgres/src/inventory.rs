@@ -728,6 +728,44 @@ impl InventoryStore for PostgresStore {
         Ok(hold)
     }
 
+    async fn release_hold_batch(&self, requests: &[HoldRelease]) -> Vec<Result<Hold>> {
+        let mut out: Vec<Option<Result<Hold>>> = requests.iter().map(|_| None).collect();
+        if requests.len() > 1 {
+            // One transaction per event: its counters take the group's units once.
+            let mut groups: Vec<(EventId, Vec<usize>)> = Vec::new();
+            for (i, r) in requests.iter().enumerate() {
+                match groups.iter_mut().find(|(e, _)| *e == r.event_id) {
+                    Some((_, members)) => members.push(i),
+                    None => groups.push((r.event_id, vec![i])),
+                }
+            }
+            for (event, members) in groups {
+                let group: Vec<HoldRelease> = members.iter().map(|&i| requests[i]).collect();
+                match self.release_group(event, &group).await {
+                    Ok(results) => {
+                        for (i, result) in members.into_iter().zip(results) {
+                            out[i] = result;
+                        }
+                    }
+                    Err(e) => {
+                        for i in members {
+                            out[i] = Some(Err(e.replica()));
+                        }
+                    }
+                }
+            }
+        }
+        // Whatever the batch left undecided is released alone, in order.
+        let mut results = Vec::with_capacity(requests.len());
+        for (r, decided) in requests.iter().zip(out) {
+            results.push(match decided {
+                Some(result) => result,
+                None => self.release_hold(r.hold_id, r.now).await,
+            });
+        }
+        results
+    }
+
     async fn sweep_expired(&self, now: DateTime<Utc>, limit: u32) -> Result<u32> {
         let events: Vec<Uuid> = sqlx::query(
             "SELECT DISTINCT event_id FROM (SELECT event_id FROM ems_holds \
@@ -803,13 +841,6 @@ const NO_EXPIRY: DateTime<Utc> = DateTime::UNIX_EPOCH;
 
 /// Whether an error says something about the request (the batch goes on) rather
 /// than about the transaction (the batch stops).
-fn is_domain(e: &Error) -> bool {
-    !matches!(
-        e,
-        Error::Unavailable { .. } | Error::Backend { .. } | Error::Corrupt { .. }
-    )
-}
-
 /// Holds for several requests of one event in one transaction: the event's row
 /// is locked and read once, each request is planned in arrival order against
 /// the counters as the requests before it left them (its own rules — per-order
@@ -826,7 +857,7 @@ async fn hold_batch(
     let mut s = match locked {
         Ok(s) => s,
         // The event itself refuses (missing, draft, cancelled): the same for all.
-        Err(e) if is_domain(&e) => {
+        Err(e) if e.is_domain() => {
             return Ok(Some(requests.iter().map(|_| Err(e.replica())).collect()))
         }
         Err(e) => return Err(e),
@@ -847,7 +878,7 @@ async fn hold_batch(
         let coupon = match &request.coupon {
             Some(code) => match lock_coupon(&mut tx, &s, code, request.customer).await {
                 Ok(c) => Some(c),
-                Err(e) if is_domain(&e) => {
+                Err(e) if e.is_domain() => {
                     out.push(Err(e));
                     continue;
                 }
@@ -955,4 +986,96 @@ async fn hold_batch(
     }
     commit(tx).await?;
     Ok(Some(out))
+}
+
+impl PostgresStore {
+    /// Releases a group of one event's holds in one transaction; `None` for a
+    /// request the group cannot decide (its hold is not of this event).
+    async fn release_group(
+        &self,
+        event: EventId,
+        group: &[HoldRelease],
+    ) -> Result<Vec<Option<Result<Hold>>>> {
+        let Some(first) = group.iter().map(|r| r.now).min() else {
+            return Ok(Vec::new());
+        };
+        let mut tx = begin(&self.pool).await?;
+        // Locking the event expires its holds that lapsed by the earliest "now".
+        let Some(mut s) = lock_event(&mut tx, event, first).await? else {
+            return Ok(group.iter().map(|_| None).collect());
+        };
+        let ids: Vec<Uuid> = group.iter().map(|r| r.hold_id.0).collect();
+        let locked: Vec<Hold> = sqlx::query(&format!(
+            "SELECT {HOLD} FROM ems_holds WHERE id = ANY($1) AND event_id = $2 ORDER BY id FOR UPDATE"
+        ))
+        .bind(&ids)
+        .bind(event.0)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(row::hold)
+        .collect::<Result<_>>()?;
+        // Each active hold ends as its first request finds it: lapsed by that
+        // request's "now" it expires, else it is released.
+        let mut expiring = Vec::new();
+        let mut releasing = Vec::new();
+        let mut decided = std::collections::HashSet::new();
+        for r in group {
+            let Some(h) = locked.iter().find(|h| h.id == r.hold_id) else {
+                continue;
+            };
+            if h.status != HoldStatus::Active || !decided.insert(h.id) {
+                continue;
+            }
+            if h.expires_at <= r.now {
+                expiring.push(h.clone());
+            } else {
+                releasing.push(h.clone());
+            }
+        }
+        let mut events = end_holds(
+            &mut tx,
+            &mut s,
+            expiring,
+            HoldStatus::Expired,
+            Some((BookingStatus::Expired, BookingReason::HoldExpired)),
+            first,
+        )
+        .await?;
+        events.extend(
+            end_holds(
+                &mut tx,
+                &mut s,
+                releasing,
+                HoldStatus::Released,
+                Some((BookingStatus::Failed, BookingReason::Abandoned)),
+                first,
+            )
+            .await?,
+        );
+        record(&mut tx, first, events).await?;
+        let ended: Vec<Hold> =
+            sqlx::query(&format!("SELECT {HOLD} FROM ems_holds WHERE id = ANY($1)"))
+                .bind(&ids)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(db)?
+                .iter()
+                .map(row::hold)
+                .collect::<Result<_>>()?;
+        commit(tx).await?;
+        Ok(group
+            .iter()
+            .map(|r| {
+                let h = ended
+                    .iter()
+                    .find(|h| h.id == r.hold_id && h.event_id == event)?;
+                Some(match h.status {
+                    HoldStatus::Released | HoldStatus::Expired => Ok(h.clone()),
+                    other => Err(Error::invalid_state("hold", h.id, other, "release")),
+                })
+            })
+            .collect())
+    }
 }

@@ -73,6 +73,7 @@
 //! trigram (`pg_trgm`) index, which this schema leaves to the operator.
 
 mod booking;
+mod checkout;
 mod directory;
 mod error;
 mod event;

@@ -1,6 +1,7 @@
 //! Bookings and the checkout saga: hold → pending booking → payment (idempotency
 //! key) → confirmed booking with tickets, with compensation on every failure.
 
+mod batch;
 mod policy;
 mod saga;
 mod store;
@@ -8,6 +9,8 @@ mod store;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use batch::{open_one, settle_one, CheckoutStore, OpenCheckout, Opened, SettlePaid, Settled};
+pub(crate) use batch::{OpenOp, SettleOp};
 pub use policy::{RefundPolicy, RefundRule};
 pub use saga::{Checkout, CheckoutRequest};
 pub use store::{check_cancel, BookingStore, CancelBooking, ConfirmBooking, ConfirmOutcome};

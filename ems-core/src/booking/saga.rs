@@ -138,19 +138,37 @@ impl Ems {
             updated_at: now,
             version: 1,
         };
-        let stored = match self.store().create_booking(&booking).await {
-            Ok(b) => b,
-            Err(e) => {
-                self.store().release_hold(hold.id, self.now()).await?;
-                return Err(e);
+        let payment = self.payment_for(&booking, now);
+        let ours = payment.id;
+        let opened = self
+            .open_checkout(OpenCheckout {
+                booking: booking.clone(),
+                payment,
+            })
+            .await;
+        match opened {
+            Ok(Opened::Created { booking, payment }) => self.charge(booking, payment, ours).await,
+            Ok(Opened::Existing(stored)) => {
+                // A concurrent request with the same key won; give our units back.
+                self.unreserve(&hold).await?;
+                self.resume_checkout(stored, &request).await
             }
-        };
-        if stored.id != booking.id {
-            // A concurrent request with the same key won; give our units back.
-            self.store().release_hold(hold.id, self.now()).await?;
-            return self.resume_checkout(stored, &request).await;
+            Err(e) => {
+                // Compensate unless our booking got opened: then it stays pending
+                // and a retry with the key resumes it.
+                let opened = self
+                    .store()
+                    .booking_by_key(customer, &request.idempotency_key)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some_and(|b| b.id == booking.id);
+                if !opened {
+                    self.unreserve(&hold).await?;
+                }
+                Err(e)
+            }
         }
-        self.pay(stored).await
     }
 
     async fn resume_checkout(
@@ -206,11 +224,10 @@ impl Ems {
         })
     }
 
-    /// Takes payment for a pending booking through its gateway.
-    async fn pay(&self, booking: Booking) -> Result<Checkout> {
-        let gateway = self.gateway(&booking.gateway)?;
-        let now = self.now();
-        let payment = Payment {
+    /// The first payment record of a booking (keyed by the booking, so one
+    /// booking is never charged twice).
+    fn payment_for(&self, booking: &Booking, now: DateTime<Utc>) -> Payment {
+        Payment {
             id: PaymentId::new(),
             booking_id: booking.id,
             event_id: booking.event_id,
@@ -224,9 +241,26 @@ impl Ems {
             created_at: now,
             updated_at: now,
             version: 1,
-        };
+        }
+    }
+
+    /// Takes payment for a pending booking through its gateway.
+    async fn pay(&self, booking: Booking) -> Result<Checkout> {
+        let payment = self.payment_for(&booking, self.now());
         let ours = payment.id;
         let payment = self.store().insert_payment(&payment).await?;
+        self.charge(booking, payment, ours).await
+    }
+
+    /// Charges `payment` (as stored; ours if its id is `ours`) through the
+    /// booking's gateway and settles the outcome.
+    async fn charge(
+        &self,
+        booking: Booking,
+        payment: Payment,
+        ours: PaymentId,
+    ) -> Result<Checkout> {
+        let gateway = self.gateway(&booking.gateway)?;
         if payment.id != ours || payment.status != PaymentStatus::Pending {
             // Another request with the same key started this payment first: it alone
             // talks to the gateway (a retry later resumes through `reconcile_payment`).
@@ -234,10 +268,7 @@ impl Ems {
         }
         if booking.total.is_zero() {
             // Free tickets: nothing to charge, so no gateway reference either.
-            let paid = self
-                .set_payment_status(payment, PaymentStatus::Succeeded, None, None)
-                .await?;
-            return self.complete_paid(paid, Some(booking)).await;
+            return self.settle(payment, None, booking).await;
         }
         let request = PaymentRequest {
             idempotency_key: payment.idempotency_key.clone(),
@@ -258,12 +289,7 @@ impl Ems {
             Ok(GatewayPayment {
                 reference,
                 status: GatewayPaymentStatus::Succeeded,
-            }) => {
-                let paid = self
-                    .set_payment_status(payment, PaymentStatus::Succeeded, Some(reference), None)
-                    .await?;
-                self.complete_paid(paid, Some(booking)).await
-            }
+            }) => self.settle(payment, Some(reference), booking).await,
             Ok(GatewayPayment {
                 reference,
                 status: GatewayPaymentStatus::Pending | GatewayPaymentStatus::Authorized,
@@ -370,15 +396,45 @@ impl Ems {
         })
     }
 
-    /// Confirms the booking of a succeeded payment; refunds if it cannot be delivered.
-    /// `booking` is the booking as the caller last read it (its lines and ids never
-    /// change), to spare a read on the checkout path.
-    async fn complete_paid(&self, payment: Payment, booking: Option<Booking>) -> Result<Checkout> {
-        let booking = match booking {
-            Some(b) => b,
-            None => self.booking_record(payment.booking_id).await?,
-        };
+    /// Records a pending payment as succeeded and confirms its booking, in one
+    /// step (batched with other buyers' when batching is on).
+    async fn settle(
+        &self,
+        payment: Payment,
+        reference: Option<String>,
+        booking: Booking,
+    ) -> Result<Checkout> {
         let now = self.now();
+        let mut next = payment.clone();
+        next.status = PaymentStatus::Succeeded;
+        if reference.is_some() {
+            next.reference = reference.clone();
+        }
+        next.failure = None;
+        next.updated_at = now;
+        next.version += 1;
+        let confirm = self.confirmation(&booking, now);
+        let request = SettlePaid {
+            booking: booking.clone(),
+            payment: next,
+            confirm: confirm.clone(),
+        };
+        match self.settle_paid(request).await {
+            Ok(Settled { payment, outcome }) => self.confirmed(payment, confirm, outcome).await,
+            Err(Error::Conflict { .. }) => {
+                // Someone else (a webhook, a reconciliation) moved the payment
+                // first: merge with what is stored, then confirm.
+                let paid = self
+                    .set_payment_status(payment, PaymentStatus::Succeeded, reference, None)
+                    .await?;
+                self.complete_paid(paid, Some(booking)).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The confirmation of `booking` with one fresh ticket per unit.
+    fn confirmation(&self, booking: &Booking, now: DateTime<Utc>) -> ConfirmBooking {
         let tickets = booking
             .lines
             .iter()
@@ -394,12 +450,35 @@ impl Ems {
                 checked_in_at: None,
             })
             .collect();
-        let request = ConfirmBooking {
+        ConfirmBooking {
             booking_id: booking.id,
             tickets,
             now,
+        }
+    }
+
+    /// Confirms the booking of a succeeded payment; refunds if it cannot be delivered.
+    /// `booking` is the booking as the caller last read it (its lines and ids never
+    /// change), to spare a read on the checkout path.
+    async fn complete_paid(&self, payment: Payment, booking: Option<Booking>) -> Result<Checkout> {
+        let booking = match booking {
+            Some(b) => b,
+            None => self.booking_record(payment.booking_id).await?,
         };
-        match self.store().confirm_booking(&request).await? {
+        let request = self.confirmation(&booking, self.now());
+        let outcome = self.store().confirm_booking(&request).await?;
+        self.confirmed(payment, request, outcome).await
+    }
+
+    /// The checkout after confirming: the tickets if confirmed now, a refund if
+    /// the booking cannot be delivered.
+    async fn confirmed(
+        &self,
+        payment: Payment,
+        request: ConfirmBooking,
+        outcome: ConfirmOutcome,
+    ) -> Result<Checkout> {
+        match outcome {
             // Confirmed now: the stored tickets are exactly the ones just built.
             ConfirmOutcome::Confirmed(b) => Ok(Checkout {
                 booking: b,

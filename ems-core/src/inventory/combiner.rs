@@ -13,17 +13,15 @@
 //! before the next batch forms; one that gives up while its batch is with the
 //! store gets its hold released as soon as the batch returns, so no units leak.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use parking_lot::Mutex;
-use tokio::sync::oneshot;
 
-use super::{Hold, HoldRequest, InventoryStore};
+use super::{Hold, HoldRelease, HoldRequest, InventoryStore};
+use crate::batch::{BatchOp, Combiner};
 use crate::id::{EventId, HoldId};
-use crate::{Error, Result, Store};
+use crate::{Result, Store};
 
 /// What the combiner needs of a store.
 #[async_trait]
@@ -46,7 +44,7 @@ impl BatchTarget for Arc<dyn Store> {
     }
 }
 
-/// Whether holds go through the combiner.
+/// Whether holds (and the checkout steps after them) are batched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum HoldBatching {
@@ -60,32 +58,54 @@ pub enum HoldBatching {
     Off,
 }
 
-struct Waiter {
-    request: HoldRequest,
-    reply: oneshot::Sender<Result<Hold>>,
-}
+/// Holds of one event, batched.
+pub(crate) struct HoldOp(Arc<dyn BatchTarget>);
 
-#[derive(Default)]
-struct Queue {
-    waiting: VecDeque<Waiter>,
-    /// A batch of this event is with the store (a drain task runs).
-    running: bool,
-}
+#[async_trait]
+impl BatchOp for HoldOp {
+    type Key = EventId;
+    type Request = HoldRequest;
+    type Item = Hold;
 
-/// Per-event queues over one store.
-pub(crate) struct HoldCombiner {
-    store: Arc<dyn BatchTarget>,
-    queues: Arc<Mutex<HashMap<EventId, Queue>>>,
-    max_batch: usize,
-}
-
-impl std::fmt::Debug for HoldCombiner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HoldCombiner")
-            .field("max_batch", &self.max_batch)
-            .finish_non_exhaustive()
+    fn key(&self, request: &HoldRequest) -> EventId {
+        request.event_id
+    }
+    async fn one(&self, request: &HoldRequest) -> Result<Hold> {
+        self.0.try_hold(request).await
+    }
+    async fn batch(&self, requests: &[HoldRequest]) -> Vec<Result<Hold>> {
+        self.0.try_hold_batch(requests).await
+    }
+    async fn abandoned(&self, request: &HoldRequest, hold: Hold) {
+        // Its caller left while the batch was out: give the units back.
+        // Should that fail, the hold still lapses at its expiry.
+        let _ = self.0.release_hold(hold.id, request.now).await;
     }
 }
+
+/// Releases of one event's holds, batched.
+pub(crate) struct ReleaseOp(pub(crate) Arc<dyn Store>);
+
+#[async_trait]
+impl BatchOp for ReleaseOp {
+    type Key = EventId;
+    type Request = HoldRelease;
+    type Item = Hold;
+
+    fn key(&self, request: &HoldRelease) -> EventId {
+        request.event_id
+    }
+    async fn one(&self, request: &HoldRelease) -> Result<Hold> {
+        InventoryStore::release_hold(&*self.0, request.hold_id, request.now).await
+    }
+    async fn batch(&self, requests: &[HoldRelease]) -> Vec<Result<Hold>> {
+        InventoryStore::release_hold_batch(&*self.0, requests).await
+    }
+}
+
+/// Per-event queues of holds over one store.
+#[derive(Debug)]
+pub(crate) struct HoldCombiner(Combiner<HoldOp>);
 
 impl HoldCombiner {
     /// A combiner sending at most `max_batch` requests per store call.
@@ -94,106 +114,17 @@ impl HoldCombiner {
     }
 
     fn over(store: Arc<dyn BatchTarget>, max_batch: usize) -> Self {
-        Self {
-            store,
-            queues: Arc::new(Mutex::new(HashMap::new())),
-            max_batch: max_batch.max(1),
-        }
+        Self(Combiner::new(HoldOp(store), max_batch))
     }
 
     /// Reserves `request` as part of the event's next batch.
     pub(crate) async fn hold(&self, request: HoldRequest) -> Result<Hold> {
-        // Batches run on a spawned task so that no caller's cancellation can
-        // strand the others; without a runtime, hold directly.
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return self.store.try_hold(&request).await;
-        };
-        let (reply, answer) = oneshot::channel();
-        let event = request.event_id;
-        let start = {
-            let mut queues = self.queues.lock();
-            let queue = queues.entry(event).or_default();
-            queue.waiting.push_back(Waiter { request, reply });
-            !std::mem::replace(&mut queue.running, true)
-        };
-        if start {
-            let drain = Drain {
-                store: Arc::clone(&self.store),
-                queues: Arc::clone(&self.queues),
-                event,
-                max_batch: self.max_batch,
-            };
-            runtime.spawn(drain.run());
-        }
-        answer.await.unwrap_or_else(|_| {
-            Err(Error::Unavailable {
-                retry_after: None,
-                source: "the hold batch failed before answering".into(),
-            })
-        })
-    }
-}
-
-/// The task that sends an event's batches while requests keep coming.
-struct Drain {
-    store: Arc<dyn BatchTarget>,
-    queues: Arc<Mutex<HashMap<EventId, Queue>>>,
-    event: EventId,
-    max_batch: usize,
-}
-
-impl Drain {
-    /// The next batch, or `None` (and the queue gone) when nobody waits.
-    fn next_batch(&self) -> Option<Vec<Waiter>> {
-        let mut queues = self.queues.lock();
-        let queue = queues.get_mut(&self.event)?;
-        // Callers that gave up while queued leave now.
-        queue.waiting.retain(|w| !w.reply.is_closed());
-        if queue.waiting.is_empty() {
-            queues.remove(&self.event);
-            return None;
-        }
-        let n = queue.waiting.len().min(self.max_batch);
-        Some(queue.waiting.drain(..n).collect())
+        self.0.run(request).await
     }
 
-    async fn run(self) {
-        // If the store panics, the guard ends the queue: its waiters are told
-        // the batch failed, and the next request starts a fresh drain.
-        let guard = QueueGuard {
-            queues: Arc::clone(&self.queues),
-            event: self.event,
-        };
-        while let Some(batch) = self.next_batch() {
-            let requests: Vec<HoldRequest> = batch.iter().map(|w| w.request.clone()).collect();
-            let mut results = self.store.try_hold_batch(&requests).await.into_iter();
-            for waiter in batch {
-                let result = results.next().unwrap_or_else(|| {
-                    Err(Error::Backend {
-                        backend: "store",
-                        source: "try_hold_batch answered fewer requests than it was given".into(),
-                    })
-                });
-                if let Err(Ok(hold)) = waiter.reply.send(result) {
-                    // Its caller left while the batch was out: give the units back.
-                    // Should that fail, the hold still lapses at its expiry.
-                    let _ = self.store.release_hold(hold.id, waiter.request.now).await;
-                }
-            }
-        }
-        std::mem::forget(guard);
-    }
-}
-
-struct QueueGuard {
-    queues: Arc<Mutex<HashMap<EventId, Queue>>>,
-    event: EventId,
-}
-
-impl Drop for QueueGuard {
-    fn drop(&mut self) {
-        // Only reached when the drain unwinds: drop the queue and its waiters.
-        self.queues.lock().remove(&self.event);
+    #[cfg(test)]
+    fn is_idle(&self) -> bool {
+        self.0.is_idle()
     }
 }
 
@@ -212,10 +143,14 @@ pub(crate) async fn sequential<S: InventoryStore + ?Sized>(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::time::Duration;
 
     use chrono::TimeZone;
+    use parking_lot::Mutex;
+
+    use crate::Error;
 
     use super::*;
     use crate::id::{OrganizationId, TierId, UserId};
@@ -350,7 +285,7 @@ mod tests {
         let batches = counter.batches.load(Ordering::SeqCst);
         assert!(batches < 64, "requests were combined: {batches} batches");
         assert!(counter.largest.load(Ordering::SeqCst) > 1);
-        assert!(combiner.queues.lock().is_empty(), "idle queues are dropped");
+        assert!(combiner.is_idle(), "idle queues are dropped");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

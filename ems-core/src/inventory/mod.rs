@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use combiner::HoldBatching;
-pub(crate) use combiner::HoldCombiner;
+pub(crate) use combiner::{HoldCombiner, ReleaseOp};
 pub use rules::{
     availability_of, check_capacity, check_new_tier, check_tier_change, demand_of, hold_end_events,
     plan_hold, quota_capacity, Demand, HoldPlan, QuotaKey,
@@ -172,6 +172,17 @@ pub struct HoldRequest {
     /// Promo code to apply; the store consumes one use atomically with the hold.
     #[serde(default)]
     pub coupon: Option<String>,
+}
+
+/// One hold to give up, in [`InventoryStore::release_hold_batch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldRelease {
+    /// The hold.
+    pub hold_id: HoldId,
+    /// Its event (requests of one event share the event's counters).
+    pub event_id: EventId,
+    /// The operation's "now".
+    pub now: DateTime<Utc>,
 }
 
 /// A held line with the price locked at hold time.

@@ -330,8 +330,8 @@ impl Ems {
 
     /// Gives a hold up before it expires, returning its units.
     pub async fn release_hold(&self, actor: &Actor, id: HoldId) -> Result<Hold> {
-        self.hold(actor, id).await?;
-        self.store().release_hold(id, self.now()).await
+        let hold = self.hold(actor, id).await?;
+        self.unreserve(&hold).await
     }
 
     /// Forgets released and expired holds without a booking that are older than

@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{EventAvailability, Hold, HoldRequest, SharedQuota, TicketTier};
+use super::{EventAvailability, Hold, HoldRelease, HoldRequest, SharedQuota, TicketTier};
 use crate::id::{EventId, HoldId};
 use crate::Result;
 
@@ -63,6 +63,17 @@ pub trait InventoryStore: Send + Sync + 'static {
     async fn hold(&self, id: HoldId) -> Result<Option<Hold>>;
     /// Gives a hold up.
     async fn release_hold(&self, id: HoldId, now: DateTime<Utc>) -> Result<Hold>;
+    /// Gives holds up in their order: the result at position `i` is what
+    /// `release_hold(requests[i].hold_id, requests[i].now)` would return right
+    /// after the requests before it. A store overrides this to return a batch's
+    /// units to each event's counters once; the default releases one by one.
+    async fn release_hold_batch(&self, requests: &[HoldRelease]) -> Vec<Result<Hold>> {
+        let mut out = Vec::with_capacity(requests.len());
+        for r in requests {
+            out.push(self.release_hold(r.hold_id, r.now).await);
+        }
+        out
+    }
     /// Expires lapsed holds.
     async fn sweep_expired(&self, now: DateTime<Utc>, limit: u32) -> Result<u32>;
     /// Forgets ended holds that no booking refers to.

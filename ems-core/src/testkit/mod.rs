@@ -189,6 +189,9 @@ macro_rules! __conformance_suite {
             booking_history_is_paginated_newest_first,
             concurrent_holds_through_two_handles_never_oversell,
             concurrent_checkouts_sell_exactly_capacity,
+            checkout_batches_match_one_by_one,
+            release_batches_match_one_by_one,
+            hold_batch_grants_what_fits_in_arrival_order,
         );
 
         #[test]

@@ -3622,3 +3622,453 @@ pub async fn concurrent_checkouts_sell_exactly_capacity(stores: TestStores) {
         "money agrees with units"
     );
 }
+
+/// A pending booking on `hold` under `key`, and its first payment record, as
+/// the checkout saga builds them.
+fn opening(f: &Fixture, hold: &crate::inventory::Hold, key: &str) -> crate::booking::OpenCheckout {
+    use crate::booking::Booking;
+    use crate::payment::Payment;
+    let now = f.clock_now();
+    let booking = Booking {
+        id: BookingId::new(),
+        event_id: hold.event_id,
+        organization: hold.organization,
+        customer: hold.customer,
+        hold_id: hold.id,
+        lines: hold.lines.clone(),
+        quote: hold.quote.clone(),
+        total: hold.total,
+        status: BookingStatus::Pending,
+        reason: None,
+        idempotency_key: key.into(),
+        gateway: "fake".into(),
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    };
+    let payment = Payment {
+        id: PaymentId::new(),
+        booking_id: booking.id,
+        event_id: booking.event_id,
+        gateway: "fake".into(),
+        reference: None,
+        amount: booking.total,
+        refunded: Money::zero(booking.total.currency()),
+        status: PaymentStatus::Pending,
+        failure: None,
+        idempotency_key: format!("booking-{}", booking.id),
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    };
+    crate::booking::OpenCheckout { booking, payment }
+}
+
+/// The settlement of an opened checkout: payment succeeded (with `version`),
+/// one ticket per unit.
+fn settlement(
+    f: &Fixture,
+    opened: &crate::booking::OpenCheckout,
+    version: u64,
+) -> crate::booking::SettlePaid {
+    use crate::booking::ConfirmBooking;
+    use crate::ticket::{Ticket, TicketStatus};
+    let now = f.clock_now();
+    let b = &opened.booking;
+    let mut payment = opened.payment.clone();
+    payment.status = PaymentStatus::Succeeded;
+    payment.reference = Some(format!("ref-{}", b.id));
+    payment.updated_at = now;
+    payment.version = version;
+    let tickets = b
+        .lines
+        .iter()
+        .flat_map(|l| std::iter::repeat_n(l.tier_id, l.quantity as usize))
+        .map(|tier_id| Ticket {
+            id: TicketId::new(),
+            booking_id: b.id,
+            event_id: b.event_id,
+            tier_id,
+            holder: b.customer,
+            status: TicketStatus::Valid,
+            issued_at: now,
+            checked_in_at: None,
+        })
+        .collect();
+    crate::booking::SettlePaid {
+        booking: b.clone(),
+        payment,
+        confirm: ConfirmBooking {
+            booking_id: b.id,
+            tickets,
+            now,
+        },
+    }
+}
+
+/// The batched checkout steps give each request what it would have got alone,
+/// whatever its neighbours do: a reused key answers with the existing
+/// booking, a hold booked earlier in the batch or held by someone else is
+/// refused, a stale payment version is a conflict that changes nothing, and a
+/// booking whose hold lapsed takes its units again.
+pub async fn checkout_batches_match_one_by_one(stores: TestStores) {
+    use crate::booking::{CheckoutStore, ConfirmOutcome, Opened};
+    use crate::inventory::InventoryStore;
+    use crate::payment::PaymentStore;
+    use crate::ticket::TicketStore;
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(20, &[("GA", "10", 20)]).await;
+    let tier = tiers[0].id;
+    let ann = f.customer();
+    let bob = f.customer();
+    let cat = f.customer();
+    let hold = |who: Actor, qty: u32, ttl: Option<Duration>| {
+        let ems = f.ems.clone();
+        async move {
+            ems.place_hold(
+                &who,
+                e.id,
+                &items(tier, qty),
+                HoldOptions {
+                    ttl,
+                    ..HoldOptions::default()
+                },
+            )
+            .await
+            .expect("hold placed")
+        }
+    };
+    let ann_1 = hold(ann, 2, None).await;
+    let ann_2 = hold(ann, 1, None).await;
+    let bob_1 = hold(bob, 3, None).await;
+    let cat_1 = hold(cat, 1, Some(Duration::seconds(30))).await;
+    assert_eq!(f.event_taken(e.id).await, 7);
+
+    let store = f.ems.store();
+    let a = opening(&f, &ann_1, "ann-key");
+    let reused = opening(&f, &ann_2, "ann-key");
+    let b = opening(&f, &bob_1, "bob-key");
+    let again = opening(&f, &ann_1, "ann-other-key");
+    let mut foreign = opening(&f, &bob_1, "cat-key");
+    foreign.booking.customer = cat_1.customer;
+    let c = opening(&f, &cat_1, "cat-key");
+    let opened = store
+        .open_checkouts(&[
+            a.clone(),
+            reused.clone(),
+            b.clone(),
+            again,
+            foreign,
+            c.clone(),
+        ])
+        .await;
+    assert_eq!(opened.len(), 6, "one answer per request");
+    match &opened[0] {
+        Ok(Opened::Created { booking, payment }) => {
+            assert_eq!(booking.id, a.booking.id);
+            assert_eq!(payment, &a.payment);
+        }
+        other => panic!("the first request opens its booking: {other:?}"),
+    }
+    match &opened[1] {
+        Ok(Opened::Existing(existing)) => assert_eq!(existing.id, a.booking.id),
+        other => panic!("a reused key answers with its booking: {other:?}"),
+    }
+    assert!(
+        matches!(&opened[2], Ok(Opened::Created { booking, .. }) if booking.id == b.booking.id),
+        "a neighbour's outcome does not change another's: {:?}",
+        opened[2]
+    );
+    assert!(
+        matches!(opened[3], Err(Error::InvalidState { .. })),
+        "a hold booked earlier in the batch cannot be booked again: {:?}",
+        opened[3]
+    );
+    assert!(
+        matches!(
+            opened[4],
+            Err(Error::Forbidden { .. } | Error::InvalidInput { .. } | Error::InvalidState { .. })
+        ),
+        "another customer's hold is refused: {:?}",
+        opened[4]
+    );
+    assert!(matches!(&opened[5], Ok(Opened::Created { .. })));
+    let ann_2_now = store.hold(ann_2.id).await.expect("read").expect("kept");
+    assert_eq!(ann_2_now.booking_id, None, "the reused key booked nothing");
+    for (o, hold) in [(&a, &ann_1), (&b, &bob_1), (&c, &cat_1)] {
+        let stored = store
+            .booking(o.booking.id)
+            .await
+            .expect("read")
+            .expect("stored");
+        assert_eq!(stored.status, BookingStatus::Pending);
+        let h = store.hold(hold.id).await.expect("read").expect("kept");
+        assert_eq!(h.booking_id, Some(o.booking.id), "the hold points to it");
+        let payments = store
+            .payments_for_booking(o.booking.id)
+            .await
+            .expect("read");
+        assert_eq!(payments, vec![o.payment.clone()], "one pending payment");
+    }
+
+    // Cat's hold lapses before her payment lands; units are still there.
+    f.clock.advance(Duration::seconds(60));
+    let settled = store
+        .settle_paid(&[
+            settlement(&f, &a, 2),
+            settlement(&f, &b, 3), // stale: the stored version is 1
+            settlement(&f, &c, 2),
+        ])
+        .await;
+    assert_eq!(settled.len(), 3);
+    match &settled[0] {
+        Ok(s) => {
+            assert!(matches!(&s.outcome, ConfirmOutcome::Confirmed(b) if b.reason.is_none()));
+            assert_eq!(s.payment.status, PaymentStatus::Succeeded);
+        }
+        other => panic!("a paid booking on its hold is confirmed: {other:?}"),
+    }
+    assert!(
+        matches!(settled[1], Err(Error::Conflict { .. })),
+        "a stale payment version is a conflict: {:?}",
+        settled[1]
+    );
+    match &settled[2] {
+        Ok(s) => assert!(
+            matches!(&s.outcome, ConfirmOutcome::Confirmed(b)
+                if b.reason == Some(BookingReason::Reacquired)),
+            "a lapsed hold's units are taken again: {:?}",
+            s.outcome
+        ),
+        other => panic!("the lapsed booking settles: {other:?}"),
+    }
+    let bob_pay = store
+        .payment(b.payment.id)
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(
+        bob_pay.status,
+        PaymentStatus::Pending,
+        "the conflict changed nothing"
+    );
+    let bob_booking = store
+        .booking(b.booking.id)
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(bob_booking.status, BookingStatus::Pending);
+    assert_eq!(
+        store
+            .tickets_for_booking(a.booking.id)
+            .await
+            .expect("read")
+            .len(),
+        2
+    );
+    assert!(store
+        .tickets_for_booking(b.booking.id)
+        .await
+        .expect("read")
+        .is_empty());
+    assert_eq!(
+        store
+            .tickets_for_booking(c.booking.id)
+            .await
+            .expect("read")
+            .len(),
+        1
+    );
+    // Ann's 2 confirmed, her unbooked 1 and Bob's 3 still held, Cat's 1 taken again.
+    assert_eq!(f.event_taken(e.id).await, 7, "units agree with the holds");
+    // Every change is in the log once, in order per booking.
+    let log = f.ems.store().read_events(None, 1_000).await.expect("log");
+    let count = |pred: &dyn Fn(&DomainEvent) -> bool| log.iter().filter(|r| pred(&r.event)).count();
+    assert_eq!(
+        count(&|e| matches!(e, DomainEvent::BookingCreated { .. })),
+        3
+    );
+    assert_eq!(
+        count(&|e| matches!(e, DomainEvent::PaymentStarted { .. })),
+        3
+    );
+    assert_eq!(
+        count(&|e| matches!(e, DomainEvent::PaymentSucceeded { .. })),
+        2
+    );
+    assert_eq!(
+        count(&|e| matches!(e, DomainEvent::BookingConfirmed { .. })),
+        2
+    );
+}
+
+/// Releasing holds in a batch gives each request what it would have got alone:
+/// an active hold is released (and releasing it again is a no-op), a lapsed
+/// one is found expired, a confirmed one cannot be released, an unknown one is
+/// not found; every unit comes back exactly once.
+pub async fn release_batches_match_one_by_one(stores: TestStores) {
+    use crate::inventory::{HoldRelease, InventoryStore};
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(20, &[("GA", "10", 20)]).await;
+    let tier = tiers[0].id;
+    let hold = |qty: u32, ttl: Option<Duration>| {
+        let ems = f.ems.clone();
+        let who = f.customer();
+        async move {
+            ems.place_hold(
+                &who,
+                e.id,
+                &items(tier, qty),
+                HoldOptions {
+                    ttl,
+                    ..HoldOptions::default()
+                },
+            )
+            .await
+            .expect("hold placed")
+        }
+    };
+    let open = hold(3, None).await;
+    let lapsing = hold(2, Some(Duration::seconds(30))).await;
+    let kept = hold(4, None).await;
+    let buyer = f.customer();
+    let sold = f
+        .ems
+        .checkout(&buyer, f.order(e.id, tier, 1, "sold"))
+        .await
+        .expect("checkout");
+    assert_eq!(sold.booking.status, BookingStatus::Confirmed);
+    assert_eq!(f.event_taken(e.id).await, 10);
+
+    f.clock.advance(Duration::seconds(60));
+    let now = f.clock_now();
+    let release = |hold_id| HoldRelease {
+        hold_id,
+        event_id: e.id,
+        now,
+    };
+    let results = f
+        .ems
+        .store()
+        .release_hold_batch(&[
+            release(open.id),
+            release(open.id),
+            release(sold.booking.hold_id),
+            release(lapsing.id),
+            release(HoldId::new()),
+        ])
+        .await;
+    assert_eq!(results.len(), 5, "one answer per request");
+    assert!(
+        matches!(&results[0], Ok(h) if h.status == HoldStatus::Released),
+        "{:?}",
+        results[0]
+    );
+    assert!(
+        matches!(&results[1], Ok(h) if h.status == HoldStatus::Released),
+        "releasing again is a no-op: {:?}",
+        results[1]
+    );
+    assert!(
+        matches!(results[2], Err(Error::InvalidState { .. })),
+        "a confirmed hold cannot be released: {:?}",
+        results[2]
+    );
+    assert!(
+        matches!(&results[3], Ok(h) if h.status == HoldStatus::Expired),
+        "a lapsed hold is found expired: {:?}",
+        results[3]
+    );
+    assert!(
+        matches!(results[4], Err(Error::NotFound { .. })),
+        "{:?}",
+        results[4]
+    );
+    assert_eq!(
+        f.event_taken(e.id).await,
+        5,
+        "the sold unit and the kept hold's 4 stay taken; the rest came back once"
+    );
+    let kept_now = f
+        .ems
+        .store()
+        .hold(kept.id)
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(
+        kept_now.status,
+        HoldStatus::Active,
+        "a bystander is untouched"
+    );
+    let log = f.ems.store().read_events(None, 1_000).await.expect("log");
+    let released = log
+        .iter()
+        .filter(
+            |r| matches!(r.event, DomainEvent::HoldReleased { hold_id, .. } if hold_id == open.id),
+        )
+        .count();
+    assert_eq!(released, 1, "one HoldReleased for the released hold");
+}
+
+/// A batch of holds grants, in arrival order, every request that fits and
+/// refuses the rest exactly as each would be refused alone; a request's own
+/// rules apply to it alone, and marginal price positions stay exact.
+pub async fn hold_batch_grants_what_fits_in_arrival_order(stores: TestStores) {
+    use crate::inventory::{HoldRequest, InventoryStore};
+    let f = Fixture::new(stores).await;
+    let store = f.ems.store();
+    let (event, tiers) = f.published_event(5, &[("GA", "10", 5)]).await;
+    let now = f.clock_now();
+    let request = |quantity| HoldRequest {
+        id: HoldId::new(),
+        event_id: event.id,
+        customer: UserId::new(),
+        items: vec![HoldItem {
+            tier_id: tiers[0].id,
+            quantity,
+        }],
+        now,
+        expires_at: now + Duration::minutes(10),
+        coupon: None,
+    };
+    let zero = request(0);
+    let batch = [request(3), request(3), zero, request(2), request(1)];
+    let results = store.try_hold_batch(&batch).await;
+    assert_eq!(results.len(), 5);
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+    assert!(
+        matches!(
+            results[1],
+            Err(Error::SoldOut {
+                available: 2,
+                requested: 3,
+                ..
+            })
+        ),
+        "{:?}",
+        results[1]
+    );
+    assert!(
+        matches!(results[2], Err(Error::InvalidInput { .. })),
+        "a request's own rules apply to it alone: {:?}",
+        results[2]
+    );
+    assert!(results[3].is_ok(), "a later request that fits is granted");
+    assert!(matches!(
+        results[4],
+        Err(Error::SoldOut { available: 0, .. })
+    ));
+    assert_eq!(f.available(event.id, tiers[0].id).await, 0);
+    assert_eq!(f.event_taken(event.id).await, 5);
+    // Each granted hold is stored as returned.
+    for r in results.iter().flatten() {
+        let stored = store.hold(r.id).await.expect("readable").expect("stored");
+        assert_eq!(&stored, r);
+    }
+    // Marginal positions stay exact: the second grant starts where the first ended.
+    let first = results[0].as_ref().expect("granted");
+    let second = results[3].as_ref().expect("granted");
+    assert_eq!(first.quote.lines[0].first_position, 0);
+    assert_eq!(second.quote.lines[0].first_position, 3);
+}
