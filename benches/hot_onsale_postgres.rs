@@ -9,7 +9,8 @@
 //! (default 32); `EMS_BENCH_ONLY=hot` runs only the hot event;
 //! `EMS_BENCH_ONLY=combiner` runs the floor, then holds only and full checkouts
 //! on the hot event with 32 and 256 buyers, hold batching off and on, then two
-//! services (own pool, own combiner) at once. Under `cargo test` it runs a 1-second smoke version without
+//! services (own pool, own combiner) at once (`EMS_BENCH_PARTS` picks some of
+//! those parts, see [`wanted`]). Under `cargo test` it runs a 1-second smoke version without
 //! pgbench. The server is `DATABASE_URL` (default the local one); every run
 //! creates and drops its own databases.
 
@@ -56,6 +57,14 @@ async fn combiner(buyers: &[usize], secs: u64) {
             (onsale::Mode::Checkout, "checkouts"),
         ] {
             for batching in [HoldBatching::Off, HoldBatching::On] {
+                let on = if batching == HoldBatching::On {
+                    "on"
+                } else {
+                    "off"
+                };
+                if !wanted(&format!("{what}-{on}-{n}")) {
+                    continue;
+                }
                 let options = fresh_database("ems_bench")
                     .await
                     .expect("the PostgreSQL server (DATABASE_URL) is reachable");
@@ -66,11 +75,6 @@ async fn combiner(buyers: &[usize], secs: u64) {
                 store.migrate().await.expect("migrations apply");
                 let (ems, events) =
                     common::published_with(Arc::new(store.clone()), 1, 50_000_000, batching).await;
-                let on = if batching == HoldBatching::On {
-                    "on"
-                } else {
-                    "off"
-                };
                 let run = onsale::run_many(
                     format!("hot {what}, batching {on}"),
                     vec![ems],
@@ -91,6 +95,9 @@ async fn combiner(buyers: &[usize], secs: u64) {
         (onsale::Mode::Hold, "holds"),
         (onsale::Mode::Checkout, "checkouts"),
     ] {
+        if !wanted(&format!("{what}-2services")) {
+            continue;
+        }
         let options = fresh_database("ems_bench")
             .await
             .expect("the PostgreSQL server (DATABASE_URL) is reachable");
@@ -116,6 +123,15 @@ async fn combiner(buyers: &[usize], secs: u64) {
         b.pool().close().await;
         close(a).await;
     }
+}
+
+/// Whether a part of the combiner comparison runs: `EMS_BENCH_PARTS` (comma
+/// separated prefixes such as `checkouts-on`, `holds-off-256`, `holds-2services`)
+/// picks parts; unset runs them all.
+fn wanted(part: &str) -> bool {
+    std::env::var("EMS_BENCH_PARTS").map_or(true, |parts| {
+        parts.split(',').any(|p| part.starts_with(p.trim()))
+    })
 }
 
 /// Units taken on the tiers equal the units of active holds (holds only) or
@@ -221,6 +237,11 @@ async fn pgbench(script: &str, clients: usize, secs: u64) -> f64 {
         .output()
         .expect("psql runs");
     assert!(schema.status.success(), "floor schema loads");
+    // Every transaction's latency goes to a log (written by pgbench, not the
+    // server), for the floor's percentiles.
+    let logs = std::env::temp_dir().join(format!("ems-floor-{}", std::process::id()));
+    std::fs::create_dir_all(&logs).expect("log directory");
+    let prefix = logs.join("tx");
     let out = Command::new("pgbench")
         .args(["-n", "-M", "prepared", "-f", &format!("{dir}/{script}")])
         .args([
@@ -230,6 +251,9 @@ async fn pgbench(script: &str, clients: usize, secs: u64) -> f64 {
             "2",
             "-T",
             &secs.to_string(),
+            "-l",
+            "--log-prefix",
+            &prefix.to_string_lossy(),
             &url,
         ])
         .output()
@@ -246,9 +270,30 @@ async fn pgbench(script: &str, clients: usize, secs: u64) -> f64 {
         .lines()
         .find(|l| l.starts_with("latency average"))
         .unwrap_or("latency average = ?");
+    // Log lines: client, transaction, latency (µs), script, epoch s, µs.
+    let mut micros: Vec<u64> = std::fs::read_dir(&logs)
+        .expect("pgbench logs")
+        .flatten()
+        .flat_map(|f| {
+            std::fs::read_to_string(f.path())
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.split_whitespace().nth(2)?.parse().ok())
+                .collect::<Vec<u64>>()
+        })
+        .collect();
+    std::fs::remove_dir_all(&logs).ok();
+    micros.sort_unstable();
+    let pct = |p: f64| {
+        micros
+            .get(((micros.len() as f64 * p) as usize).min(micros.len().saturating_sub(1)))
+            .map_or(f64::NAN, |&us| us as f64 / 1000.0)
+    };
     println!(
-        "{:<34} tx/s={tps:<10.0} rows/s={tps:<10.0} {latency}",
-        format!("raw floor {script} ({clients} clients)")
+        "{:<34} tx/s={tps:<10.0} rows/s={tps:<10.0} {latency} p50={:.1}ms p99={:.1}ms",
+        format!("raw floor {script} ({clients} clients)"),
+        pct(0.50),
+        pct(0.99)
     );
     drop_database(&db).await;
     tps

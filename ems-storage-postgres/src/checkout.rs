@@ -1,10 +1,11 @@
 //! The checkout steps after the hold, a whole batch per transaction.
 //!
-//! A batch of openings is one transaction of three statements (lock the holds;
-//! insert the bookings, link their holds and record `BookingCreated`; insert
-//! the payment records and record `PaymentStarted`), a batch of settlements
-//! one of two (move the payments to succeeded; confirm the bookings whose holds
-//! are still active, with their tickets and `BookingConfirmed`). Requests the
+//! A batch of openings is one statement (lock the holds; insert the bookings
+//! their holds take, link the holds, insert the payment records, record
+//! `BookingCreated` and `PaymentStarted`), and so is a batch of settlements
+//! (move the payments to succeeded; confirm the bookings whose holds are still
+//! active, with their tickets; record the events): one round trip and one
+//! commit for any number of buyers. Requests the
 //! batch statements cannot decide alone (a hold that lapsed, a reused key, a
 //! payment someone else moved) are finished after the commit by the single-step
 //! operations, which give exactly the answer they would have given alone.
@@ -17,7 +18,6 @@ use ems_core::booking::{
     open_one, settle_one, BookingStore, CheckoutStore, ConfirmOutcome, OpenCheckout, Opened,
     SettlePaid, Settled,
 };
-use ems_core::inventory::{Hold, HoldStatus};
 use ems_core::outbox::DomainEvent;
 use ems_core::payment::{payment_change_event, Payment, PaymentStatus, PaymentStore};
 use ems_core::Result;
@@ -27,22 +27,8 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::booking::check_tickets;
-use crate::row::{self, begin, commit, json, tag, BOOKING, HOLD};
+use crate::row::{self, json, tag, BOOKING};
 use crate::{db, PostgresStore};
-
-/// Whether `hold` (locked) can take `request`'s booking now.
-fn bookable(hold: Option<&Hold>, request: &OpenCheckout) -> bool {
-    let b = &request.booking;
-    hold.is_some_and(|h| {
-        h.event_id == b.event_id
-            && h.customer == b.customer
-            && h.status_at(b.created_at) == HoldStatus::Active
-            && h.booking_id.is_none()
-            && h.lines == b.lines
-            && h.total == b.total
-    }) && request.payment.booking_id == b.id
-        && request.payment.event_id == b.event_id
-}
 
 /// The answer of a request decided by the batch, or the request to finish alone.
 enum Step<T> {
@@ -52,128 +38,115 @@ enum Step<T> {
 
 impl PostgresStore {
     async fn open_batch(&self, batch: &[OpenCheckout]) -> Result<Vec<Step<Opened>>> {
-        let mut tx = begin(&self.pool).await?;
-        let hold_ids: Vec<Uuid> = batch.iter().map(|r| r.booking.hold_id.0).collect();
-        let holds: HashMap<Uuid, Hold> = sqlx::query(&format!(
-            "SELECT {HOLD} FROM ems_holds WHERE id = ANY($1) ORDER BY id FOR UPDATE"
-        ))
-        .bind(&hold_ids)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(db)?
-        .iter()
-        .map(|r| row::hold(r).map(|h| (h.id.0, h)))
-        .collect::<Result<_>>()?;
-
-        // Requests the statements may decide: the hold takes the booking, and no
-        // earlier request of the batch names the same hold or key (those run
-        // alone after the batch, in order, and must see the earlier ones first).
+        // Requests the statement may decide: no earlier request of the batch
+        // names the same hold or key (those run alone after the batch, in
+        // order, and must see the earlier ones first).
         let mut holds_seen = HashSet::new();
         let mut keys_seen = HashSet::new();
-        let eligible: Vec<bool> = batch
+        let chosen: Vec<&OpenCheckout> = batch
             .iter()
-            .map(|r| {
+            .filter(|r| {
                 let fresh_hold = holds_seen.insert(r.booking.hold_id);
                 let fresh_key =
                     keys_seen.insert((r.booking.customer, r.booking.idempotency_key.as_str()));
-                fresh_hold && fresh_key && bookable(holds.get(&r.booking.hold_id.0), r)
+                fresh_hold
+                    && fresh_key
+                    && r.payment.booking_id == r.booking.id
+                    && r.payment.event_id == r.booking.event_id
             })
             .collect();
-        let chosen: Vec<&OpenCheckout> = batch
-            .iter()
-            .zip(&eligible)
-            .filter_map(|(r, ok)| ok.then_some(r))
-            .collect();
-
+        let mut bookings = BookingColumns::default();
+        let mut payments = PaymentColumns::default();
+        for r in &chosen {
+            bookings.push(r)?;
+            payments.push(&r.payment)?;
+        }
+        // One statement, so one round trip and an implicit transaction: lock
+        // the holds; insert the bookings whose hold takes them (active and
+        // unexpired at the booking's creation, unbooked, the same customer,
+        // event, lines and total) unless the key names a booking already; link
+        // the holds; insert the payment records; record the domain events in
+        // request order. The payments' foreign keys are checked at the end of
+        // the statement, when the bookings are there.
+        let rows = sqlx::query(
+            "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], \
+                 $5::text[], $6::text[], $7::jsonb[], $8::numeric[], $9::text[], \
+                 $10::timestamptz[], $11::timestamptz[], $12::int8[], $13::jsonb[], $14::jsonb[], \
+                 $15::jsonb[]) WITH ORDINALITY AS u(id, event_id, customer, hold_id, key, status, \
+                 reason, total, currency, created_at, updated_at, version, doc, lines, ev, n)), \
+             l AS (SELECT id, event_id, customer, status, booking_id, expires_at, total, currency, \
+                 doc -> 'lines' AS lines FROM ems_holds WHERE id = ANY($4) ORDER BY id FOR UPDATE), \
+             ok AS (SELECT u.* FROM u JOIN l ON l.id = u.hold_id \
+                 WHERE l.event_id = u.event_id AND l.customer = u.customer AND l.status = 'active' \
+                 AND l.expires_at > u.created_at AND l.booking_id IS NULL AND l.total = u.total \
+                 AND l.currency = u.currency AND l.lines = u.lines), \
+             b AS (INSERT INTO ems_bookings (id, event_id, customer, hold_id, idempotency_key, \
+                 status, reason, total, currency, created_at, updated_at, version, doc) \
+                 SELECT id, event_id, customer, hold_id, key, status, reason, total, currency, \
+                     created_at, updated_at, version, doc FROM ok ORDER BY n \
+                 ON CONFLICT (customer, idempotency_key) DO NOTHING RETURNING id, hold_id), \
+             h AS (UPDATE ems_holds SET booking_id = b.id FROM b WHERE ems_holds.id = b.hold_id), \
+             pu AS (SELECT * FROM unnest($16::uuid[], $17::uuid[], $18::uuid[], $19::text[], \
+                 $20::text[], $21::numeric[], $22::numeric[], $23::text[], $24::text[], \
+                 $25::text[], $26::int8[], $27::jsonb[], $28::timestamptz[], $29::jsonb[]) \
+                 WITH ORDINALITY AS x(id, booking_id, event_id, gateway, reference, amount, \
+                 refunded, currency, status, key, version, doc, at, ev, n)), \
+             p AS (INSERT INTO ems_payments (id, booking_id, event_id, gateway, reference, amount, \
+                 refunded, currency, status, idempotency_key, version, doc) \
+                 SELECT id, booking_id, event_id, gateway, reference, amount, refunded, currency, \
+                     status, key, version, doc FROM pu WHERE booking_id IN (SELECT id FROM b) \
+                 ORDER BY n ON CONFLICT (idempotency_key) DO NOTHING RETURNING id), \
+             o AS (INSERT INTO ems_outbox (occurred_at, doc) \
+                 SELECT at, ev FROM ( \
+                     SELECT u.created_at AS at, u.ev, u.n, 0 AS k FROM u \
+                         WHERE u.id IN (SELECT id FROM b) \
+                     UNION ALL \
+                     SELECT pu.at, pu.ev, pu.n, 1 FROM pu WHERE pu.id IN (SELECT id FROM p)) e \
+                 ORDER BY n, k) \
+             SELECT id, false AS payment FROM b UNION ALL SELECT id, true FROM p",
+        )
+        .bind(&bookings.id)
+        .bind(&bookings.event)
+        .bind(&bookings.customer)
+        .bind(&bookings.hold)
+        .bind(&bookings.key)
+        .bind(&bookings.status)
+        .bind(&bookings.reason)
+        .bind(&bookings.total)
+        .bind(&bookings.currency)
+        .bind(&bookings.created)
+        .bind(&bookings.updated)
+        .bind(&bookings.version)
+        .bind(&bookings.doc)
+        .bind(&bookings.lines)
+        .bind(&bookings.event_doc)
+        .bind(&payments.id)
+        .bind(&payments.booking)
+        .bind(&payments.event)
+        .bind(&payments.gateway)
+        .bind(&payments.reference)
+        .bind(&payments.amount)
+        .bind(&payments.refunded)
+        .bind(&payments.currency)
+        .bind(&payments.status)
+        .bind(&payments.key)
+        .bind(&payments.version)
+        .bind(&payments.doc)
+        .bind(&payments.at)
+        .bind(&payments.event_doc)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
         let mut inserted = HashSet::new();
-        if !chosen.is_empty() {
-            let mut cols = BookingColumns::default();
-            for r in &chosen {
-                cols.push(r)?;
-            }
-            let rows = sqlx::query(
-                "WITH b AS (INSERT INTO ems_bookings (id, event_id, customer, hold_id, \
-                     idempotency_key, status, reason, total, currency, created_at, updated_at, \
-                     version, doc) \
-                     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], \
-                         $5::text[], $6::text[], $7::jsonb[], $8::numeric[], $9::text[], \
-                         $10::timestamptz[], $11::timestamptz[], $12::int8[], $13::jsonb[]) \
-                     ON CONFLICT (customer, idempotency_key) DO NOTHING RETURNING id, hold_id), \
-                 h AS (UPDATE ems_holds SET booking_id = b.id FROM b WHERE ems_holds.id = b.hold_id), \
-                 o AS (INSERT INTO ems_outbox (occurred_at, doc) \
-                     SELECT u.at, u.doc FROM unnest($1::uuid[], $10::timestamptz[], $14::jsonb[]) \
-                         WITH ORDINALITY AS u(id, at, doc, n) \
-                     WHERE u.id IN (SELECT id FROM b) ORDER BY u.n) \
-                 SELECT id FROM b",
-            )
-            .bind(&cols.id)
-            .bind(&cols.event)
-            .bind(&cols.customer)
-            .bind(&cols.hold)
-            .bind(&cols.key)
-            .bind(&cols.status)
-            .bind(&cols.reason)
-            .bind(&cols.total)
-            .bind(&cols.currency)
-            .bind(&cols.created)
-            .bind(&cols.updated)
-            .bind(&cols.version)
-            .bind(&cols.doc)
-            .bind(&cols.event_doc)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
-            for r in rows {
-                inserted.insert(r.try_get::<Uuid, _>(0).map_err(db)?);
-            }
-        }
-
         let mut paid = HashSet::new();
-        let booked: Vec<&OpenCheckout> = chosen
-            .iter()
-            .copied()
-            .filter(|r| inserted.contains(&r.booking.id.0))
-            .collect();
-        if !booked.is_empty() {
-            let mut cols = PaymentColumns::default();
-            for r in &booked {
-                cols.push(&r.payment)?;
-            }
-            let rows = sqlx::query(
-                "WITH p AS (INSERT INTO ems_payments (id, booking_id, event_id, gateway, reference, \
-                     amount, refunded, currency, status, idempotency_key, version, doc) \
-                     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], \
-                         $5::text[], $6::numeric[], $7::numeric[], $8::text[], $9::text[], \
-                         $10::text[], $11::int8[], $12::jsonb[]) \
-                     ON CONFLICT (idempotency_key) DO NOTHING RETURNING id), \
-                 o AS (INSERT INTO ems_outbox (occurred_at, doc) \
-                     SELECT u.at, u.doc FROM unnest($1::uuid[], $13::timestamptz[], $14::jsonb[]) \
-                         WITH ORDINALITY AS u(id, at, doc, n) \
-                     WHERE u.id IN (SELECT id FROM p) ORDER BY u.n) \
-                 SELECT id FROM p",
-            )
-            .bind(&cols.id)
-            .bind(&cols.booking)
-            .bind(&cols.event)
-            .bind(&cols.gateway)
-            .bind(&cols.reference)
-            .bind(&cols.amount)
-            .bind(&cols.refunded)
-            .bind(&cols.currency)
-            .bind(&cols.status)
-            .bind(&cols.key)
-            .bind(&cols.version)
-            .bind(&cols.doc)
-            .bind(&cols.at)
-            .bind(&cols.event_doc)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
-            for r in rows {
-                paid.insert(r.try_get::<Uuid, _>(0).map_err(db)?);
+        for r in rows {
+            let id: Uuid = r.try_get(0).map_err(db)?;
+            if r.try_get::<bool, _>(1).map_err(db)? {
+                paid.insert(id);
+            } else {
+                inserted.insert(id);
             }
         }
-        commit(tx).await?;
 
         let mut steps = Vec::with_capacity(batch.len());
         for r in batch {
@@ -214,105 +187,91 @@ impl PostgresStore {
                     && check_tickets(&r.booking, &r.confirm.tickets).is_ok()
             })
             .collect();
-        let mut tx = begin(&self.pool).await?;
-        let mut moved = HashSet::new();
-        if !chosen.is_empty() {
-            let mut cols = PaymentColumns::default();
-            for r in &chosen {
-                cols.push(&r.payment)?;
-            }
-            let rows = sqlx::query(
-                "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::numeric[], \
-                     $4::text[], $5::int8[], $6::jsonb[], $7::timestamptz[], $8::jsonb[]) \
-                     WITH ORDINALITY AS u(id, reference, refunded, status, version, doc, at, ev, n)), \
-                 p AS (UPDATE ems_payments p SET reference = u.reference, refunded = u.refunded, \
-                     status = u.status, version = u.version, doc = u.doc FROM u \
-                     WHERE p.id = u.id AND p.version = u.version - 1 AND p.status = 'pending' \
-                     RETURNING p.id), \
-                 o AS (INSERT INTO ems_outbox (occurred_at, doc) \
-                     SELECT u.at, u.ev FROM u WHERE u.id IN (SELECT id FROM p) \
-                     AND u.ev IS NOT NULL ORDER BY u.n) \
-                 SELECT id FROM p",
-            )
-            .bind(&cols.id)
-            .bind(&cols.reference)
-            .bind(&cols.refunded)
-            .bind(&cols.status)
-            .bind(&cols.version)
-            .bind(&cols.doc)
-            .bind(&cols.updated)
-            .bind(&cols.change_doc)
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
-            for r in rows {
-                moved.insert(r.try_get::<Uuid, _>(0).map_err(db)?);
+        let mut payments = PaymentColumns::default();
+        let mut nows: Vec<DateTime<Utc>> = Vec::with_capacity(chosen.len());
+        let mut confirmed_events = Vec::with_capacity(chosen.len());
+        let mut tickets = Vec::new();
+        for r in &chosen {
+            payments.push(&r.payment)?;
+            nows.push(r.confirm.now);
+            confirmed_events.push(json(&DomainEvent::BookingConfirmed {
+                event_id: r.booking.event_id,
+                booking_id: r.booking.id,
+                customer: r.booking.customer,
+                tickets: r.booking.quantity(),
+            })?);
+            for t in &r.confirm.tickets {
+                tickets.push(json(t)?);
             }
         }
-
+        // One statement: move the payments that are still pending at the
+        // expected version to succeeded; for those, confirm the bookings still
+        // pending on an active, unexpired hold of their own (the hold's row
+        // decides races with expiry), with their tickets; record the events in
+        // request order. Each payment moves whether or not its booking is
+        // confirmed here (the careful path finishes those after).
+        let rows = sqlx::query(&format!(
+            "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::numeric[], \
+                 $4::text[], $5::int8[], $6::jsonb[], $7::jsonb[], $8::uuid[], \
+                 $9::timestamptz[], $10::jsonb[]) \
+                 WITH ORDINALITY AS u(id, reference, refunded, status, version, doc, change, \
+                 booking, at, confirmed, n)), \
+             p AS (UPDATE ems_payments p SET reference = u.reference, refunded = u.refunded, \
+                 status = u.status, version = u.version, doc = u.doc FROM u \
+                 WHERE p.id = u.id AND p.version = u.version - 1 AND p.status = 'pending' \
+                 RETURNING p.id), \
+             h AS (UPDATE ems_holds h SET status = 'confirmed' FROM ems_bookings bk, u \
+                 WHERE u.id IN (SELECT id FROM p) AND bk.id = u.booking AND bk.status = 'pending' \
+                 AND h.id = bk.hold_id AND h.booking_id = bk.id AND h.status = 'active' \
+                 AND h.expires_at > u.at \
+                 RETURNING u.booking AS confirmed_id, u.at AS confirmed_at), \
+             b AS (UPDATE ems_bookings SET status = 'confirmed', reason = NULL, \
+                 updated_at = h.confirmed_at, version = version + 1 FROM h \
+                 WHERE ems_bookings.id = h.confirmed_id RETURNING {BOOKING_QUALIFIED}), \
+             t AS (INSERT INTO ems_tickets (id, booking_id, event_id, status, checked_in_at, doc) \
+                 SELECT (t->>'id')::uuid, (t->>'booking_id')::uuid, (t->>'event_id')::uuid, \
+                     t->>'status', (t->>'checked_in_at')::timestamptz, t \
+                 FROM jsonb_array_elements($11) WITH ORDINALITY AS x(t, n) \
+                 WHERE (t->>'booking_id')::uuid IN (SELECT id FROM b) ORDER BY n), \
+             o AS (INSERT INTO ems_outbox (occurred_at, doc) \
+                 SELECT at, ev FROM ( \
+                     SELECT u.at, u.change AS ev, u.n, 0 AS k FROM u \
+                         WHERE u.id IN (SELECT id FROM p) AND u.change IS NOT NULL \
+                     UNION ALL \
+                     SELECT u.at, u.confirmed, u.n, 1 FROM u WHERE u.booking IN (SELECT id FROM b)) e \
+                 ORDER BY n, k) \
+             SELECT {BOOKING}, false AS moved_only FROM b \
+             UNION ALL SELECT p.id, NULL, NULL, NULL, NULL, NULL, true FROM p",
+            BOOKING_QUALIFIED = BOOKING
+                .split(", ")
+                .map(|c| format!("ems_bookings.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .bind(&payments.id)
+        .bind(&payments.reference)
+        .bind(&payments.refunded)
+        .bind(&payments.status)
+        .bind(&payments.version)
+        .bind(&payments.doc)
+        .bind(&payments.change_doc)
+        .bind(&payments.booking)
+        .bind(&nows)
+        .bind(&confirmed_events)
+        .bind(Value::Array(tickets))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let mut moved = HashSet::new();
         let mut confirmed = HashMap::new();
-        let to_confirm: Vec<&SettlePaid> = chosen
-            .iter()
-            .copied()
-            .filter(|r| moved.contains(&r.payment.id.0))
-            .collect();
-        if !to_confirm.is_empty() {
-            let ids: Vec<Uuid> = to_confirm.iter().map(|r| r.booking.id.0).collect();
-            let nows: Vec<DateTime<Utc>> = to_confirm.iter().map(|r| r.confirm.now).collect();
-            let events = to_confirm
-                .iter()
-                .map(|r| {
-                    json(&DomainEvent::BookingConfirmed {
-                        event_id: r.booking.event_id,
-                        booking_id: r.booking.id,
-                        customer: r.booking.customer,
-                        tickets: r.booking.quantity(),
-                    })
-                })
-                .collect::<Result<Vec<Value>>>()?;
-            let tickets = to_confirm
-                .iter()
-                .flat_map(|r| r.confirm.tickets.iter().map(json))
-                .collect::<Result<Vec<Value>>>()?;
-            // Only bookings still pending on an active, unexpired hold of their
-            // own are confirmed here; the hold's row decides races with expiry.
-            let rows = sqlx::query(&format!(
-                "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::jsonb[]) \
-                     WITH ORDINALITY AS u(booking, at, ev, n)), \
-                 h AS (UPDATE ems_holds h SET status = 'confirmed' FROM ems_bookings bk, u \
-                     WHERE bk.id = u.booking AND bk.status = 'pending' AND h.id = bk.hold_id \
-                     AND h.booking_id = bk.id AND h.status = 'active' AND h.expires_at > u.at \
-                     RETURNING u.booking AS confirmed_id, u.at AS confirmed_at), \
-                 b AS (UPDATE ems_bookings SET status = 'confirmed', reason = NULL, \
-                     updated_at = h.confirmed_at, version = version + 1 FROM h \
-                     WHERE ems_bookings.id = h.confirmed_id RETURNING {BOOKING_QUALIFIED}), \
-                 t AS (INSERT INTO ems_tickets (id, booking_id, event_id, status, checked_in_at, doc) \
-                     SELECT (t->>'id')::uuid, (t->>'booking_id')::uuid, (t->>'event_id')::uuid, \
-                         t->>'status', (t->>'checked_in_at')::timestamptz, t \
-                     FROM jsonb_array_elements($4) WITH ORDINALITY AS x(t, n) \
-                     WHERE (t->>'booking_id')::uuid IN (SELECT id FROM b) ORDER BY n), \
-                 o AS (INSERT INTO ems_outbox (occurred_at, doc) \
-                     SELECT u.at, u.ev FROM u WHERE u.booking IN (SELECT id FROM b) ORDER BY u.n) \
-                 SELECT * FROM b",
-                BOOKING_QUALIFIED = BOOKING
-                    .split(", ")
-                    .map(|c| format!("ems_bookings.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))
-            .bind(&ids)
-            .bind(&nows)
-            .bind(&events)
-            .bind(Value::Array(tickets))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
-            for r in rows {
+        for r in rows {
+            if r.try_get::<bool, _>("moved_only").map_err(db)? {
+                moved.insert(r.try_get::<Uuid, _>("id").map_err(db)?);
+            } else {
                 let b = row::booking(&r)?;
                 confirmed.insert(b.id, b);
             }
         }
-        commit(tx).await?;
 
         let mut steps = Vec::with_capacity(batch.len());
         for r in batch {
@@ -341,7 +300,6 @@ impl CheckoutStore for PostgresStore {
     async fn open_checkouts(&self, batch: &[OpenCheckout]) -> Vec<Result<Opened>> {
         let steps = match batch.len() {
             0 => return Vec::new(),
-            1 => vec![Step::Alone],
             _ => match self.open_batch(batch).await {
                 Ok(steps) => steps,
                 Err(e) => return batch.iter().map(|_| Err(e.replica())).collect(),
@@ -360,7 +318,6 @@ impl CheckoutStore for PostgresStore {
     async fn settle_paid(&self, batch: &[SettlePaid]) -> Vec<Result<Settled>> {
         let steps = match batch.len() {
             0 => return Vec::new(),
-            1 => vec![Step::Alone],
             _ => match self.settle_batch(batch).await {
                 Ok(steps) => steps,
                 Err(e) => return batch.iter().map(|_| Err(e.replica())).collect(),
@@ -393,6 +350,7 @@ struct BookingColumns {
     updated: Vec<DateTime<Utc>>,
     version: Vec<i64>,
     doc: Vec<Value>,
+    lines: Vec<Value>,
     event_doc: Vec<Value>,
 }
 
@@ -412,6 +370,7 @@ impl BookingColumns {
         self.updated.push(b.updated_at);
         self.version.push(b.version as i64);
         self.doc.push(json(b)?);
+        self.lines.push(json(&b.lines)?);
         self.event_doc.push(json(&DomainEvent::BookingCreated {
             event_id: b.event_id,
             booking_id: b.id,
