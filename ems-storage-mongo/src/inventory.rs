@@ -18,6 +18,41 @@ use crate::outbox::record;
 use crate::tx::transaction;
 use crate::{db, MongoStore};
 
+/// Takes `demand` on the locked event's quotas with one conditional
+/// single-document update: the filter states each quota's room and the
+/// revision the demand was priced from, so a change since is a conflict
+/// (the transaction is retried) and no quota can go over its capacity.
+async fn take_units(
+    store: &MongoStore,
+    s: &mut ClientSession,
+    locked: &mut Locked,
+    demand: &[(QuotaKey, u32)],
+) -> Result<()> {
+    let mut filter = doc! { "_id": store.uid(locked.event.id.0), "rev": locked.rev };
+    let mut inc = Document::new();
+    for (key, n) in demand {
+        let field = format!("taken.{}", quota_field(*key));
+        let room = i64::from(locked.capacity(*key)) - i64::from(*n);
+        filter.insert(field.clone(), doc! { "$lte": room });
+        inc.insert(field, i64::from(*n));
+    }
+    let taken = store
+        .col("events")
+        .update_one(
+            filter,
+            doc! { "$inc": inc, "$set": { "rev": locked.rev + 1 } },
+        )
+        .session(s)
+        .await
+        .map_err(db)?;
+    if taken.matched_count != 1 {
+        // Another transaction changed the event after it was priced here.
+        return Err(crate::tx::conflict("event"));
+    }
+    locked.rev += 1;
+    Ok(())
+}
+
 /// A new (active, unbooked) hold's document.
 fn hold_doc(store: &MongoStore, hold: &Hold) -> Result<Document> {
     Ok(doc! {
@@ -715,30 +750,7 @@ impl InventoryStore for MongoStore {
                 coupon.as_ref(),
             )?;
             check_capacity(&plan.demand, |k| locked.available(k))?;
-            // One conditional single-document update takes the units on every
-            // quota: the filter states each quota's room and the revision priced from.
-            let mut filter = doc! { "_id": self.uid(request.event_id.0), "rev": locked.rev };
-            let mut inc = Document::new();
-            for (key, n) in &plan.demand {
-                let field = format!("taken.{}", quota_field(*key));
-                let room = i64::from(locked.capacity(*key)) - i64::from(*n);
-                filter.insert(field.clone(), doc! { "$lte": room });
-                inc.insert(field, i64::from(*n));
-            }
-            let taken = self
-                .col("events")
-                .update_one(
-                    filter,
-                    doc! { "$inc": inc, "$set": { "rev": locked.rev + 1 } },
-                )
-                .session(&mut s)
-                .await
-                .map_err(db)?;
-            if taken.matched_count != 1 {
-                // Another transaction changed the event after it was priced here.
-                return Err(crate::tx::conflict("event"));
-            }
-            locked.rev += 1;
+            take_units(self, &mut s, &mut locked, &plan.demand).await?;
             let coupon = coupon.map(|c| c.id);
             if let Some((c, rev)) = coupon_rev {
                 // The use is counted on the revision its limits were checked on.
@@ -984,30 +996,9 @@ impl MongoStore {
             if granted.is_empty() {
                 return Ok(Some(out));
             }
-            // One conditional update takes the whole batch's units: the filter
-            // states each quota's room (before the batch) and the revision.
-            let mut filter = doc! { "_id": self.uid(first.event_id.0), "rev": locked.rev };
-            let mut inc = Document::new();
-            for (key, n) in &demand {
-                let field = format!("taken.{}", quota_field(*key));
-                let room = i64::from(locked.capacity(*key)) - i64::from(*n);
-                filter.insert(field.clone(), doc! { "$lte": room });
-                inc.insert(field, i64::from(*n));
-            }
-            let taken = self
-                .col("events")
-                .update_one(
-                    filter,
-                    doc! { "$inc": inc, "$set": { "rev": locked.rev + 1 } },
-                )
-                .session(&mut s)
-                .await
-                .map_err(db)?;
-            if taken.matched_count != 1 {
-                // Another transaction changed the event after it was read here.
-                return Err(crate::tx::conflict("event"));
-            }
-            locked.rev += 1;
+            // One conditional update takes the whole batch's units (the room
+            // it states is each quota's capacity less the batch's total).
+            take_units(self, &mut s, &mut locked, &demand).await?;
             let docs = granted
                 .iter()
                 .map(|h| hold_doc(self, h))

@@ -25,6 +25,30 @@ pub struct OpenCheckout {
     pub payment: Payment,
 }
 
+impl OpenCheckout {
+    /// Opens `booking` with its first payment record: pending, for the
+    /// booking's total through its gateway, keyed by the booking (so one
+    /// booking is never charged twice).
+    pub fn new(booking: Booking, now: chrono::DateTime<chrono::Utc>) -> Self {
+        let payment = Payment {
+            id: crate::id::PaymentId::new(),
+            booking_id: booking.id,
+            event_id: booking.event_id,
+            gateway: booking.gateway.clone(),
+            reference: None,
+            amount: booking.total,
+            refunded: crate::money::Money::zero(booking.total.currency()),
+            status: crate::payment::PaymentStatus::Pending,
+            failure: None,
+            idempotency_key: format!("booking-{}", booking.id),
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        };
+        Self { booking, payment }
+    }
+}
+
 /// What [`CheckoutStore::open_checkouts`] did with one request.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]

@@ -4,12 +4,12 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::*;
-use crate::id::{PaymentId, RefundId, TicketId};
+use crate::id::{PaymentId, RefundId};
 use crate::inventory::{HoldItem, HoldOptions};
 use crate::money::Rounding;
 use crate::page::{Page, PageRequest};
 use crate::payment::*;
-use crate::ticket::{IssuedTicket, Ticket, TicketStatus};
+use crate::ticket::IssuedTicket;
 use crate::{Actor, Ems, Error, Result};
 
 /// What a customer asks to buy.
@@ -138,14 +138,9 @@ impl Ems {
             updated_at: now,
             version: 1,
         };
-        let payment = self.payment_for(&booking, now);
-        let ours = payment.id;
-        let opened = self
-            .open_checkout(OpenCheckout {
-                booking: booking.clone(),
-                payment,
-            })
-            .await;
+        let opening = OpenCheckout::new(booking.clone(), now);
+        let ours = opening.payment.id;
+        let opened = self.open_checkout(opening).await;
         match opened {
             Ok(Opened::Created { booking, payment }) => self.charge(booking, payment, ours).await,
             Ok(Opened::Existing(stored)) => {
@@ -224,29 +219,9 @@ impl Ems {
         })
     }
 
-    /// The first payment record of a booking (keyed by the booking, so one
-    /// booking is never charged twice).
-    fn payment_for(&self, booking: &Booking, now: DateTime<Utc>) -> Payment {
-        Payment {
-            id: PaymentId::new(),
-            booking_id: booking.id,
-            event_id: booking.event_id,
-            gateway: booking.gateway.clone(),
-            reference: None,
-            amount: booking.total,
-            refunded: Money::zero(booking.total.currency()),
-            status: PaymentStatus::Pending,
-            failure: None,
-            idempotency_key: format!("booking-{}", booking.id),
-            created_at: now,
-            updated_at: now,
-            version: 1,
-        }
-    }
-
     /// Takes payment for a pending booking through its gateway.
     async fn pay(&self, booking: Booking) -> Result<Checkout> {
-        let payment = self.payment_for(&booking, self.now());
+        let payment = OpenCheckout::new(booking.clone(), self.now()).payment;
         let ours = payment.id;
         let payment = self.store().insert_payment(&payment).await?;
         self.charge(booking, payment, ours).await
@@ -413,7 +388,7 @@ impl Ems {
         next.failure = None;
         next.updated_at = now;
         next.version += 1;
-        let confirm = self.confirmation(&booking, now);
+        let confirm = ConfirmBooking::issuing(&booking, now);
         let request = SettlePaid {
             booking: booking.clone(),
             payment: next,
@@ -433,30 +408,6 @@ impl Ems {
         }
     }
 
-    /// The confirmation of `booking` with one fresh ticket per unit.
-    fn confirmation(&self, booking: &Booking, now: DateTime<Utc>) -> ConfirmBooking {
-        let tickets = booking
-            .lines
-            .iter()
-            .flat_map(|l| std::iter::repeat_n(l.tier_id, l.quantity as usize))
-            .map(|tier_id| Ticket {
-                id: TicketId::new(),
-                booking_id: booking.id,
-                event_id: booking.event_id,
-                tier_id,
-                holder: booking.customer,
-                status: TicketStatus::Valid,
-                issued_at: now,
-                checked_in_at: None,
-            })
-            .collect();
-        ConfirmBooking {
-            booking_id: booking.id,
-            tickets,
-            now,
-        }
-    }
-
     /// Confirms the booking of a succeeded payment; refunds if it cannot be delivered.
     /// `booking` is the booking as the caller last read it (its lines and ids never
     /// change), to spare a read on the checkout path.
@@ -465,7 +416,7 @@ impl Ems {
             Some(b) => b,
             None => self.booking_record(payment.booking_id).await?,
         };
-        let request = self.confirmation(&booking, self.now());
+        let request = ConfirmBooking::issuing(&booking, self.now());
         let outcome = self.store().confirm_booking(&request).await?;
         self.confirmed(payment, request, outcome).await
     }

@@ -18,6 +18,32 @@ pub struct ConfirmBooking {
     pub now: DateTime<Utc>,
 }
 
+impl ConfirmBooking {
+    /// Confirms `booking` with one fresh, valid ticket per unit.
+    pub fn issuing(booking: &super::Booking, now: DateTime<Utc>) -> Self {
+        let tickets = booking
+            .lines
+            .iter()
+            .flat_map(|l| std::iter::repeat_n(l.tier_id, l.quantity as usize))
+            .map(|tier_id| Ticket {
+                id: crate::id::TicketId::new(),
+                booking_id: booking.id,
+                event_id: booking.event_id,
+                tier_id,
+                holder: booking.customer,
+                status: crate::ticket::TicketStatus::Valid,
+                issued_at: now,
+                checked_in_at: None,
+            })
+            .collect();
+        Self {
+            booking_id: booking.id,
+            tickets,
+            now,
+        }
+    }
+}
+
 /// What [`BookingStore::confirm_booking`] did.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]

@@ -3627,7 +3627,6 @@ pub async fn concurrent_checkouts_sell_exactly_capacity(stores: TestStores) {
 /// the checkout saga builds them.
 fn opening(f: &Fixture, hold: &crate::inventory::Hold, key: &str) -> crate::booking::OpenCheckout {
     use crate::booking::Booking;
-    use crate::payment::Payment;
     let now = f.clock_now();
     let booking = Booking {
         id: BookingId::new(),
@@ -3646,22 +3645,7 @@ fn opening(f: &Fixture, hold: &crate::inventory::Hold, key: &str) -> crate::book
         updated_at: now,
         version: 1,
     };
-    let payment = Payment {
-        id: PaymentId::new(),
-        booking_id: booking.id,
-        event_id: booking.event_id,
-        gateway: "fake".into(),
-        reference: None,
-        amount: booking.total,
-        refunded: Money::zero(booking.total.currency()),
-        status: PaymentStatus::Pending,
-        failure: None,
-        idempotency_key: format!("booking-{}", booking.id),
-        created_at: now,
-        updated_at: now,
-        version: 1,
-    };
-    crate::booking::OpenCheckout { booking, payment }
+    crate::booking::OpenCheckout::new(booking, now)
 }
 
 /// The settlement of an opened checkout: payment succeeded (with `version`),
@@ -3671,38 +3655,16 @@ fn settlement(
     opened: &crate::booking::OpenCheckout,
     version: u64,
 ) -> crate::booking::SettlePaid {
-    use crate::booking::ConfirmBooking;
-    use crate::ticket::{Ticket, TicketStatus};
     let now = f.clock_now();
-    let b = &opened.booking;
     let mut payment = opened.payment.clone();
     payment.status = PaymentStatus::Succeeded;
-    payment.reference = Some(format!("ref-{}", b.id));
+    payment.reference = Some(format!("ref-{}", opened.booking.id));
     payment.updated_at = now;
     payment.version = version;
-    let tickets = b
-        .lines
-        .iter()
-        .flat_map(|l| std::iter::repeat_n(l.tier_id, l.quantity as usize))
-        .map(|tier_id| Ticket {
-            id: TicketId::new(),
-            booking_id: b.id,
-            event_id: b.event_id,
-            tier_id,
-            holder: b.customer,
-            status: TicketStatus::Valid,
-            issued_at: now,
-            checked_in_at: None,
-        })
-        .collect();
     crate::booking::SettlePaid {
-        booking: b.clone(),
+        booking: opened.booking.clone(),
         payment,
-        confirm: ConfirmBooking {
-            booking_id: b.id,
-            tickets,
-            now,
-        },
+        confirm: crate::booking::ConfirmBooking::issuing(&opened.booking, now),
     }
 }
 
