@@ -30,9 +30,10 @@ use crate::booking::check_tickets;
 use crate::row::{self, json, tag, BOOKING};
 use crate::{db, PostgresStore};
 
-/// The answer of a request decided by the batch, or the request to finish alone.
+/// The answer of a request decided by the batch (after its commit, a request's
+/// own follow-up may still fail it alone), or the request to finish alone.
 enum Step<T> {
-    Done(T),
+    Done(Result<T>),
     Alone,
 }
 
@@ -152,15 +153,15 @@ impl PostgresStore {
         for r in batch {
             let step = if inserted.contains(&r.booking.id.0) {
                 let payment = if paid.contains(&r.payment.id.0) {
-                    r.payment.clone()
+                    Ok(r.payment.clone())
                 } else {
                     // The key named a payment already: it answers.
-                    self.insert_payment(&r.payment).await?
+                    self.insert_payment(&r.payment).await
                 };
-                Step::Done(Opened::Created {
+                Step::Done(payment.map(|payment| Opened::Created {
                     booking: r.booking.clone(),
                     payment,
-                })
+                }))
             } else {
                 Step::Alone
             };
@@ -276,16 +277,20 @@ impl PostgresStore {
         let mut steps = Vec::with_capacity(batch.len());
         for r in batch {
             let step = if let Some(b) = confirmed.remove(&r.booking.id) {
-                Step::Done(Settled {
+                Step::Done(Ok(Settled {
                     payment: r.payment.clone(),
                     outcome: ConfirmOutcome::Confirmed(b),
-                })
+                }))
             } else if moved.contains(&r.payment.id.0) {
                 // Paid, but the hold lapsed or ended: the careful path decides.
-                Step::Done(Settled {
-                    payment: r.payment.clone(),
-                    outcome: self.confirm_booking(&r.confirm).await?,
-                })
+                Step::Done(
+                    self.confirm_booking(&r.confirm)
+                        .await
+                        .map(|outcome| Settled {
+                            payment: r.payment.clone(),
+                            outcome,
+                        }),
+                )
             } else {
                 Step::Alone
             };
@@ -308,7 +313,7 @@ impl CheckoutStore for PostgresStore {
         let mut out = Vec::with_capacity(batch.len());
         for (r, step) in batch.iter().zip(steps) {
             out.push(match step {
-                Step::Done(o) => Ok(o),
+                Step::Done(answer) => answer,
                 Step::Alone => open_one(self, r).await,
             });
         }
@@ -326,7 +331,7 @@ impl CheckoutStore for PostgresStore {
         let mut out = Vec::with_capacity(batch.len());
         for (r, step) in batch.iter().zip(steps) {
             out.push(match step {
-                Step::Done(s) => Ok(s),
+                Step::Done(answer) => answer,
                 Step::Alone => settle_one(self, r).await,
             });
         }
