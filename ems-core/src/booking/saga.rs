@@ -404,7 +404,17 @@ impl Ems {
                     .await?;
                 self.complete_paid(paid, Some(booking)).await
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                // Settling failed as a whole. Keep at least what the gateway said
+                // (status and reference), so webhooks find the payment and a retry
+                // or reconciliation confirms without asking the gateway again;
+                // should this fail too, reconciliation asks it under the
+                // payment's idempotency key.
+                let _ = self
+                    .set_payment_status(payment, PaymentStatus::Succeeded, reference, None)
+                    .await;
+                Err(e)
+            }
         }
     }
 
