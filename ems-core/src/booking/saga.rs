@@ -101,14 +101,21 @@ impl Ems {
         let customer = actor.purchaser(request.on_behalf_of, "check out")?;
         validate_key(&request.idempotency_key)?;
         let gateway_name = self.gateway_name(request.gateway.as_deref())?;
-        if let Some(existing) = self
-            .store()
-            .booking_by_key(customer, &request.idempotency_key)
-            .await?
-        {
-            return self.resume_checkout(existing, &request).await;
+        // A retried key is found before holding, except when holds are batched:
+        // there the read would cost every buyer a round trip, so a retry is
+        // found where it shows (the opening answers with the existing booking,
+        // or the hold is refused and the key is looked up then).
+        let batching = self.batches_holds();
+        if !batching {
+            if let Some(existing) = self
+                .store()
+                .booking_by_key(customer, &request.idempotency_key)
+                .await?
+            {
+                return self.resume_checkout(existing, &request).await;
+            }
         }
-        let hold = self
+        let placed = self
             .place_hold(
                 actor,
                 request.event_id,
@@ -119,7 +126,21 @@ impl Ems {
                     coupon: request.coupon.clone(),
                 },
             )
-            .await?;
+            .await;
+        let hold = match placed {
+            Ok(hold) => hold,
+            Err(e) if batching && e.is_domain() => {
+                return match self
+                    .store()
+                    .booking_by_key(customer, &request.idempotency_key)
+                    .await?
+                {
+                    Some(existing) => self.resume_checkout(existing, &request).await,
+                    None => Err(e),
+                };
+            }
+            Err(e) => return Err(e),
+        };
         let now = self.now();
         let booking = Booking {
             id: BookingId::new(),

@@ -4034,3 +4034,27 @@ pub async fn hold_batch_grants_what_fits_in_arrival_order(stores: TestStores) {
     assert_eq!(first.quote.lines[0].first_position, 0);
     assert_eq!(second.quote.lines[0].first_position, 3);
 }
+
+/// A retry of a purchase that bought the last units returns its booking, not
+/// "sold out", and takes nothing more.
+pub async fn retry_after_selling_out_returns_the_booking(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(2, &[("GA", "10", 2)]).await;
+    let buyer = f.customer();
+    let first = f
+        .ems
+        .checkout(&buyer, f.order(e.id, tiers[0].id, 2, "last-two"))
+        .await
+        .expect("first");
+    assert_eq!(first.booking.status, BookingStatus::Confirmed);
+    assert_eq!(f.available(e.id, tiers[0].id).await, 0, "sold out");
+    let retry = f
+        .ems_b
+        .checkout(&buyer, f.order(e.id, tiers[0].id, 2, "last-two"))
+        .await
+        .expect("the retry finds its booking");
+    assert_eq!(retry.booking.id, first.booking.id);
+    assert_eq!(retry.tickets.len(), 2);
+    assert_eq!(f.gateway.calls().0, 1, "charged once");
+    assert_eq!(f.event_taken(e.id).await, 2, "nothing more is taken");
+}
