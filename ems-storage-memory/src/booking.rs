@@ -41,28 +41,9 @@ impl BookingStore for MemoryStore {
                         .holds
                         .get(&booking.hold_id)
                         .ok_or_else(|| Error::not_found("hold", booking.hold_id))?;
-                    if hold.customer != booking.customer {
+                    if let Err(e) = check_bookable(hold, booking) {
                         self.record(booking.created_at, out);
-                        return Err(Error::forbidden(
-                            "book",
-                            "the hold belongs to another customer",
-                        ));
-                    }
-                    if hold.status != HoldStatus::Active || hold.booking_id.is_some() {
-                        let state = if hold.booking_id.is_some() {
-                            "already booked".to_owned()
-                        } else {
-                            format!("{:?}", hold.status)
-                        };
-                        self.record(booking.created_at, out);
-                        return Err(Error::invalid_state("hold", hold.id, state, "book"));
-                    }
-                    if hold.lines != booking.lines || hold.total != booking.total {
-                        self.record(booking.created_at, out);
-                        return Err(Error::invalid(
-                            "lines",
-                            "a booking must carry its hold's lines and total",
-                        ));
+                        return Err(e);
                     }
                     if let Some(h) = s.holds.get_mut(&booking.hold_id) {
                         h.booking_id = Some(booking.id);

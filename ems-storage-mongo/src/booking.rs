@@ -58,14 +58,7 @@ pub(crate) async fn read_booking(
     s: Option<&mut ClientSession>,
     id: BookingId,
 ) -> Result<Option<Booking>> {
-    let col = store.col("bookings");
-    let q = col.find_one(doc! { "_id": store.uid(id.0) });
-    let d = match s {
-        Some(s) => q.session(s).await,
-        None => q.await,
-    }
-    .map_err(db)?;
-    d.map(|d| from_body("booking", &d)).transpose()
+    store.read_by_id(s, "bookings", "booking", id.0).await
 }
 
 async fn set_state(
@@ -205,30 +198,7 @@ impl BookingStore for MongoStore {
             let hold = read_hold(self, Some(&mut s), booking.hold_id)
                 .await?
                 .ok_or_else(|| Error::not_found("hold", booking.hold_id))?;
-            if hold.event_id != booking.event_id {
-                return Err(Error::invalid("hold_id", "the hold is for another event"));
-            }
-            if hold.customer != booking.customer {
-                return Err(Error::forbidden(
-                    "book",
-                    "the hold belongs to another customer",
-                ));
-            }
-            let status = hold.status_at(booking.created_at);
-            if status != HoldStatus::Active || hold.booking_id.is_some() {
-                let state = if hold.booking_id.is_some() {
-                    "already booked".to_owned()
-                } else {
-                    format!("{status:?}")
-                };
-                return Err(Error::invalid_state("hold", hold.id, state, "book"));
-            }
-            if hold.lines != booking.lines || hold.total != booking.total {
-                return Err(Error::invalid(
-                    "lines",
-                    "a booking must carry its hold's lines and total",
-                ));
-            }
+            check_bookable(&hold, booking)?;
             // Linking the hold first makes racing bookings of one hold conflict.
             let linked = self
                 .col("holds")

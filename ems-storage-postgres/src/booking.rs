@@ -162,37 +162,18 @@ impl BookingStore for PostgresStore {
         let hold = read_hold(&mut *tx, booking.hold_id, true)
             .await?
             .ok_or_else(|| Error::not_found("hold", booking.hold_id))?;
-        if hold.event_id != booking.event_id {
-            return Err(Error::invalid("hold_id", "the hold is for another event"));
-        }
-        if hold.customer != booking.customer {
-            return Err(Error::forbidden(
-                "book",
-                "the hold belongs to another customer",
-            ));
-        }
-        let status = hold.status_at(booking.created_at);
-        if status != HoldStatus::Active || hold.booking_id.is_some() {
-            let state = if hold.booking_id.is_some() {
-                "already booked".to_owned()
-            } else {
-                format!("{status:?}")
-            };
-            drop(tx);
-            // A racing request with the same key may have booked this very hold.
-            if let Some(existing) = self
-                .booking_by_key(booking.customer, &booking.idempotency_key)
-                .await?
-            {
-                return Ok(existing);
+        if let Err(e) = check_bookable(&hold, booking) {
+            if matches!(e, Error::InvalidState { .. }) {
+                drop(tx);
+                // A racing request with the same key may have booked this very hold.
+                if let Some(existing) = self
+                    .booking_by_key(booking.customer, &booking.idempotency_key)
+                    .await?
+                {
+                    return Ok(existing);
+                }
             }
-            return Err(Error::invalid_state("hold", hold.id, state, "book"));
-        }
-        if hold.lines != booking.lines || hold.total != booking.total {
-            return Err(Error::invalid(
-                "lines",
-                "a booking must carry its hold's lines and total",
-            ));
+            return Err(e);
         }
         let created = DomainEvent::BookingCreated {
             event_id: booking.event_id,

@@ -13,7 +13,9 @@ pub use batch::{open_one, settle_one, CheckoutStore, OpenCheckout, Opened, Settl
 pub(crate) use batch::{OpenOp, SettleOp};
 pub use policy::{RefundPolicy, RefundRule};
 pub use saga::{Checkout, CheckoutRequest};
-pub use store::{check_cancel, BookingStore, CancelBooking, ConfirmBooking, ConfirmOutcome};
+pub use store::{
+    check_bookable, check_cancel, BookingStore, CancelBooking, ConfirmBooking, ConfirmOutcome,
+};
 
 use crate::id::{BookingId, EventId, HoldId, OrganizationId, UserId};
 use crate::inventory::HoldLine;

@@ -139,6 +139,44 @@ pub trait BookingStore: Send + Sync + 'static {
     async fn cancel_booking(&self, request: &CancelBooking) -> Result<Booking>;
 }
 
+/// Checks that `hold`, as stored, can take `booking` (the
+/// [`BookingStore::create_booking`] contract): same event and customer, active
+/// and unexpired at the booking's creation, not booked yet, and the same lines
+/// and total. Every store calls this on the hold it read (and locked).
+pub fn check_bookable(
+    hold: &crate::inventory::Hold,
+    booking: &super::Booking,
+) -> crate::Result<()> {
+    if hold.event_id != booking.event_id {
+        return Err(crate::Error::invalid(
+            "hold_id",
+            "the hold is for another event",
+        ));
+    }
+    if hold.customer != booking.customer {
+        return Err(crate::Error::forbidden(
+            "book",
+            "the hold belongs to another customer",
+        ));
+    }
+    let status = hold.status_at(booking.created_at);
+    if status != crate::inventory::HoldStatus::Active || hold.booking_id.is_some() {
+        let state = if hold.booking_id.is_some() {
+            "already booked".to_owned()
+        } else {
+            format!("{status:?}")
+        };
+        return Err(crate::Error::invalid_state("hold", hold.id, state, "book"));
+    }
+    if hold.lines != booking.lines || hold.total != booking.total {
+        return Err(crate::Error::invalid(
+            "lines",
+            "a booking must carry its hold's lines and total",
+        ));
+    }
+    Ok(())
+}
+
 /// Checks what [`BookingStore::cancel_booking`] may do beyond the booking's state:
 /// no ticket of it is checked in, and the refund (if any) is for this booking.
 pub fn check_cancel(request: &CancelBooking, any_checked_in: bool) -> Result<()> {
