@@ -268,14 +268,7 @@ pub(crate) async fn read_hold(
     s: Option<&mut ClientSession>,
     id: HoldId,
 ) -> Result<Option<Hold>> {
-    let col = store.col("holds");
-    let q = col.find_one(doc! { "_id": store.uid(id.0) });
-    let d = match s {
-        Some(s) => q.session(s).await,
-        None => q.await,
-    }
-    .map_err(db)?;
-    d.map(|d| from_body("hold", &d)).transpose()
+    store.read_by_id(s, "holds", "hold", id.0).await
 }
 
 /// Adds (`sign` 1) or returns (`sign` -1) units on the locked event's quotas.
@@ -637,15 +630,10 @@ impl InventoryStore for MongoStore {
     }
 
     async fn tiers(&self, event: EventId) -> Result<Vec<TicketTier>> {
-        match self
-            .col("events")
-            .find_one(doc! { "_id": self.uid(event.0) })
-            .await
-            .map_err(db)?
-        {
-            Some(d) => Ok(Locked::from_doc(&d)?.tiers),
-            None => Ok(Vec::new()),
-        }
+        Ok(self
+            .read_inventory(event)
+            .await?
+            .map_or_else(Vec::new, |l| l.tiers))
     }
 
     async fn insert_shared_quota(&self, quota: &SharedQuota) -> Result<()> {
@@ -676,15 +664,10 @@ impl InventoryStore for MongoStore {
     }
 
     async fn shared_quotas(&self, event: EventId) -> Result<Vec<SharedQuota>> {
-        match self
-            .col("events")
-            .find_one(doc! { "_id": self.uid(event.0) })
-            .await
-            .map_err(db)?
-        {
-            Some(d) => Ok(Locked::from_doc(&d)?.shared),
-            None => Ok(Vec::new()),
-        }
+        Ok(self
+            .read_inventory(event)
+            .await?
+            .map_or_else(Vec::new, |l| l.shared))
     }
 
     async fn availability(&self, event: EventId, now: DateTime<Utc>) -> Result<EventAvailability> {
@@ -925,6 +908,18 @@ impl InventoryStore for MongoStore {
 }
 
 impl MongoStore {
+    /// An event's inventory as stored, read outside any transaction; `None`
+    /// without such an event.
+    async fn read_inventory(&self, event: EventId) -> Result<Option<Locked>> {
+        self.col("events")
+            .find_one(doc! { "_id": self.uid(event.0) })
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(Locked::from_doc)
+            .transpose()
+    }
+
     /// Holds for several coupon-free requests of one event in one transaction:
     /// each is planned in arrival order against the counters as the requests
     /// before it left them, then one conditional update of the event document

@@ -174,6 +174,25 @@ impl MongoStore {
         self.db.collection(name)
     }
 
+    /// The record with id `id` in `collection` (its body read as `entity`), in
+    /// the transaction `s` or outside any.
+    pub(crate) async fn read_by_id<T: serde::de::DeserializeOwned>(
+        &self,
+        s: Option<&mut mongodb::ClientSession>,
+        collection: &str,
+        entity: &'static str,
+        id: uuid::Uuid,
+    ) -> ems_core::Result<Option<T>> {
+        let col = self.col(collection);
+        let q = col.find_one(mongodb::bson::doc! { "_id": self.uid(id) });
+        let d = match s {
+            Some(s) => q.session(s).await,
+            None => q.await,
+        }
+        .map_err(db)?;
+        d.map(|d| crate::bsonx::from_body(entity, &d)).transpose()
+    }
+
     /// Creates the indexes the store relies on (idempotent): unique idempotency
     /// keys, emails and coupon codes, the event search and booking history orders,
     /// and the lookups every port makes. No index key includes `_id` (the test

@@ -19,14 +19,7 @@ pub(crate) async fn read_payment(
     s: Option<&mut ClientSession>,
     id: PaymentId,
 ) -> Result<Option<Payment>> {
-    let col = store.col("payments");
-    let q = col.find_one(doc! { "_id": store.uid(id.0) });
-    let d = match s {
-        Some(s) => q.session(s).await,
-        None => q.await,
-    }
-    .map_err(db)?;
-    d.map(|d| from_body("payment", &d)).transpose()
+    store.read_by_id(s, "payments", "payment", id.0).await
 }
 
 /// A booking's refunds, oldest first.

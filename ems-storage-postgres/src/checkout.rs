@@ -300,42 +300,70 @@ impl PostgresStore {
     }
 }
 
+/// A batch request that can also run alone, through the single-step
+/// operations.
 #[async_trait]
-impl CheckoutStore for PostgresStore {
-    async fn open_checkouts(&self, batch: &[OpenCheckout]) -> Vec<Result<Opened>> {
-        let steps = match batch.len() {
-            0 => return Vec::new(),
-            _ => match self.open_batch(batch).await {
-                Ok(steps) => steps,
-                Err(e) => return batch.iter().map(|_| Err(e.replica())).collect(),
-            },
+trait Single: Sync {
+    type Answer: Send;
+    async fn alone(&self, store: &PostgresStore) -> Result<Self::Answer>;
+}
+
+#[async_trait]
+impl Single for OpenCheckout {
+    type Answer = Opened;
+    async fn alone(&self, store: &PostgresStore) -> Result<Opened> {
+        open_one(store, self).await
+    }
+}
+
+#[async_trait]
+impl Single for SettlePaid {
+    type Answer = Settled;
+    async fn alone(&self, store: &PostgresStore) -> Result<Settled> {
+        settle_one(store, self).await
+    }
+}
+
+impl PostgresStore {
+    /// A batch's answers in request order: each request the batch decided gets
+    /// its answer, the others run alone, in order; a batch that failed as a
+    /// whole gives every request its error (nothing was written).
+    async fn answer<R: Single>(
+        &self,
+        batch: &[R],
+        decided: Result<Vec<Step<R::Answer>>>,
+    ) -> Vec<Result<R::Answer>> {
+        let steps = match decided {
+            Ok(steps) => steps,
+            Err(e) => return batch.iter().map(|_| Err(e.replica())).collect(),
         };
         let mut out = Vec::with_capacity(batch.len());
         for (r, step) in batch.iter().zip(steps) {
             out.push(match step {
                 Step::Done(answer) => answer,
-                Step::Alone => open_one(self, r).await,
+                Step::Alone => r.alone(self).await,
             });
         }
         out
     }
+}
+
+#[async_trait]
+impl CheckoutStore for PostgresStore {
+    async fn open_checkouts(&self, batch: &[OpenCheckout]) -> Vec<Result<Opened>> {
+        if batch.is_empty() {
+            return Vec::new();
+        }
+        let decided = self.open_batch(batch).await;
+        self.answer(batch, decided).await
+    }
 
     async fn settle_paid(&self, batch: &[SettlePaid]) -> Vec<Result<Settled>> {
-        let steps = match batch.len() {
-            0 => return Vec::new(),
-            _ => match self.settle_batch(batch).await {
-                Ok(steps) => steps,
-                Err(e) => return batch.iter().map(|_| Err(e.replica())).collect(),
-            },
-        };
-        let mut out = Vec::with_capacity(batch.len());
-        for (r, step) in batch.iter().zip(steps) {
-            out.push(match step {
-                Step::Done(answer) => answer,
-                Step::Alone => settle_one(self, r).await,
-            });
+        if batch.is_empty() {
+            return Vec::new();
         }
-        out
+        let decided = self.settle_batch(batch).await;
+        self.answer(batch, decided).await
     }
 }
 
