@@ -26,7 +26,10 @@
 //!
 //! Migrations are embedded (`migrations/NNNN_name.sql`) and applied by
 //! [`PostgresStore::migrate`]; sqlx records each applied version, so upgrading
-//! applies only what is new, and migrations only ever add. Ids are `uuid`, money
+//! applies only what is new, and no migration drops data (`0002` replaced the
+//! bookings', payments' and tickets' foreign keys to the event with composite
+//! keys through their hold and booking, so inserts never lock the event's row).
+//! Ids are `uuid`, money
 //! is `numeric` beside its ISO currency code, instants are `timestamptz`. Each row
 //! keeps the columns SQL needs (keys, states, counters, money, instants) and the
 //! record's body as `jsonb`.
