@@ -162,12 +162,9 @@ impl<O: BatchOp> Drain<O> {
                 batch.into_iter().map(|w| (w.request, w.reply)).unzip();
             let mut results = self.op.batch(&requests).await.into_iter();
             for (request, reply) in requests.iter().zip(replies) {
-                let result = results.next().unwrap_or_else(|| {
-                    Err(Error::Backend {
-                        backend: "store",
-                        source: "a batch answered fewer requests than it was given".into(),
-                    })
-                });
+                let result = results
+                    .next()
+                    .unwrap_or_else(|| Err(crate::missing_answer()));
                 if let Err(Ok(item)) = reply.send(result) {
                     self.op.abandoned(request, item).await;
                 }

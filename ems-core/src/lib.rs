@@ -309,7 +309,14 @@ impl Ems {
     ) -> Result<booking::Opened> {
         match &self.inner.opens {
             Some(c) => c.run(request).await,
-            None => booking::open_one(&*self.inner.store, &request).await,
+            // A batch of one: a store may open it in one step.
+            None => self
+                .inner
+                .store
+                .open_checkouts(std::slice::from_ref(&request))
+                .await
+                .pop()
+                .unwrap_or_else(|| Err(missing_answer())),
         }
     }
 
@@ -321,7 +328,13 @@ impl Ems {
     ) -> Result<booking::Settled> {
         match &self.inner.settles {
             Some(c) => c.run(request).await,
-            None => booking::settle_one(&*self.inner.store, &request).await,
+            None => self
+                .inner
+                .store
+                .settle_paid(std::slice::from_ref(&request))
+                .await
+                .pop()
+                .unwrap_or_else(|| Err(missing_answer())),
         }
     }
 
@@ -364,5 +377,13 @@ impl Ems {
             ));
         }
         Ok(name.to_owned())
+    }
+}
+
+/// What a batch port operation that answered nothing for a request means.
+fn missing_answer() -> Error {
+    Error::Backend {
+        backend: "store",
+        source: "a batch answered fewer requests than it was given".into(),
     }
 }

@@ -1,13 +1,14 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ems_core::booking::*;
-use ems_core::id::{BookingId, EventId, UserId};
+use ems_core::id::{BookingId, EventId, PaymentId, UserId};
 use ems_core::inventory::{check_capacity, demand_of, HoldStatus};
 use ems_core::outbox::DomainEvent;
 use ems_core::ticket::TicketStatus;
 use ems_core::{Error, Result};
 
-use crate::MemoryStore;
+use crate::state::{BookingRec, Shard};
+use crate::{Loc, MemoryStore};
 
 impl MemoryStore {
     /// The shard holding booking `id`; the booking is in it whenever this is `Ok`
@@ -19,56 +20,246 @@ impl MemoryStore {
         self.shard_via(&self.inner.bookings, &id)
             .ok_or_else(|| Error::not_found("booking", id))
     }
+
+    /// `create_booking` under the lock of the booking's shard: `Ok(None)` when
+    /// stored, `Ok(Some(id))` when the customer's key already names booking
+    /// `id` (read it after unlocking: it may live in another shard).
+    fn create_booking_locked(&self, s: &mut Shard, booking: &Booking) -> Result<Option<BookingId>> {
+        let key = (booking.customer, booking.idempotency_key.clone());
+        match self.inner.booking_keys.entry(key) {
+            dashmap::Entry::Occupied(o) => Ok(Some(o.get().0)),
+            dashmap::Entry::Vacant(v) => {
+                let mut out = Vec::new();
+                s.expire_due(booking.created_at, u32::MAX, &mut out);
+                let hold = s
+                    .holds
+                    .get(&booking.hold_id)
+                    .ok_or_else(|| Error::not_found("hold", booking.hold_id))?;
+                if let Err(e) = check_bookable(hold, booking) {
+                    self.record(booking.created_at, out);
+                    return Err(e);
+                }
+                let rec = BookingRec::new(booking.clone(), hold);
+                if let Some(h) = s.holds.get_mut(&booking.hold_id) {
+                    h.booking_id = Some(booking.id);
+                }
+                s.bookings.insert(booking.id, Box::new(rec));
+                v.insert((booking.id, booking.event_id));
+                self.inner.bookings.insert(booking.id, booking.event_id);
+                self.inner
+                    .customer_bookings
+                    .entry(booking.customer)
+                    .or_default()
+                    .insert(booking.id);
+                out.push(DomainEvent::BookingCreated {
+                    event_id: booking.event_id,
+                    booking_id: booking.id,
+                    customer: booking.customer,
+                });
+                self.record(booking.created_at, out);
+                Ok(None)
+            }
+        }
+    }
+
+    /// `confirm_booking` under the lock of the booking's shard.
+    fn confirm_locked(&self, s: &mut Shard, request: &ConfirmBooking) -> Result<ConfirmOutcome> {
+        let id = request.booking_id;
+        let now = request.now;
+        let rec = s
+            .bookings
+            .get(&id)
+            .ok_or_else(|| Error::not_found("booking", id))?;
+        let fields = rec.fields();
+        match fields.status {
+            BookingStatus::Confirmed => {
+                return Ok(ConfirmOutcome::AlreadyConfirmed(s.booking(rec)));
+            }
+            BookingStatus::Cancelled | BookingStatus::Unfulfilled => {
+                return Ok(ConfirmOutcome::Unfulfilled(s.booking(rec)));
+            }
+            _ => {}
+        }
+        let (event_id, hold_id, customer) = (fields.event_id, fields.hold_id, fields.customer);
+        let lines = s.booking_lines(rec);
+        let expected: u32 = lines.iter().map(|l| l.quantity).sum();
+        if request.tickets.len() != expected as usize
+            || request
+                .tickets
+                .iter()
+                .any(|t| t.booking_id != id || t.event_id != event_id)
+        {
+            return Err(Error::invalid(
+                "tickets",
+                format!("one ticket per unit of booking {id} ({expected})"),
+            ));
+        }
+        let demand = demand_of(&s.tiers, lines);
+        let mut out = Vec::new();
+        s.expire_due(now, u32::MAX, &mut out);
+        let hold_active = s
+            .holds
+            .get(&hold_id)
+            .is_some_and(|h| h.status == HoldStatus::Active);
+        let reason = if hold_active {
+            None
+        } else if s.event.status.is_final() {
+            Some(Err(BookingReason::EventCancelled))
+        } else {
+            match check_capacity(&demand, |k| s.available(k)) {
+                Ok(()) => {
+                    s.take(&demand);
+                    // The lapsed hold gave its coupon use back; the payment was made
+                    // with the discount, so the use counts again (limits were met then).
+                    if let Some(coupon) = s.holds.get(&hold_id).and_then(|h| h.coupon) {
+                        s.coupons.lock().take(coupon, customer);
+                    }
+                    Some(Ok(BookingReason::Reacquired))
+                }
+                Err(_) => Some(Err(BookingReason::SoldOutAfterExpiry)),
+            }
+        };
+        let confirmed = !matches!(reason, Some(Err(_)));
+        if confirmed {
+            if let Some(h) = s.holds.get_mut(&hold_id) {
+                let key = (h.expires_at, h.id);
+                h.status = HoldStatus::Confirmed;
+                s.expiry.remove(&key);
+            }
+        }
+        let rec = s
+            .bookings
+            .get_mut(&id)
+            .expect("read above under the same lock");
+        let b = rec.fields_mut();
+        b.updated_at = now;
+        b.version += 1;
+        match reason {
+            None | Some(Ok(_)) => {
+                b.status = BookingStatus::Confirmed;
+                b.reason = reason.and_then(|r| r.ok());
+                rec.tickets = request.tickets.clone();
+                for t in &request.tickets {
+                    self.inner.tickets.insert(
+                        t.id,
+                        Loc {
+                            event: event_id,
+                            booking: id,
+                        },
+                    );
+                }
+                out.push(DomainEvent::BookingConfirmed {
+                    event_id,
+                    booking_id: id,
+                    customer,
+                    tickets: expected,
+                });
+            }
+            Some(Err(why)) => {
+                b.status = BookingStatus::Unfulfilled;
+                b.reason = Some(why.clone());
+                out.push(DomainEvent::BookingUnfulfilled {
+                    event_id,
+                    booking_id: id,
+                    reason: why,
+                });
+            }
+        }
+        let booking = s.booking(&s.bookings[&id]);
+        self.record(now, out);
+        Ok(if confirmed {
+            ConfirmOutcome::Confirmed(booking)
+        } else {
+            ConfirmOutcome::Unfulfilled(booking)
+        })
+    }
 }
 
-/// Each checkout step is already one critical section here; batches run one by one.
+/// Each batch runs request by request, each request one critical section: a
+/// booking with its payment record, or a payment's success with its
+/// confirmation, under one lock of the event's shard.
 #[async_trait]
-impl CheckoutStore for MemoryStore {}
+impl CheckoutStore for MemoryStore {
+    async fn open_checkouts(&self, batch: &[OpenCheckout]) -> Vec<Result<Opened>> {
+        let mut out = Vec::with_capacity(batch.len());
+        for request in batch {
+            out.push(self.open_checkout(request).await);
+        }
+        out
+    }
+
+    async fn settle_paid(&self, batch: &[SettlePaid]) -> Vec<Result<Settled>> {
+        let mut out = Vec::with_capacity(batch.len());
+        for request in batch {
+            out.push(self.settle_checkout(request).await);
+        }
+        out
+    }
+}
+
+impl MemoryStore {
+    async fn open_checkout(&self, request: &OpenCheckout) -> Result<Opened> {
+        let (booking, payment) = (&request.booking, &request.payment);
+        if payment.event_id != booking.event_id || payment.booking_id != booking.id {
+            // Not one shard's business: the single steps say what is wrong.
+            return open_one(self, request).await;
+        }
+        let shard = self.shard_or_missing(booking.event_id)?;
+        let existing = {
+            let mut s = shard.lock();
+            match self.create_booking_locked(&mut s, booking)? {
+                Some(id) => Err(id),
+                None => Ok(self.insert_payment_locked(&mut s, payment)),
+            }
+        };
+        match existing {
+            Err(id) => Ok(Opened::Existing(
+                self.booking(id)
+                    .await?
+                    .ok_or_else(|| Error::not_found("booking", id))?,
+            )),
+            Ok(Ok(None)) => Ok(Opened::Created {
+                booking: booking.clone(),
+                payment: payment.clone(),
+            }),
+            Ok(Ok(Some(other))) => Ok(Opened::Created {
+                booking: booking.clone(),
+                payment: self.stored_payment(other).await?,
+            }),
+            Ok(Err(e)) => Err(e),
+        }
+    }
+
+    async fn settle_checkout(&self, request: &SettlePaid) -> Result<Settled> {
+        if request.payment.booking_id != request.confirm.booking_id {
+            return settle_one(self, request).await;
+        }
+        let shard = self.booking_shard(request.confirm.booking_id)?;
+        let mut s = shard.lock();
+        self.update_payment_locked(&mut s, &request.payment)?;
+        let outcome = self.confirm_locked(&mut s, &request.confirm)?;
+        Ok(Settled {
+            payment: request.payment.clone(),
+            outcome,
+        })
+    }
+
+    pub(crate) async fn stored_payment(&self, id: PaymentId) -> Result<ems_core::payment::Payment> {
+        use ems_core::payment::PaymentStore;
+        self.payment(id)
+            .await?
+            .ok_or_else(|| Error::not_found("payment", id))
+    }
+}
 
 #[async_trait]
 impl BookingStore for MemoryStore {
     async fn create_booking(&self, booking: &Booking) -> Result<Booking> {
         let shard = self.shard_or_missing(booking.event_id)?;
-        let existing = {
-            let mut s = shard.lock();
-            let key = (booking.customer, booking.idempotency_key.clone());
-            match self.inner.booking_keys.entry(key) {
-                dashmap::Entry::Occupied(o) => Some(*o.get()),
-                dashmap::Entry::Vacant(v) => {
-                    let mut out = Vec::new();
-                    s.expire_due(booking.created_at, u32::MAX, &mut out);
-                    let hold = s
-                        .holds
-                        .get(&booking.hold_id)
-                        .ok_or_else(|| Error::not_found("hold", booking.hold_id))?;
-                    if let Err(e) = check_bookable(hold, booking) {
-                        self.record(booking.created_at, out);
-                        return Err(e);
-                    }
-                    if let Some(h) = s.holds.get_mut(&booking.hold_id) {
-                        h.booking_id = Some(booking.id);
-                    }
-                    s.bookings.insert(booking.id, booking.clone());
-                    v.insert((booking.id, booking.event_id));
-                    self.inner.bookings.insert(booking.id, booking.event_id);
-                    self.inner
-                        .customer_bookings
-                        .entry(booking.customer)
-                        .or_default()
-                        .insert(booking.id);
-                    out.push(DomainEvent::BookingCreated {
-                        event_id: booking.event_id,
-                        booking_id: booking.id,
-                        customer: booking.customer,
-                    });
-                    self.record(booking.created_at, out);
-                    None
-                }
-            }
-        };
+        let existing = self.create_booking_locked(&mut shard.lock(), booking)?;
         match existing {
             None => Ok(booking.clone()),
-            Some((id, _)) => self
+            Some(id) => self
                 .booking(id)
                 .await?
                 .ok_or_else(|| Error::not_found("booking", id)),
@@ -78,7 +269,7 @@ impl BookingStore for MemoryStore {
     async fn booking(&self, id: BookingId) -> Result<Option<Booking>> {
         Ok(self
             .shard_via(&self.inner.bookings, &id)
-            .and_then(|s| s.lock().bookings.get(&id).cloned()))
+            .and_then(|s| s.lock().booking_by_id(id)))
     }
 
     async fn booking_by_key(&self, customer: UserId, key: &str) -> Result<Option<Booking>> {
@@ -125,116 +316,17 @@ impl BookingStore for MemoryStore {
             return Ok(Vec::new());
         };
         let s = shard.lock();
-        let iter: Box<dyn Iterator<Item = &Booking>> = match before {
-            Some(b) => Box::new(s.bookings.range(..b).rev().map(|(_, v)| v)),
-            None => Box::new(s.bookings.values().rev()),
+        let iter: Box<dyn Iterator<Item = &BookingRec>> = match before {
+            Some(b) => Box::new(s.bookings.range(..b).rev().map(|(_, v)| &**v)),
+            None => Box::new(s.bookings.values().rev().map(|v| &**v)),
         };
-        Ok(iter.take(limit as usize).cloned().collect())
+        Ok(iter.take(limit as usize).map(|r| s.booking(r)).collect())
     }
 
     async fn confirm_booking(&self, request: &ConfirmBooking) -> Result<ConfirmOutcome> {
-        let id = request.booking_id;
-        let now = request.now;
-        let shard = self.booking_shard(id)?;
+        let shard = self.booking_shard(request.booking_id)?;
         let mut s = shard.lock();
-        let booking = s
-            .bookings
-            .get(&id)
-            .expect("the index names only bookings stored in its shard")
-            .clone();
-        match booking.status {
-            BookingStatus::Confirmed => return Ok(ConfirmOutcome::AlreadyConfirmed(booking)),
-            BookingStatus::Cancelled | BookingStatus::Unfulfilled => {
-                return Ok(ConfirmOutcome::Unfulfilled(booking))
-            }
-            _ => {}
-        }
-        let expected: u32 = booking.quantity();
-        if request.tickets.len() != expected as usize
-            || request
-                .tickets
-                .iter()
-                .any(|t| t.booking_id != id || t.event_id != booking.event_id)
-        {
-            return Err(Error::invalid(
-                "tickets",
-                format!("one ticket per unit of booking {id} ({expected})"),
-            ));
-        }
-        let mut out = Vec::new();
-        s.expire_due(now, u32::MAX, &mut out);
-        let hold_active = s
-            .holds
-            .get(&booking.hold_id)
-            .is_some_and(|h| h.status == HoldStatus::Active);
-        let reason = if hold_active {
-            None
-        } else if s.event.status.is_final() {
-            Some(Err(BookingReason::EventCancelled))
-        } else {
-            let demand = demand_of(&s.tiers, &booking.lines);
-            match check_capacity(&demand, |k| s.available(k)) {
-                Ok(()) => {
-                    s.take(&demand);
-                    // The lapsed hold gave its coupon use back; the payment was made
-                    // with the discount, so the use counts again (limits were met then).
-                    if let Some(coupon) = s.holds.get(&booking.hold_id).and_then(|h| h.coupon) {
-                        s.coupons.lock().take(coupon, booking.customer);
-                    }
-                    Some(Ok(BookingReason::Reacquired))
-                }
-                Err(_) => Some(Err(BookingReason::SoldOutAfterExpiry)),
-            }
-        };
-        let event_id = booking.event_id;
-        let outcome = match reason {
-            None | Some(Ok(_)) => {
-                if let Some(h) = s.holds.get_mut(&booking.hold_id) {
-                    let key = (h.expires_at, h.id);
-                    h.status = HoldStatus::Confirmed;
-                    s.expiry.remove(&key);
-                }
-                for t in &request.tickets {
-                    s.tickets.insert(t.id, Box::new(t.clone()));
-                    self.inner.tickets.insert(t.id, event_id);
-                }
-                s.booking_tickets
-                    .insert(id, request.tickets.iter().map(|t| t.id).collect());
-                let b = s
-                    .bookings
-                    .get_mut(&id)
-                    .expect("read above under the same lock");
-                b.status = BookingStatus::Confirmed;
-                b.reason = reason.and_then(|r| r.ok());
-                b.updated_at = now;
-                b.version += 1;
-                out.push(DomainEvent::BookingConfirmed {
-                    event_id,
-                    booking_id: id,
-                    customer: b.customer,
-                    tickets: expected,
-                });
-                ConfirmOutcome::Confirmed(b.clone())
-            }
-            Some(Err(why)) => {
-                let b = s
-                    .bookings
-                    .get_mut(&id)
-                    .expect("read above under the same lock");
-                b.status = BookingStatus::Unfulfilled;
-                b.reason = Some(why.clone());
-                b.updated_at = now;
-                b.version += 1;
-                out.push(DomainEvent::BookingUnfulfilled {
-                    event_id,
-                    booking_id: id,
-                    reason: why,
-                });
-                ConfirmOutcome::Unfulfilled(b.clone())
-            }
-        };
-        self.record(now, out);
-        Ok(outcome)
+        self.confirm_locked(&mut s, request)
     }
 
     async fn fail_booking(
@@ -245,23 +337,29 @@ impl BookingStore for MemoryStore {
     ) -> Result<Booking> {
         let shard = self.booking_shard(id)?;
         let mut s = shard.lock();
-        let booking = s
-            .bookings
-            .get(&id)
-            .expect("the index names only bookings stored in its shard")
-            .clone();
-        match booking.status {
-            BookingStatus::Failed | BookingStatus::Expired => return Ok(booking),
+        let (status, hold_id) = {
+            let b = s
+                .bookings
+                .get(&id)
+                .expect("the index names only bookings stored in its shard")
+                .fields();
+            (b.status, b.hold_id)
+        };
+        match status {
+            BookingStatus::Failed | BookingStatus::Expired => {
+                return Ok(s.booking_by_id(id).expect("read above under the same lock"))
+            }
             BookingStatus::Pending => {}
             other => return Err(Error::invalid_state("booking", id, other, "fail")),
         }
         let mut out = Vec::new();
         s.expire_due(now, u32::MAX, &mut out);
-        s.end_hold(booking.hold_id, HoldStatus::Released, None, now, &mut out);
+        s.end_hold(hold_id, HoldStatus::Released, None, now, &mut out);
         let b = s
             .bookings
             .get_mut(&id)
-            .expect("read above under the same lock");
+            .expect("read above under the same lock")
+            .fields_mut();
         if b.status == BookingStatus::Pending {
             b.status = BookingStatus::Failed;
             b.reason = Some(reason.clone());
@@ -273,7 +371,7 @@ impl BookingStore for MemoryStore {
                 reason,
             });
         }
-        let b = b.clone();
+        let b = s.booking_by_id(id).expect("read above under the same lock");
         self.record(now, out);
         Ok(b)
     }
@@ -282,58 +380,59 @@ impl BookingStore for MemoryStore {
         let id = request.booking_id;
         let shard = self.booking_shard(id)?;
         let mut s = shard.lock();
-        let booking = s
+        let rec = s
             .bookings
             .get(&id)
-            .expect("the index names only bookings stored in its shard")
-            .clone();
-        match booking.status {
-            BookingStatus::Cancelled => return Ok(booking),
+            .expect("the index names only bookings stored in its shard");
+        match rec.fields().status {
+            BookingStatus::Cancelled => return Ok(s.booking(rec)),
             BookingStatus::Confirmed => {}
             other => return Err(Error::invalid_state("booking", id, other, "cancel")),
         }
-        let ticket_ids = s.booking_tickets.get(&id).cloned().unwrap_or_default();
-        let checked_in = ticket_ids
-            .iter()
-            .any(|t| s.tickets.get(t).is_some_and(|t| t.checked_in_at.is_some()));
+        let checked_in = rec.tickets.iter().any(|t| t.checked_in_at.is_some());
         check_cancel(request, checked_in)?;
         if let Some(r) = &request.refund {
-            s.check_refundable(r)?;
+            rec.check_refundable(r)?;
         }
-        let mut out = Vec::new();
-        for t in &ticket_ids {
-            if let Some(t) = s.tickets.get_mut(t) {
-                t.status = TicketStatus::Void;
-            }
-        }
-        let demand = demand_of(&s.tiers, &booking.lines);
+        let demand = demand_of(&s.tiers, s.booking_lines(rec));
+        let (event_id, hold_id) = (rec.fields().event_id, rec.fields().hold_id);
         s.give_back(&demand);
-        if let Some(h) = s.holds.get_mut(&booking.hold_id) {
+        if let Some(h) = s.holds.get_mut(&hold_id) {
             h.status = HoldStatus::Released;
         }
-        let b = s
+        let rec = s
             .bookings
             .get_mut(&id)
             .expect("read above under the same lock");
+        for t in &mut rec.tickets {
+            t.status = TicketStatus::Void;
+        }
+        let b = rec.fields_mut();
         b.status = BookingStatus::Cancelled;
         b.reason = Some(request.reason.clone());
         b.updated_at = request.now;
         b.version += 1;
-        let b = b.clone();
-        out.push(DomainEvent::BookingCancelled {
-            event_id: b.event_id,
+        let mut out = vec![DomainEvent::BookingCancelled {
+            event_id,
             booking_id: id,
             reason: request.reason.clone(),
-        });
+        }];
         if let Some(r) = &request.refund {
-            s.insert_refund(r);
-            self.inner.refunds.insert(r.id, b.event_id);
+            rec.add_refund(r.clone());
+            self.inner.refunds.insert(
+                r.id,
+                Loc {
+                    event: event_id,
+                    booking: id,
+                },
+            );
             out.push(DomainEvent::RefundRequested {
                 booking_id: id,
                 refund_id: r.id,
                 amount: r.amount,
             });
         }
+        let b = s.booking_by_id(id).expect("read above under the same lock");
         self.record(request.now, out);
         Ok(b)
     }

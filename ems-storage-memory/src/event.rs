@@ -122,6 +122,7 @@ impl EventStore for MemoryStore {
         let confirmed = s
             .bookings
             .values()
+            .map(|r| r.fields())
             .filter(|b| b.status == BookingStatus::Confirmed)
             .map(|b| b.id)
             .collect();

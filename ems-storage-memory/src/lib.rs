@@ -66,14 +66,21 @@ struct Inner {
     bookings: Index<BookingId, EventId>,
     booking_keys: Index<(UserId, String), (BookingId, EventId)>,
     customer_bookings: Index<UserId, std::collections::BTreeSet<BookingId>>,
-    payments: Index<PaymentId, EventId>,
-    payment_keys: Index<String, (PaymentId, EventId)>,
+    payments: Index<PaymentId, Loc>,
+    payment_keys: Index<String, PaymentId>,
     payment_refs: Index<(String, String), PaymentId>,
-    refunds: Index<RefundId, EventId>,
-    tickets: Index<TicketId, EventId>,
+    refunds: Index<RefundId, Loc>,
+    tickets: Index<TicketId, Loc>,
     outbox: Mutex<Outbox>,
     coupons: Arc<Mutex<CouponBook>>,
     facilities: Mutex<facility::FacilityState>,
+}
+
+/// Where a record kept in its booking's record (payment, refund, ticket) lives.
+#[derive(Clone, Copy)]
+struct Loc {
+    event: EventId,
+    booking: BookingId,
 }
 
 impl MemoryStore {
@@ -109,6 +116,16 @@ impl MemoryStore {
     ) -> Option<Arc<Mutex<Shard>>> {
         let event = *index.get(key)?.value();
         self.shard(event)
+    }
+
+    /// The shard and booking of a record kept in its booking's record.
+    fn shard_at<K: std::hash::Hash + Eq>(
+        &self,
+        index: &Index<K, Loc>,
+        key: &K,
+    ) -> Option<(Arc<Mutex<Shard>>, BookingId)> {
+        let loc = *index.get(key)?.value();
+        Some((self.shard(loc.event)?, loc.booking))
     }
 }
 

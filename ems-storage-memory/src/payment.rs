@@ -4,61 +4,106 @@ use ems_core::outbox::DomainEvent;
 use ems_core::payment::*;
 use ems_core::{Error, Result};
 
-use crate::MemoryStore;
+use crate::state::Shard;
+use crate::{Loc, MemoryStore};
+
+impl MemoryStore {
+    /// `insert_payment` under the lock of the payment's shard: `Ok(None)` when
+    /// stored, `Ok(Some(id))` when its idempotency key already names payment
+    /// `id` (read it after unlocking: it may live in another shard).
+    pub(crate) fn insert_payment_locked(
+        &self,
+        s: &mut Shard,
+        payment: &Payment,
+    ) -> Result<Option<PaymentId>> {
+        let Some(rec) = s.bookings.get_mut(&payment.booking_id) else {
+            return Err(Error::not_found("booking", payment.booking_id));
+        };
+        if rec.fields().event_id != payment.event_id {
+            return Err(Error::not_found("booking", payment.booking_id));
+        }
+        match self
+            .inner
+            .payment_keys
+            .entry(payment.idempotency_key.clone())
+        {
+            dashmap::Entry::Occupied(o) => Ok(Some(*o.get())),
+            dashmap::Entry::Vacant(v) => {
+                rec.add_payment(payment.clone());
+                v.insert(payment.id);
+                self.inner.payments.insert(
+                    payment.id,
+                    Loc {
+                        event: payment.event_id,
+                        booking: payment.booking_id,
+                    },
+                );
+                if let Some(r) = &payment.reference {
+                    self.inner
+                        .payment_refs
+                        .insert((payment.gateway.clone(), r.clone()), payment.id);
+                }
+                self.record(
+                    payment.created_at,
+                    [DomainEvent::PaymentStarted {
+                        booking_id: payment.booking_id,
+                        payment_id: payment.id,
+                        amount: payment.amount,
+                    }],
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// `update_payment` under the lock of the payment's shard.
+    pub(crate) fn update_payment_locked(&self, s: &mut Shard, payment: &Payment) -> Result<()> {
+        let current = s
+            .bookings
+            .get_mut(&payment.booking_id)
+            .and_then(|r| r.payments.iter_mut().find(|p| p.id == payment.id))
+            .ok_or_else(|| Error::not_found("payment", payment.id))?;
+        if current.version + 1 != payment.version {
+            return Err(Error::Conflict {
+                entity: "payment",
+                id: payment.id.to_string(),
+                expected: payment.version - 1,
+                found: current.version,
+            });
+        }
+        let event = payment_change_event(current, payment);
+        if let Some(r) = &payment.reference {
+            if current.reference.as_ref() != Some(r) {
+                self.inner
+                    .payment_refs
+                    .insert((payment.gateway.clone(), r.clone()), payment.id);
+            }
+        }
+        current.clone_from(payment);
+        self.record(payment.updated_at, event);
+        Ok(())
+    }
+}
 
 #[async_trait]
 impl PaymentStore for MemoryStore {
     async fn insert_payment(&self, payment: &Payment) -> Result<Payment> {
         let shard = self.shard_or_missing(payment.event_id)?;
-        let existing = {
-            let mut s = shard.lock();
-            if !s.bookings.contains_key(&payment.booking_id) {
-                return Err(Error::not_found("booking", payment.booking_id));
-            }
-            match self
-                .inner
-                .payment_keys
-                .entry(payment.idempotency_key.clone())
-            {
-                dashmap::Entry::Occupied(o) => Some(*o.get()),
-                dashmap::Entry::Vacant(v) => {
-                    s.payments.insert(payment.id, Box::new(payment.clone()));
-                    s.booking_payments
-                        .entry(payment.booking_id)
-                        .or_default()
-                        .push(payment.id);
-                    v.insert((payment.id, payment.event_id));
-                    self.inner.payments.insert(payment.id, payment.event_id);
-                    if let Some(r) = &payment.reference {
-                        self.inner
-                            .payment_refs
-                            .insert((payment.gateway.clone(), r.clone()), payment.id);
-                    }
-                    self.record(
-                        payment.created_at,
-                        [DomainEvent::PaymentStarted {
-                            booking_id: payment.booking_id,
-                            payment_id: payment.id,
-                            amount: payment.amount,
-                        }],
-                    );
-                    None
-                }
-            }
-        };
+        let existing = self.insert_payment_locked(&mut shard.lock(), payment)?;
         match existing {
             None => Ok(payment.clone()),
-            Some((id, _)) => self
-                .payment(id)
-                .await?
-                .ok_or_else(|| Error::not_found("payment", id)),
+            Some(id) => self.stored_payment(id).await,
         }
     }
 
     async fn payment(&self, id: PaymentId) -> Result<Option<Payment>> {
-        Ok(self
-            .shard_via(&self.inner.payments, &id)
-            .and_then(|s| s.lock().payments.get(&id).map(|p| (**p).clone())))
+        let Some((shard, booking)) = self.shard_at(&self.inner.payments, &id) else {
+            return Ok(None);
+        };
+        let s = shard.lock();
+        Ok(s.bookings
+            .get(&booking)
+            .and_then(|r| r.payments.iter().find(|p| p.id == id).cloned()))
     }
 
     async fn payment_by_reference(
@@ -82,70 +127,58 @@ impl PaymentStore for MemoryStore {
             return Ok(Vec::new());
         };
         let s = shard.lock();
-        Ok(s.booking_payments
+        Ok(s.bookings
             .get(&booking)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| s.payments.get(id).map(|p| (**p).clone()))
-            .collect())
+            .map(|r| r.payments.clone())
+            .unwrap_or_default())
     }
 
     async fn update_payment(&self, payment: &Payment) -> Result<()> {
-        let shard = self
-            .shard_via(&self.inner.payments, &payment.id)
+        let (shard, booking) = self
+            .shard_at(&self.inner.payments, &payment.id)
             .ok_or_else(|| Error::not_found("payment", payment.id))?;
+        if booking != payment.booking_id {
+            return Err(Error::invalid(
+                "booking_id",
+                "a payment stays with the booking it was made for",
+            ));
+        }
         let mut s = shard.lock();
-        let current = s
-            .payments
-            .get(&payment.id)
-            .ok_or_else(|| Error::not_found("payment", payment.id))?;
-        if current.version + 1 != payment.version {
-            return Err(Error::Conflict {
-                entity: "payment",
-                id: payment.id.to_string(),
-                expected: payment.version - 1,
-                found: current.version,
-            });
-        }
-        let event = payment_change_event(current, payment);
-        if let Some(r) = &payment.reference {
-            if current.reference.as_ref() != Some(r) {
-                self.inner
-                    .payment_refs
-                    .insert((payment.gateway.clone(), r.clone()), payment.id);
-            }
-        }
-        s.payments.insert(payment.id, Box::new(payment.clone()));
-        self.record(payment.updated_at, event);
-        Ok(())
+        self.update_payment_locked(&mut s, payment)
     }
 
     async fn insert_refund(&self, refund: &Refund) -> Result<()> {
-        let shard = self
-            .shard_via(&self.inner.payments, &refund.payment_id)
+        let (shard, booking) = self
+            .shard_at(&self.inner.payments, &refund.payment_id)
             .ok_or_else(|| Error::not_found("payment", refund.payment_id))?;
         let mut s = shard.lock();
-        if s.refunds.contains_key(&refund.id) {
+        if self.inner.refunds.contains_key(&refund.id) {
             return Err(Error::AlreadyExists {
                 entity: "refund",
                 field: "id",
                 value: refund.id.to_string(),
             });
         }
-        let payment = s
-            .payments
-            .get(&refund.payment_id)
+        let rec = s
+            .bookings
+            .get_mut(&booking)
             .ok_or_else(|| Error::not_found("payment", refund.payment_id))?;
-        if payment.booking_id != refund.booking_id {
+        if booking != refund.booking_id {
             return Err(Error::invalid(
                 "booking_id",
                 "refund names another booking than its payment",
             ));
         }
-        let event_id = payment.event_id;
-        s.check_refundable(refund)?;
-        s.insert_refund(refund);
-        self.inner.refunds.insert(refund.id, event_id);
+        let event_id = rec.fields().event_id;
+        rec.check_refundable(refund)?;
+        rec.add_refund(refund.clone());
+        self.inner.refunds.insert(
+            refund.id,
+            Loc {
+                event: event_id,
+                booking,
+            },
+        );
         self.record(
             refund.created_at,
             [DomainEvent::RefundRequested {
@@ -158,33 +191,43 @@ impl PaymentStore for MemoryStore {
     }
 
     async fn refund(&self, id: RefundId) -> Result<Option<Refund>> {
-        Ok(self
-            .shard_via(&self.inner.refunds, &id)
-            .and_then(|s| s.lock().refunds.get(&id).cloned()))
+        let Some((shard, booking)) = self.shard_at(&self.inner.refunds, &id) else {
+            return Ok(None);
+        };
+        let s = shard.lock();
+        Ok(s.bookings
+            .get(&booking)
+            .and_then(|r| r.refunds.iter().find(|x| x.id == id).cloned()))
     }
 
     async fn update_refund(&self, refund: &Refund) -> Result<()> {
-        let shard = self
-            .shard_via(&self.inner.refunds, &refund.id)
+        let (shard, booking) = self
+            .shard_at(&self.inner.refunds, &refund.id)
             .ok_or_else(|| Error::not_found("refund", refund.id))?;
         let mut s = shard.lock();
-        let current = s
+        let rec = s
+            .bookings
+            .get_mut(&booking)
+            .ok_or_else(|| Error::not_found("refund", refund.id))?;
+        let at = rec
             .refunds
-            .get(&refund.id)
-            .ok_or_else(|| Error::not_found("refund", refund.id))?
-            .clone();
+            .iter()
+            .position(|x| x.id == refund.id)
+            .ok_or_else(|| Error::not_found("refund", refund.id))?;
+        let current = rec.refunds[at].clone();
         check_refund_change(&current, refund)?;
         if refund.status == RefundStatus::Succeeded && current.status != RefundStatus::Succeeded {
-            let payment = s
+            let payment = rec
                 .payments
-                .get_mut(&refund.payment_id)
+                .iter_mut()
+                .find(|p| p.id == refund.payment_id)
                 .ok_or_else(|| Error::not_found("payment", refund.payment_id))?;
             payment.refunded = payment.refunded.checked_add(refund.amount)?;
             payment.version += 1;
             payment.updated_at = refund.updated_at;
         }
         let event = refund_change_event(&current, refund);
-        s.refunds.insert(refund.id, refund.clone());
+        rec.refunds[at] = refund.clone();
         self.record(refund.updated_at, event);
         Ok(())
     }
@@ -194,11 +237,9 @@ impl PaymentStore for MemoryStore {
             return Ok(Vec::new());
         };
         let s = shard.lock();
-        Ok(s.booking_refunds
+        Ok(s.bookings
             .get(&booking)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| s.refunds.get(id).cloned())
-            .collect())
+            .map(|r| r.refunds.clone())
+            .unwrap_or_default())
     }
 }

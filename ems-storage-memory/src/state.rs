@@ -7,7 +7,7 @@ use ems_core::booking::{Booking, BookingReason, BookingStatus};
 use ems_core::directory::{Organization, UserProfile};
 use ems_core::event::Event;
 use ems_core::id::*;
-use ems_core::inventory::{Hold, HoldStatus, QuotaKey, SharedQuota, TicketTier};
+use ems_core::inventory::{Hold, HoldLine, HoldStatus, QuotaKey, SharedQuota, TicketTier};
 use ems_core::outbox::{DomainEvent, RecordedEvent};
 use ems_core::payment::{Payment, Refund};
 use ems_core::pricing::Coupon;
@@ -145,13 +145,76 @@ pub(crate) struct Shard {
     pub(crate) expiry: BTreeSet<(DateTime<Utc>, HoldId)>,
     /// Ended holds without a booking, oldest first: what `purge_ended_holds` may forget.
     pub(crate) ended: VecDeque<(DateTime<Utc>, HoldId)>,
-    pub(crate) bookings: BTreeMap<BookingId, Booking>,
-    pub(crate) payments: HashMap<PaymentId, Box<Payment>>,
-    pub(crate) booking_payments: HashMap<BookingId, Vec<PaymentId>>,
-    pub(crate) refunds: HashMap<RefundId, Refund>,
-    pub(crate) booking_refunds: HashMap<BookingId, Vec<RefundId>>,
-    pub(crate) tickets: HashMap<TicketId, Box<Ticket>>,
-    pub(crate) booking_tickets: HashMap<BookingId, Vec<TicketId>>,
+    /// Each booking with its payments, refunds and tickets, boxed so that the
+    /// tree's nodes stay small and a split moves pointers, not records.
+    pub(crate) bookings: BTreeMap<BookingId, Box<BookingRec>>,
+}
+
+/// A booking and everything that hangs off it, in one record: a checkout adds
+/// one allocation instead of one per map, and reading a booking's payments or
+/// tickets needs no index of its own.
+pub(crate) struct BookingRec {
+    /// The booking. When `shares_hold` is set its `lines` and `quote.lines` are
+    /// left empty: they are its hold's, stored once on the hold.
+    booking: Booking,
+    shares_hold: bool,
+    pub(crate) payments: Vec<Payment>,
+    pub(crate) refunds: Vec<Refund>,
+    pub(crate) tickets: Vec<Ticket>,
+}
+
+impl BookingRec {
+    /// Stores `booking`, made on `hold`: its lines and quote are kept once, on
+    /// the hold, when they are the hold's (as the checkout always makes them).
+    pub(crate) fn new(mut booking: Booking, hold: &Hold) -> Self {
+        let shares_hold = booking.lines == hold.lines && booking.quote == hold.quote;
+        if shares_hold {
+            booking.lines = Vec::new();
+            booking.quote.lines = Vec::new();
+        }
+        Self {
+            booking,
+            shares_hold,
+            payments: Vec::new(),
+            refunds: Vec::new(),
+            tickets: Vec::new(),
+        }
+    }
+
+    /// The stored fields (lines and quote lines possibly left empty; see
+    /// [`Shard::booking`] for the whole booking).
+    pub(crate) fn fields(&self) -> &Booking {
+        &self.booking
+    }
+
+    /// The fields to change in place (status, reason, times, version).
+    pub(crate) fn fields_mut(&mut self) -> &mut Booking {
+        &mut self.booking
+    }
+
+    /// Adds a payment record, growing the list by one only: most bookings have
+    /// one payment, and a default growth would reserve four.
+    pub(crate) fn add_payment(&mut self, payment: Payment) {
+        self.payments.reserve_exact(1);
+        self.payments.push(payment);
+    }
+
+    /// Adds a refund record (growing the list by one only, as payments).
+    pub(crate) fn add_refund(&mut self, refund: Refund) {
+        self.refunds.reserve_exact(1);
+        self.refunds.push(refund);
+    }
+
+    /// Whether `refund` may still be recorded (pending and succeeded
+    /// refunds counted).
+    pub(crate) fn check_refundable(&self, refund: &Refund) -> Result<()> {
+        let payment = self
+            .payments
+            .iter()
+            .find(|p| p.id == refund.payment_id)
+            .ok_or_else(|| Error::not_found("payment", refund.payment_id))?;
+        ems_core::payment::check_refundable(payment, refund, self.refunds.iter())
+    }
 }
 
 impl Shard {
@@ -167,12 +230,35 @@ impl Shard {
             expiry: BTreeSet::new(),
             ended: VecDeque::new(),
             bookings: BTreeMap::new(),
-            payments: HashMap::default(),
-            booking_payments: HashMap::default(),
-            refunds: HashMap::default(),
-            booking_refunds: HashMap::default(),
-            tickets: HashMap::default(),
-            booking_tickets: HashMap::default(),
+        }
+    }
+
+    /// The whole booking of `rec` (lines and quote filled in from its hold).
+    pub(crate) fn booking(&self, rec: &BookingRec) -> Booking {
+        let mut b = rec.booking.clone();
+        if rec.shares_hold {
+            if let Some(h) = self.holds.get(&b.hold_id) {
+                b.lines = h.lines.clone();
+                b.quote = h.quote.clone();
+            }
+        }
+        b
+    }
+
+    /// Booking `id`, whole.
+    pub(crate) fn booking_by_id(&self, id: BookingId) -> Option<Booking> {
+        self.bookings.get(&id).map(|r| self.booking(r))
+    }
+
+    /// What booking `rec` bought.
+    pub(crate) fn booking_lines<'a>(&'a self, rec: &'a BookingRec) -> &'a [HoldLine] {
+        if rec.shares_hold {
+            // A booked hold is never purged, so its lines are always there.
+            self.holds
+                .get(&rec.booking.hold_id)
+                .map_or(&[][..], |h| &h.lines)
+        } else {
+            &rec.booking.lines
         }
     }
 
@@ -301,7 +387,7 @@ impl Shard {
             },
         });
         if let (Some(bid), Some((bstatus, reason))) = (booking, booking_outcome) {
-            if let Some(b) = self.bookings.get_mut(&bid) {
+            if let Some(b) = self.bookings.get_mut(&bid).map(|r| r.fields_mut()) {
                 if b.status == BookingStatus::Pending {
                     b.status = bstatus;
                     b.reason = Some(reason.clone());
@@ -349,29 +435,6 @@ impl Shard {
             n += 1;
         }
         n
-    }
-
-    /// Whether `refund` may still be recorded (pending and succeeded refunds counted).
-    pub(crate) fn check_refundable(&self, refund: &Refund) -> Result<()> {
-        let payment = self
-            .payments
-            .get(&refund.payment_id)
-            .ok_or_else(|| Error::not_found("payment", refund.payment_id))?;
-        let others = self
-            .booking_refunds
-            .get(&refund.booking_id)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.refunds.get(id));
-        ems_core::payment::check_refundable(payment, refund, others)
-    }
-
-    pub(crate) fn insert_refund(&mut self, refund: &Refund) {
-        self.refunds.insert(refund.id, refund.clone());
-        self.booking_refunds
-            .entry(refund.booking_id)
-            .or_default()
-            .push(refund.id);
     }
 }
 

@@ -10,9 +10,13 @@ use crate::MemoryStore;
 #[async_trait]
 impl TicketStore for MemoryStore {
     async fn ticket(&self, id: TicketId) -> Result<Option<Ticket>> {
-        Ok(self
-            .shard_via(&self.inner.tickets, &id)
-            .and_then(|s| s.lock().tickets.get(&id).map(|t| (**t).clone())))
+        let Some((shard, booking)) = self.shard_at(&self.inner.tickets, &id) else {
+            return Ok(None);
+        };
+        let s = shard.lock();
+        Ok(s.bookings
+            .get(&booking)
+            .and_then(|r| r.tickets.iter().find(|t| t.id == id).cloned()))
     }
 
     async fn tickets_for_booking(&self, booking: BookingId) -> Result<Vec<Ticket>> {
@@ -20,12 +24,10 @@ impl TicketStore for MemoryStore {
             return Ok(Vec::new());
         };
         let s = shard.lock();
-        Ok(s.booking_tickets
+        Ok(s.bookings
             .get(&booking)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| s.tickets.get(id).map(|t| (**t).clone()))
-            .collect())
+            .map(|r| r.tickets.clone())
+            .unwrap_or_default())
     }
 
     async fn check_in(
@@ -34,13 +36,17 @@ impl TicketStore for MemoryStore {
         event: EventId,
         now: DateTime<Utc>,
     ) -> Result<CheckIn> {
-        let Some(shard) = self.shard_via(&self.inner.tickets, &ticket) else {
+        let Some((shard, booking)) = self.shard_at(&self.inner.tickets, &ticket) else {
             return Ok(CheckIn::Refused {
                 refusal: CheckInRefusal::Unknown,
             });
         };
         let mut s = shard.lock();
-        let Some(t) = s.tickets.get_mut(&ticket) else {
+        let Some(t) = s
+            .bookings
+            .get_mut(&booking)
+            .and_then(|r| r.tickets.iter_mut().find(|t| t.id == ticket))
+        else {
             return Ok(CheckIn::Refused {
                 refusal: CheckInRefusal::Unknown,
             });
@@ -71,6 +77,6 @@ impl TicketStore for MemoryStore {
                 ticket_id: ticket,
             }],
         );
-        Ok(CheckIn::Admitted { ticket: *admitted })
+        Ok(CheckIn::Admitted { ticket: admitted })
     }
 }
