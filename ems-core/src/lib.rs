@@ -286,9 +286,18 @@ impl Ems {
 
     /// Gives a hold up: through its event's queue when batching, else directly.
     pub(crate) async fn unreserve(&self, hold: &inventory::Hold) -> Result<inventory::Hold> {
+        self.unreserve_hold(hold.id, hold.event_id).await
+    }
+
+    /// Gives hold `hold_id` of `event_id` up (see [`Ems::unreserve`]).
+    pub(crate) async fn unreserve_hold(
+        &self,
+        hold_id: id::HoldId,
+        event_id: id::EventId,
+    ) -> Result<inventory::Hold> {
         let request = inventory::HoldRelease {
-            hold_id: hold.id,
-            event_id: hold.event_id,
+            hold_id,
+            event_id,
             now: self.now(),
         };
         match &self.inner.releases {

@@ -39,7 +39,7 @@ impl MemoryStore {
                     self.record(booking.created_at, out);
                     return Err(e);
                 }
-                let rec = BookingRec::new(booking.clone(), hold);
+                let rec = BookingRec::new(booking, hold);
                 if let Some(h) = s.holds.get_mut(&booking.hold_id) {
                     h.booking_id = Some(booking.id);
                 }

@@ -10,7 +10,7 @@ use ems_core::id::*;
 use ems_core::inventory::{Hold, HoldLine, HoldStatus, QuotaKey, SharedQuota, TicketTier};
 use ems_core::outbox::{DomainEvent, RecordedEvent};
 use ems_core::payment::{Payment, Refund};
-use ems_core::pricing::Coupon;
+use ems_core::pricing::{Coupon, Quote};
 use ems_core::ticket::Ticket;
 use ems_core::{Error, Result};
 use parking_lot::Mutex;
@@ -166,12 +166,39 @@ pub(crate) struct BookingRec {
 impl BookingRec {
     /// Stores `booking`, made on `hold`: its lines and quote are kept once, on
     /// the hold, when they are the hold's (as the checkout always makes them).
-    pub(crate) fn new(mut booking: Booking, hold: &Hold) -> Self {
+    pub(crate) fn new(booking: &Booking, hold: &Hold) -> Self {
         let shares_hold = booking.lines == hold.lines && booking.quote == hold.quote;
-        if shares_hold {
-            booking.lines = Vec::new();
-            booking.quote.lines = Vec::new();
-        }
+        let booking = if shares_hold {
+            // Everything but the lines, without copying the lines first.
+            let q = &booking.quote;
+            Booking {
+                id: booking.id,
+                event_id: booking.event_id,
+                organization: booking.organization,
+                customer: booking.customer,
+                hold_id: booking.hold_id,
+                lines: Vec::new(),
+                quote: Quote {
+                    currency: q.currency,
+                    lines: Vec::new(),
+                    coupon: q.coupon,
+                    order_fee: q.order_fee,
+                    order_fee_tax: q.order_fee_tax,
+                    tax_mode: q.tax_mode,
+                    total: q.total,
+                },
+                total: booking.total,
+                status: booking.status,
+                reason: booking.reason.clone(),
+                idempotency_key: booking.idempotency_key.clone(),
+                gateway: booking.gateway.clone(),
+                created_at: booking.created_at,
+                updated_at: booking.updated_at,
+                version: booking.version,
+            }
+        } else {
+            booking.clone()
+        };
         Self {
             booking,
             shares_hold,

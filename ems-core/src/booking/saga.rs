@@ -142,14 +142,16 @@ impl Ems {
             Err(e) => return Err(e),
         };
         let now = self.now();
+        let (hold_id, hold_event) = (hold.id, hold.event_id);
+        // The booking carries the hold's lines and quote: moved, not copied.
         let booking = Booking {
             id: BookingId::new(),
             event_id: hold.event_id,
             organization: hold.organization,
             customer,
             hold_id: hold.id,
-            lines: hold.lines.clone(),
-            quote: hold.quote.clone(),
+            lines: hold.lines,
+            quote: hold.quote,
             total: hold.total,
             status: BookingStatus::Pending,
             reason: None,
@@ -159,14 +161,15 @@ impl Ems {
             updated_at: now,
             version: 1,
         };
-        let opening = OpenCheckout::new(booking.clone(), now);
+        let booking_id = booking.id;
+        let opening = OpenCheckout::new(booking, now);
         let ours = opening.payment.id;
         let opened = self.open_checkout(opening).await;
         match opened {
             Ok(Opened::Created { booking, payment }) => self.charge(booking, payment, ours).await,
             Ok(Opened::Existing(stored)) => {
                 // A concurrent request with the same key won; give our units back.
-                self.unreserve(&hold).await?;
+                self.unreserve_hold(hold_id, hold_event).await?;
                 self.resume_checkout(stored, &request).await
             }
             Err(e) => {
@@ -178,9 +181,9 @@ impl Ems {
                     .await
                     .ok()
                     .flatten()
-                    .is_some_and(|b| b.id == booking.id);
+                    .is_some_and(|b| b.id == booking_id);
                 if !opened {
-                    self.unreserve(&hold).await?;
+                    self.unreserve_hold(hold_id, hold_event).await?;
                 }
                 Err(e)
             }
