@@ -25,7 +25,10 @@ impl MemoryStore {
     /// stored, `Ok(Some(id))` when the customer's key already names booking
     /// `id` (read it after unlocking: it may live in another shard).
     fn create_booking_locked(&self, s: &mut Shard, booking: &Booking) -> Result<Option<BookingId>> {
-        let key = (booking.customer, booking.idempotency_key.clone());
+        let key = self
+            .inner
+            .keys
+            .booking_key(booking.customer, &booking.idempotency_key);
         match self.inner.booking_keys.entry(key) {
             dashmap::Entry::Occupied(o) => Ok(Some(o.get().0)),
             dashmap::Entry::Vacant(v) => {
@@ -213,18 +216,14 @@ impl MemoryStore {
             }
         };
         match existing {
-            Err(id) => Ok(Opened::Existing(
-                self.booking(id)
-                    .await?
-                    .ok_or_else(|| Error::not_found("booking", id))?,
-            )),
+            Err(id) => Ok(Opened::Existing(self.keyed_booking(id, booking).await?)),
             Ok(Ok(None)) => Ok(Opened::Created {
                 booking: booking.clone(),
                 payment: payment.clone(),
             }),
             Ok(Ok(Some(other))) => Ok(Opened::Created {
                 booking: booking.clone(),
-                payment: self.stored_payment(other).await?,
+                payment: self.keyed_payment(other, payment).await?,
             }),
             Ok(Err(e)) => Err(e),
         }
@@ -244,6 +243,23 @@ impl MemoryStore {
         })
     }
 
+    /// Booking `id`, found under the key of `new`: the customer's booking
+    /// with that key (checked, see [`crate::Fingerprint`]).
+    async fn keyed_booking(&self, id: BookingId, new: &Booking) -> Result<Booking> {
+        let b = self
+            .booking(id)
+            .await?
+            .ok_or_else(|| Error::not_found("booking", id))?;
+        if b.customer != new.customer || b.idempotency_key != new.idempotency_key {
+            return Err(Error::AlreadyExists {
+                entity: "booking",
+                field: "idempotency_key",
+                value: new.idempotency_key.clone(),
+            });
+        }
+        Ok(b)
+    }
+
     pub(crate) async fn stored_payment(&self, id: PaymentId) -> Result<ems_core::payment::Payment> {
         use ems_core::payment::PaymentStore;
         self.payment(id)
@@ -259,10 +275,7 @@ impl BookingStore for MemoryStore {
         let existing = self.create_booking_locked(&mut shard.lock(), booking)?;
         match existing {
             None => Ok(booking.clone()),
-            Some(id) => self
-                .booking(id)
-                .await?
-                .ok_or_else(|| Error::not_found("booking", id)),
+            Some(id) => self.keyed_booking(id, booking).await,
         }
     }
 
@@ -276,10 +289,13 @@ impl BookingStore for MemoryStore {
         let found = self
             .inner
             .booking_keys
-            .get(&(customer, key.to_owned()))
+            .get(&self.inner.keys.booking_key(customer, key))
             .map(|e| e.value().0);
         match found {
-            Some(id) => self.booking(id).await,
+            Some(id) => Ok(self
+                .booking(id)
+                .await?
+                .filter(|b| b.customer == customer && b.idempotency_key == key)),
             None => Ok(None),
         }
     }

@@ -6,6 +6,7 @@ use ems_core::inventory::*;
 use ems_core::outbox::DomainEvent;
 use ems_core::{Error, Result};
 
+use crate::state::Shard;
 use crate::MemoryStore;
 
 #[async_trait]
@@ -106,67 +107,31 @@ impl InventoryStore for MemoryStore {
         let shard = self.shard_or_missing(request.event_id)?;
         let mut s = shard.lock();
         let mut out = Vec::new();
-        s.expire_due(request.now, u32::MAX, &mut out);
-        if s.holds.contains_key(&request.id) {
-            self.record(request.now, out);
-            return Err(Error::AlreadyExists {
-                entity: "hold",
-                field: "id",
-                value: request.id.to_string(),
-            });
-        }
-        // The coupon book (shared by every event) is locked only for orders with a
-        // coupon: after the shard, and kept until the use is counted, so two holds
-        // racing for a coupon's last use get it once.
-        let coupons = request
-            .coupon
-            .as_ref()
-            .map(|_| std::sync::Arc::clone(&s.coupons));
-        let mut book = coupons.as_ref().map(|c| c.lock());
-        let result = (|| {
-            let coupon = match (&request.coupon, book.as_deref()) {
-                (Some(code), Some(book)) => Some(crate::pricing::resolve(
-                    book,
-                    s.event.organization,
-                    code,
-                    request.customer,
-                )?),
-                _ => None,
-            };
-            let plan = plan_hold(
-                &s.event,
-                &s.tiers,
-                request,
-                &|k| s.taken(k),
-                &|t| s.recent(t, request.now),
-                coupon,
-            )?;
-            check_capacity(&plan.demand, |k| s.available(k))?;
-            Ok((plan, coupon.map(|c| c.id)))
-        })();
-        let (plan, coupon) = match result {
-            Ok(ok) => ok,
-            Err(e) => {
-                drop(book);
-                self.record(request.now, out);
-                return Err(e);
-            }
-        };
-        if let (Some(id), Some(book)) = (coupon, book.as_mut()) {
-            book.take(id, request.customer);
-        }
-        drop(book);
-        let (hold, demand) = plan.into_hold(request, s.event.organization, coupon);
-        s.take(&demand);
-        for item in &request.items {
-            s.note_sale(item.tier_id, item.quantity, request.now);
-        }
-        s.expiry.insert((hold.expires_at, hold.id));
-        s.holds.insert(hold.id, Box::new(hold.clone()));
-        self.inner.holds.insert(hold.id, hold.event_id);
-        out.push(hold.placed_event());
+        let hold = self.try_hold_locked(&mut s, request, &mut out);
         self.record(request.now, out);
-        Ok(hold)
+        hold
+    }
+
+    /// Grants a batch's holds in arrival order, taking each event's lock once
+    /// for every run of requests of that event (a hot event's batch: once).
+    async fn try_hold_batch(&self, requests: &[HoldRequest]) -> Vec<Result<Hold>> {
+        let mut results = Vec::with_capacity(requests.len());
+        for run in requests.chunk_by(|a, b| a.event_id == b.event_id) {
+            let Ok(shard) = self.shard_or_missing(run[0].event_id) else {
+                results.extend(
+                    run.iter()
+                        .map(|r| Err(Error::not_found("event", r.event_id))),
+                );
+                continue;
+            };
+            let mut s = shard.lock();
+            let mut out = Vec::new();
+            for request in run {
+                results.push(self.try_hold_locked(&mut s, request, &mut out));
+            }
+            self.record(run[run.len() - 1].now, out);
+        }
+        results
     }
 
     async fn hold(&self, id: HoldId) -> Result<Option<Hold>> {
@@ -176,33 +141,35 @@ impl InventoryStore for MemoryStore {
     }
 
     async fn release_hold(&self, id: HoldId, now: DateTime<Utc>) -> Result<Hold> {
-        let shard = self
-            .shard_via(&self.inner.holds, &id)
-            .ok_or_else(|| Error::not_found("hold", id))?;
-        let mut s = shard.lock();
-        let mut out = Vec::new();
-        s.expire_due(now, u32::MAX, &mut out);
-        let status = s
-            .holds
-            .get(&id)
-            .ok_or_else(|| Error::not_found("hold", id))?
-            .status;
-        match status {
-            HoldStatus::Active => s.end_hold(
-                id,
-                HoldStatus::Released,
-                Some((BookingStatus::Failed, BookingReason::Abandoned)),
-                now,
-                &mut out,
-            ),
-            HoldStatus::Released | HoldStatus::Expired => {}
-            other => {
-                self.record(now, out);
-                return Err(Error::invalid_state("hold", id, other, "release"));
+        self.release_one(id, now)
+    }
+
+    /// Releases a batch's holds in order, taking each event's lock once for
+    /// every run of requests of that event.
+    async fn release_hold_batch(&self, requests: &[HoldRelease]) -> Vec<Result<Hold>> {
+        let mut results = Vec::with_capacity(requests.len());
+        for run in requests.chunk_by(|a, b| a.event_id == b.event_id) {
+            let shard = self.shard(run[0].event_id);
+            let mut guard = shard.as_ref().map(|s| s.lock());
+            let mut out = Vec::new();
+            for r in run {
+                match guard.as_mut() {
+                    Some(s) if s.holds.contains_key(&r.hold_id) => {
+                        results.push(release_locked(s, r.hold_id, r.now, &mut out));
+                    }
+                    // A hold of another event (or of none): as `release_hold`
+                    // answers it, with this shard unlocked meanwhile.
+                    _ => {
+                        self.record(r.now, std::mem::take(&mut out));
+                        drop(guard.take());
+                        results.push(self.release_one(r.hold_id, r.now));
+                        guard = shard.as_ref().map(|s| s.lock());
+                    }
+                }
             }
+            self.record(run[run.len() - 1].now, out);
         }
-        self.record(now, out);
-        Ok((*s.holds[&id]).clone())
+        results
     }
 
     async fn sweep_expired(&self, now: DateTime<Utc>, limit: u32) -> Result<u32> {
@@ -245,5 +212,105 @@ impl InventoryStore for MemoryStore {
             }
         }
         Ok(purged)
+    }
+}
+
+/// `release_hold` under the lock of the hold's shard.
+fn release_locked(
+    s: &mut Shard,
+    id: HoldId,
+    now: DateTime<Utc>,
+    out: &mut Vec<DomainEvent>,
+) -> Result<Hold> {
+    s.expire_due(now, u32::MAX, out);
+    let status = s
+        .holds
+        .get(&id)
+        .ok_or_else(|| Error::not_found("hold", id))?
+        .status;
+    match status {
+        HoldStatus::Active => s.end_hold(
+            id,
+            HoldStatus::Released,
+            Some((BookingStatus::Failed, BookingReason::Abandoned)),
+            now,
+            out,
+        ),
+        HoldStatus::Released | HoldStatus::Expired => {}
+        other => return Err(Error::invalid_state("hold", id, other, "release")),
+    }
+    Ok((*s.holds[&id]).clone())
+}
+
+impl MemoryStore {
+    /// `release_hold`, wherever the hold lives.
+    fn release_one(&self, id: HoldId, now: DateTime<Utc>) -> Result<Hold> {
+        let shard = self
+            .shard_via(&self.inner.holds, &id)
+            .ok_or_else(|| Error::not_found("hold", id))?;
+        let mut s = shard.lock();
+        let mut out = Vec::new();
+        let hold = release_locked(&mut s, id, now, &mut out);
+        self.record(now, out);
+        hold
+    }
+
+    /// `try_hold` under the lock of the event's shard; the domain events it
+    /// causes go to `out`.
+    fn try_hold_locked(
+        &self,
+        s: &mut Shard,
+        request: &HoldRequest,
+        out: &mut Vec<DomainEvent>,
+    ) -> Result<Hold> {
+        s.expire_due(request.now, u32::MAX, out);
+        if s.holds.contains_key(&request.id) {
+            return Err(Error::AlreadyExists {
+                entity: "hold",
+                field: "id",
+                value: request.id.to_string(),
+            });
+        }
+        // The coupon book (shared by every event) is locked only for orders with a
+        // coupon: after the shard, and kept until the use is counted, so two holds
+        // racing for a coupon's last use get it once.
+        let coupons = request
+            .coupon
+            .as_ref()
+            .map(|_| std::sync::Arc::clone(&s.coupons));
+        let mut book = coupons.as_ref().map(|c| c.lock());
+        let coupon = match (&request.coupon, book.as_deref()) {
+            (Some(code), Some(book)) => Some(crate::pricing::resolve(
+                book,
+                s.event.organization,
+                code,
+                request.customer,
+            )?),
+            _ => None,
+        };
+        let plan = plan_hold(
+            &s.event,
+            &s.tiers,
+            request,
+            &|k| s.taken(k),
+            &|t| s.recent(t, request.now),
+            coupon,
+        )?;
+        check_capacity(&plan.demand, |k| s.available(k))?;
+        let coupon = coupon.map(|c| c.id);
+        if let (Some(id), Some(book)) = (coupon, book.as_mut()) {
+            book.take(id, request.customer);
+        }
+        drop(book);
+        let (hold, demand) = plan.into_hold(request, s.event.organization, coupon);
+        s.take(&demand);
+        for item in &request.items {
+            s.note_sale(item.tier_id, item.quantity, request.now);
+        }
+        s.expiry.insert((hold.expires_at, hold.id));
+        s.holds.insert(hold.id, Box::new(hold.clone()));
+        self.inner.holds.insert(hold.id, hold.event_id);
+        out.push(hold.placed_event());
+        Ok(hold)
     }
 }

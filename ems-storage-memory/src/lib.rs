@@ -64,16 +64,49 @@ struct Inner {
     event_index: RwLock<EventIndex>,
     holds: Index<HoldId, EventId>,
     bookings: Index<BookingId, EventId>,
-    booking_keys: Index<(UserId, String), (BookingId, EventId)>,
+    keys: Fingerprinter,
+    booking_keys: Index<Fingerprint, (BookingId, EventId)>,
     customer_bookings: Index<UserId, std::collections::BTreeSet<BookingId>>,
     payments: Index<PaymentId, Loc>,
-    payment_keys: Index<String, PaymentId>,
-    payment_refs: Index<(String, String), PaymentId>,
+    payment_keys: Index<Fingerprint, PaymentId>,
+    payment_refs: Index<Fingerprint, PaymentId>,
     refunds: Index<RefundId, Loc>,
     tickets: Index<TicketId, Loc>,
     outbox: Mutex<Outbox>,
     coupons: Arc<Mutex<CouponBook>>,
     facilities: Mutex<facility::FacilityState>,
+}
+
+/// A 128-bit keyed digest of a string key (a customer's idempotency key, a
+/// payment's key, a gateway reference): the indexes keep 16 bytes per key
+/// instead of the key itself. Every lookup checks the record it finds against
+/// the key asked for, so even a digest collision (odds about 2^-128 per pair)
+/// could never hand one customer's booking to another.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Fingerprint(u128);
+
+/// Two independently seeded hashers (random per store), one for each half of
+/// a [`Fingerprint`].
+#[derive(Default)]
+struct Fingerprinter([ahash::RandomState; 2]);
+
+impl Fingerprinter {
+    fn of<T: std::hash::Hash + ?Sized>(&self, value: &T) -> Fingerprint {
+        let [a, b] = &self.0;
+        Fingerprint((u128::from(a.hash_one(value)) << 64) | u128::from(b.hash_one(value)))
+    }
+
+    fn booking_key(&self, customer: UserId, key: &str) -> Fingerprint {
+        self.of(&(customer, key))
+    }
+
+    fn payment_key(&self, key: &str) -> Fingerprint {
+        self.of(key)
+    }
+
+    fn reference(&self, gateway: &str, reference: &str) -> Fingerprint {
+        self.of(&(gateway, reference))
+    }
 }
 
 /// Where a record kept in its booking's record (payment, refund, ticket) lives.

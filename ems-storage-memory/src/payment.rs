@@ -25,7 +25,7 @@ impl MemoryStore {
         match self
             .inner
             .payment_keys
-            .entry(payment.idempotency_key.clone())
+            .entry(self.inner.keys.payment_key(&payment.idempotency_key))
         {
             dashmap::Entry::Occupied(o) => Ok(Some(*o.get())),
             dashmap::Entry::Vacant(v) => {
@@ -41,7 +41,7 @@ impl MemoryStore {
                 if let Some(r) = &payment.reference {
                     self.inner
                         .payment_refs
-                        .insert((payment.gateway.clone(), r.clone()), payment.id);
+                        .insert(self.inner.keys.reference(&payment.gateway, r), payment.id);
                 }
                 self.record(
                     payment.created_at,
@@ -54,6 +54,20 @@ impl MemoryStore {
                 Ok(None)
             }
         }
+    }
+
+    /// Payment `id`, found under the idempotency key of `new` (checked, see
+    /// [`crate::Fingerprint`]).
+    pub(crate) async fn keyed_payment(&self, id: PaymentId, new: &Payment) -> Result<Payment> {
+        let p = self.stored_payment(id).await?;
+        if p.idempotency_key != new.idempotency_key {
+            return Err(Error::AlreadyExists {
+                entity: "payment",
+                field: "idempotency_key",
+                value: new.idempotency_key.clone(),
+            });
+        }
+        Ok(p)
     }
 
     /// `update_payment` under the lock of the payment's shard.
@@ -76,7 +90,7 @@ impl MemoryStore {
             if current.reference.as_ref() != Some(r) {
                 self.inner
                     .payment_refs
-                    .insert((payment.gateway.clone(), r.clone()), payment.id);
+                    .insert(self.inner.keys.reference(&payment.gateway, r), payment.id);
             }
         }
         current.clone_from(payment);
@@ -92,7 +106,7 @@ impl PaymentStore for MemoryStore {
         let existing = self.insert_payment_locked(&mut shard.lock(), payment)?;
         match existing {
             None => Ok(payment.clone()),
-            Some(id) => self.stored_payment(id).await,
+            Some(id) => self.keyed_payment(id, payment).await,
         }
     }
 
@@ -114,10 +128,13 @@ impl PaymentStore for MemoryStore {
         let id = self
             .inner
             .payment_refs
-            .get(&(gateway.to_owned(), reference.to_owned()))
+            .get(&self.inner.keys.reference(gateway, reference))
             .map(|e| *e.value());
         match id {
-            Some(id) => self.payment(id).await,
+            Some(id) => Ok(self
+                .payment(id)
+                .await?
+                .filter(|p| p.gateway == gateway && p.reference.as_deref() == Some(reference))),
             None => Ok(None),
         }
     }
