@@ -7,8 +7,11 @@
 //! data, so two clones behave like two server processes over one database. Each
 //! event's inventory, holds, bookings, payments and tickets live behind one lock,
 //! so every domain-atomic port operation is a single critical section; different
-//! events never contend. Listings are deterministic (ordered by keys, never by
-//! hash order). Nothing is persisted.
+//! events never contend. A booking is one record with its payments, refunds and
+//! tickets; idempotency keys and gateway references are indexed by a keyed
+//! 128-bit digest, and every lookup checks the record it finds against the key
+//! asked for. Listings are deterministic (ordered by keys, never by hash
+//! order). Nothing is persisted.
 //!
 //! ```
 //! use std::sync::Arc;

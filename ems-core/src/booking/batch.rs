@@ -5,7 +5,9 @@
 //! On a database each step is a transaction; when a hot on-sale sends many
 //! buyers at once, the service queues these steps like holds (see
 //! [`HoldBatching`](crate::inventory::HoldBatching)) and a store that overrides
-//! [`CheckoutStore`]'s methods runs a whole batch in one transaction. The
+//! [`CheckoutStore`]'s methods runs a whole batch in one transaction. With
+//! batching off, each checkout's step goes to the same operation as a batch of
+//! one, so a store that does a step at once is used for it either way. The
 //! defaults run the single-step operations one by one, which is what every
 //! batch must be equivalent to.
 
