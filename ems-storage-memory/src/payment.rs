@@ -77,14 +77,7 @@ impl MemoryStore {
             .get_mut(&payment.booking_id)
             .and_then(|r| r.payments.iter_mut().find(|p| p.id == payment.id))
             .ok_or_else(|| Error::not_found("payment", payment.id))?;
-        if current.version + 1 != payment.version {
-            return Err(Error::Conflict {
-                entity: "payment",
-                id: payment.id.to_string(),
-                expected: payment.version - 1,
-                found: current.version,
-            });
-        }
+        check_payment_version(payment, current.version)?;
         let event = payment_change_event(current, payment);
         if let Some(r) = &payment.reference {
             if current.reference.as_ref() != Some(r) {

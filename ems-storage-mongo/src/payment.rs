@@ -202,14 +202,7 @@ impl PaymentStore for MongoStore {
     async fn update_payment(&self, payment: &Payment) -> Result<()> {
         transaction!(self, |s| {
             let (current, rev) = lock_payment(self, &mut s, payment.id).await?;
-            if current.version + 1 != payment.version {
-                return Err(Error::Conflict {
-                    entity: "payment",
-                    id: payment.id.to_string(),
-                    expected: payment.version - 1,
-                    found: current.version,
-                });
-            }
+            check_payment_version(payment, current.version)?;
             self.col("payments")
                 .update_one(
                     doc! { "_id": self.uid(payment.id.0) },

@@ -13,7 +13,8 @@ pub use gateway::*;
 pub use registry::{GatewayConfig, GatewayFactory, GatewayRegistry};
 pub use resilient::{ResiliencePolicy, ResilientGateway};
 pub use store::{
-    check_refund_change, check_refundable, payment_change_event, refund_change_event, PaymentStore,
+    check_payment_version, check_refund_change, check_refundable, payment_change_event,
+    refund_change_event, PaymentStore,
 };
 
 use chrono::{DateTime, Utc};

@@ -40,6 +40,20 @@ pub trait PaymentStore: Send + Sync + 'static {
     async fn refunds_for_booking(&self, booking: BookingId) -> Result<Vec<Refund>>;
 }
 
+/// The optimistic-concurrency check of [`PaymentStore::update_payment`]: `next`
+/// must carry the version one above the stored one, whose version is `found`.
+pub fn check_payment_version(next: &Payment, found: u64) -> Result<()> {
+    if found + 1 != next.version {
+        return Err(crate::Error::Conflict {
+            entity: "payment",
+            id: next.id.to_string(),
+            expected: next.version.saturating_sub(1),
+            found,
+        });
+    }
+    Ok(())
+}
+
 /// The domain event a payment's change records, if its status changed.
 pub fn payment_change_event(old: &Payment, new: &Payment) -> Option<DomainEvent> {
     if old.status == new.status {
