@@ -125,11 +125,12 @@ impl InventoryStore for MemoryStore {
                 continue;
             };
             let mut s = shard.lock();
-            let mut out = Vec::new();
             for request in run {
+                // Each request's events carry its own instant.
+                let mut out = Vec::new();
                 results.push(self.try_hold_locked(&mut s, request, &mut out));
+                self.record(request.now, out);
             }
-            self.record(run[run.len() - 1].now, out);
         }
         results
     }
@@ -151,23 +152,22 @@ impl InventoryStore for MemoryStore {
         for run in requests.chunk_by(|a, b| a.event_id == b.event_id) {
             let shard = self.shard(run[0].event_id);
             let mut guard = shard.as_ref().map(|s| s.lock());
-            let mut out = Vec::new();
             for r in run {
                 match guard.as_mut() {
                     Some(s) if s.holds.contains_key(&r.hold_id) => {
+                        let mut out = Vec::new();
                         results.push(release_locked(s, r.hold_id, r.now, &mut out));
+                        self.record(r.now, out);
                     }
                     // A hold of another event (or of none): as `release_hold`
                     // answers it, with this shard unlocked meanwhile.
                     _ => {
-                        self.record(r.now, std::mem::take(&mut out));
                         drop(guard.take());
                         results.push(self.release_one(r.hold_id, r.now));
                         guard = shard.as_ref().map(|s| s.lock());
                     }
                 }
             }
-            self.record(run[run.len() - 1].now, out);
         }
         results
     }
