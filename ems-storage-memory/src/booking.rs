@@ -34,14 +34,18 @@ impl MemoryStore {
             dashmap::Entry::Vacant(v) => {
                 let mut out = Vec::new();
                 s.expire_due(booking.created_at, u32::MAX, &mut out);
-                let hold = s
-                    .holds
-                    .get(&booking.hold_id)
-                    .ok_or_else(|| Error::not_found("hold", booking.hold_id))?;
-                if let Err(e) = check_bookable(hold, booking) {
-                    self.record(booking.created_at, out);
-                    return Err(e);
-                }
+                // Holds expired just now are recorded whether or not this booking is.
+                let hold = match s.holds.get(&booking.hold_id) {
+                    None => Err(Error::not_found("hold", booking.hold_id)),
+                    Some(hold) => check_bookable(hold, booking).map(|()| hold),
+                };
+                let hold = match hold {
+                    Ok(hold) => hold,
+                    Err(e) => {
+                        self.record(booking.created_at, out);
+                        return Err(e);
+                    }
+                };
                 let rec = BookingRec::new(booking, hold);
                 if let Some(h) = s.holds.get_mut(&booking.hold_id) {
                     h.booking_id = Some(booking.id);
