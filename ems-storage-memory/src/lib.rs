@@ -163,6 +163,30 @@ impl MemoryStore {
         let loc = *index.get(key)?.value();
         Some((self.shard(loc.event)?, loc.booking))
     }
+
+    /// Reads from the record of the booking that holds `key` of `index` (a
+    /// payment, refund or ticket id).
+    fn read_at<K: std::hash::Hash + Eq, T>(
+        &self,
+        index: &Index<K, Loc>,
+        key: &K,
+        read: impl FnOnce(&state::BookingRec) -> Option<T>,
+    ) -> Option<T> {
+        let (shard, booking) = self.shard_at(index, key)?;
+        let s = shard.lock();
+        s.bookings.get(&booking).and_then(|r| read(r))
+    }
+
+    /// Reads from booking `id`'s record.
+    fn read_booking<T>(
+        &self,
+        id: BookingId,
+        read: impl FnOnce(&state::BookingRec) -> T,
+    ) -> Option<T> {
+        let shard = self.shard_via(&self.inner.bookings, &id)?;
+        let s = shard.lock();
+        s.bookings.get(&id).map(|r| read(r))
+    }
 }
 
 #[cfg(test)]

@@ -104,13 +104,9 @@ impl PaymentStore for MemoryStore {
     }
 
     async fn payment(&self, id: PaymentId) -> Result<Option<Payment>> {
-        let Some((shard, booking)) = self.shard_at(&self.inner.payments, &id) else {
-            return Ok(None);
-        };
-        let s = shard.lock();
-        Ok(s.bookings
-            .get(&booking)
-            .and_then(|r| r.payments.iter().find(|p| p.id == id).cloned()))
+        Ok(self.read_at(&self.inner.payments, &id, |r| {
+            r.payments.iter().find(|p| p.id == id).cloned()
+        }))
     }
 
     async fn payment_by_reference(
@@ -133,13 +129,8 @@ impl PaymentStore for MemoryStore {
     }
 
     async fn payments_for_booking(&self, booking: BookingId) -> Result<Vec<Payment>> {
-        let Some(shard) = self.shard_via(&self.inner.bookings, &booking) else {
-            return Ok(Vec::new());
-        };
-        let s = shard.lock();
-        Ok(s.bookings
-            .get(&booking)
-            .map(|r| r.payments.clone())
+        Ok(self
+            .read_booking(booking, |r| r.payments.clone())
             .unwrap_or_default())
     }
 
@@ -201,13 +192,9 @@ impl PaymentStore for MemoryStore {
     }
 
     async fn refund(&self, id: RefundId) -> Result<Option<Refund>> {
-        let Some((shard, booking)) = self.shard_at(&self.inner.refunds, &id) else {
-            return Ok(None);
-        };
-        let s = shard.lock();
-        Ok(s.bookings
-            .get(&booking)
-            .and_then(|r| r.refunds.iter().find(|x| x.id == id).cloned()))
+        Ok(self.read_at(&self.inner.refunds, &id, |r| {
+            r.refunds.iter().find(|x| x.id == id).cloned()
+        }))
     }
 
     async fn update_refund(&self, refund: &Refund) -> Result<()> {
@@ -243,13 +230,8 @@ impl PaymentStore for MemoryStore {
     }
 
     async fn refunds_for_booking(&self, booking: BookingId) -> Result<Vec<Refund>> {
-        let Some(shard) = self.shard_via(&self.inner.bookings, &booking) else {
-            return Ok(Vec::new());
-        };
-        let s = shard.lock();
-        Ok(s.bookings
-            .get(&booking)
-            .map(|r| r.refunds.clone())
+        Ok(self
+            .read_booking(booking, |r| r.refunds.clone())
             .unwrap_or_default())
     }
 }

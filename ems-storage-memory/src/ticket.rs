@@ -10,23 +10,14 @@ use crate::MemoryStore;
 #[async_trait]
 impl TicketStore for MemoryStore {
     async fn ticket(&self, id: TicketId) -> Result<Option<Ticket>> {
-        let Some((shard, booking)) = self.shard_at(&self.inner.tickets, &id) else {
-            return Ok(None);
-        };
-        let s = shard.lock();
-        Ok(s.bookings
-            .get(&booking)
-            .and_then(|r| r.tickets.iter().find(|t| t.id == id).cloned()))
+        Ok(self.read_at(&self.inner.tickets, &id, |r| {
+            r.tickets.iter().find(|t| t.id == id).cloned()
+        }))
     }
 
     async fn tickets_for_booking(&self, booking: BookingId) -> Result<Vec<Ticket>> {
-        let Some(shard) = self.shard_via(&self.inner.bookings, &booking) else {
-            return Ok(Vec::new());
-        };
-        let s = shard.lock();
-        Ok(s.bookings
-            .get(&booking)
-            .map(|r| r.tickets.clone())
+        Ok(self
+            .read_booking(booking, |r| r.tickets.clone())
             .unwrap_or_default())
     }
 
