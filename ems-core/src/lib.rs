@@ -319,13 +319,12 @@ impl Ems {
         match &self.inner.opens {
             Some(c) => c.run(request).await,
             // A batch of one: a store may open it in one step.
-            None => self
-                .inner
-                .store
-                .open_checkouts(std::slice::from_ref(&request))
-                .await
-                .pop()
-                .unwrap_or_else(|| Err(missing_answer())),
+            None => sole_answer(
+                self.inner
+                    .store
+                    .open_checkouts(std::slice::from_ref(&request))
+                    .await,
+            ),
         }
     }
 
@@ -337,13 +336,12 @@ impl Ems {
     ) -> Result<booking::Settled> {
         match &self.inner.settles {
             Some(c) => c.run(request).await,
-            None => self
-                .inner
-                .store
-                .settle_paid(std::slice::from_ref(&request))
-                .await
-                .pop()
-                .unwrap_or_else(|| Err(missing_answer())),
+            None => sole_answer(
+                self.inner
+                    .store
+                    .settle_paid(std::slice::from_ref(&request))
+                    .await,
+            ),
         }
     }
 
@@ -387,6 +385,11 @@ impl Ems {
         }
         Ok(name.to_owned())
     }
+}
+
+/// The answer of a batch of one.
+fn sole_answer<T>(mut answers: Vec<Result<T>>) -> Result<T> {
+    answers.pop().unwrap_or_else(|| Err(missing_answer()))
 }
 
 /// What a batch port operation that answered nothing for a request means.
