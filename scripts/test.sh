@@ -80,7 +80,7 @@ RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --quie
 
 step "OpenAPI fuzz of ems-http (schemathesis, bounded)"
 if ! command -v schemathesis >/dev/null 2>&1; then
-  python3 -m pip install --quiet --disable-pip-version-check schemathesis
+  python3 -m pip install --quiet --disable-pip-version-check "schemathesis==4.32.5"
 fi
 cargo build --quiet -p ems-http
 http_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -96,10 +96,13 @@ token=$(curl -fs "http://127.0.0.1:$http_port/auth/login" -H 'content-type: appl
   -d '{"email":"admin@ems.test","password":"demo-password-1"}' |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
 fuzz_rc=0
+# One worker: with two, schemathesis generated a test case in both threads at once
+# and, now and then, reported its own generator as flaky (a crash of the tool, not
+# a finding); one worker with a fixed seed makes the run repeatable.
 schemathesis run "http://127.0.0.1:$http_port/openapi.json" \
   -H "Authorization: Bearer $token" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
-  --phases coverage,fuzzing -n 20 --max-time 180 -w 2 --seed 20261124 \
+  --phases coverage,fuzzing -n 20 --max-time 180 -w 1 --seed 20261124 \
   --no-color --report junit --report-dir target/schemathesis || fuzz_rc=$?
 kill "$http_pid" 2>/dev/null || true
 wait "$http_pid" 2>/dev/null || true
