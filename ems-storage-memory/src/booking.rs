@@ -87,7 +87,10 @@ impl MemoryStore {
             }
             _ => {}
         }
-        let (event_id, hold_id, customer) = (fields.event_id, fields.hold_id, fields.customer);
+        let (event_id, hold_id) = (s.event.id, fields.hold_id);
+        let customer = s
+            .booking_customer(rec)
+            .ok_or_else(|| Error::not_found("hold", hold_id))?;
         let lines = s.booking_lines(rec);
         let expected: u32 = lines.iter().map(|l| l.quantity).sum();
         if request.tickets.len() != expected as usize
@@ -373,6 +376,7 @@ impl BookingStore for MemoryStore {
             other => return Err(Error::invalid_state("booking", id, other, "fail")),
         }
         let mut out = Vec::new();
+        let event_id = s.event.id;
         s.expire_due(now, u32::MAX, &mut out);
         s.end_hold(hold_id, HoldStatus::Released, None, now, &mut out);
         let b = s
@@ -386,7 +390,7 @@ impl BookingStore for MemoryStore {
             b.updated_at = now;
             b.version += 1;
             out.push(DomainEvent::BookingFailed {
-                event_id: b.event_id,
+                event_id,
                 booking_id: id,
                 reason,
             });
@@ -415,7 +419,7 @@ impl BookingStore for MemoryStore {
             rec.check_refundable(r)?;
         }
         let demand = demand_of(&s.tiers, s.booking_lines(rec));
-        let (event_id, hold_id) = (rec.fields().event_id, rec.fields().hold_id);
+        let (event_id, hold_id) = (s.event.id, rec.fields().hold_id);
         s.give_back(&demand);
         if let Some(h) = s.holds.get_mut(&hold_id) {
             h.status = HoldStatus::Released;

@@ -16,10 +16,11 @@ impl MemoryStore {
         s: &mut Shard,
         payment: &Payment,
     ) -> Result<Option<PaymentId>> {
+        let event_id = s.event.id;
         let Some(rec) = s.bookings.get_mut(&payment.booking_id) else {
             return Err(Error::not_found("booking", payment.booking_id));
         };
-        if rec.fields().event_id != payment.event_id {
+        if event_id != payment.event_id {
             return Err(Error::not_found("booking", payment.booking_id));
         }
         match self
@@ -160,6 +161,7 @@ impl PaymentStore for MemoryStore {
                 value: refund.id.to_string(),
             });
         }
+        let event_id = s.event.id;
         let rec = s
             .bookings
             .get_mut(&booking)
@@ -170,7 +172,6 @@ impl PaymentStore for MemoryStore {
                 "refund names another booking than its payment",
             ));
         }
-        let event_id = rec.fields().event_id;
         rec.check_refundable(refund)?;
         rec.add_refund(refund.clone());
         self.inner.refunds.insert(

@@ -10,7 +10,7 @@ use ems_core::id::*;
 use ems_core::inventory::{Hold, HoldLine, HoldStatus, QuotaKey, SharedQuota, TicketTier};
 use ems_core::outbox::{DomainEvent, RecordedEvent};
 use ems_core::payment::{Payment, Refund};
-use ems_core::pricing::{Coupon, Quote};
+use ems_core::pricing::Coupon;
 use ems_core::ticket::Ticket;
 use ems_core::{Error, Result};
 use parking_lot::Mutex;
@@ -153,70 +153,68 @@ pub(crate) struct Shard {
 /// A booking and everything that hangs off it, in one record: a checkout adds
 /// one allocation instead of one per map, and reading a booking's payments or
 /// tickets needs no index of its own.
+///
+/// A booking repeats much of its hold (event, organization, customer, lines,
+/// quote, total): those are kept once, on the hold, and only the booking's own
+/// fields here. A booking that differs from its hold in any of them (no
+/// checkout makes one, but the port allows it) keeps a whole copy in `own`.
 pub(crate) struct BookingRec {
-    /// The booking. When `shares_hold` is set its `lines` and `quote.lines` are
-    /// left empty: they are its hold's, stored once on the hold.
-    booking: Booking,
-    shares_hold: bool,
+    fields: BookingFields,
+    own: Option<Box<Booking>>,
     pub(crate) payments: Vec<Payment>,
     pub(crate) refunds: Vec<Refund>,
     pub(crate) tickets: Vec<Ticket>,
 }
 
+/// What a booking says beyond its hold.
+pub(crate) struct BookingFields {
+    pub(crate) id: BookingId,
+    pub(crate) hold_id: HoldId,
+    pub(crate) status: BookingStatus,
+    pub(crate) reason: Option<BookingReason>,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) updated_at: DateTime<Utc>,
+    pub(crate) version: u64,
+    pub(crate) idempotency_key: Box<str>,
+    pub(crate) gateway: Box<str>,
+}
+
 impl BookingRec {
-    /// Stores `booking`, made on `hold`: its lines and quote are kept once, on
-    /// the hold, when they are the hold's (as the checkout always makes them).
+    /// Stores `booking`, made on `hold`.
     pub(crate) fn new(booking: &Booking, hold: &Hold) -> Self {
-        let shares_hold = booking.lines == hold.lines && booking.quote == hold.quote;
-        let booking = if shares_hold {
-            // Everything but the lines, without copying the lines first.
-            let q = &booking.quote;
-            Booking {
+        let shares_hold = booking.event_id == hold.event_id
+            && booking.organization == hold.organization
+            && booking.customer == hold.customer
+            && booking.total == hold.total
+            && booking.lines == hold.lines
+            && booking.quote == hold.quote;
+        Self {
+            fields: BookingFields {
                 id: booking.id,
-                event_id: booking.event_id,
-                organization: booking.organization,
-                customer: booking.customer,
                 hold_id: booking.hold_id,
-                lines: Vec::new(),
-                quote: Quote {
-                    currency: q.currency,
-                    lines: Vec::new(),
-                    coupon: q.coupon,
-                    order_fee: q.order_fee,
-                    order_fee_tax: q.order_fee_tax,
-                    tax_mode: q.tax_mode,
-                    total: q.total,
-                },
-                total: booking.total,
                 status: booking.status,
                 reason: booking.reason.clone(),
-                idempotency_key: booking.idempotency_key.clone(),
-                gateway: booking.gateway.clone(),
                 created_at: booking.created_at,
                 updated_at: booking.updated_at,
                 version: booking.version,
-            }
-        } else {
-            booking.clone()
-        };
-        Self {
-            booking,
-            shares_hold,
+                idempotency_key: booking.idempotency_key.as_str().into(),
+                gateway: booking.gateway.as_str().into(),
+            },
+            own: (!shares_hold).then(|| Box::new(booking.clone())),
             payments: Vec::new(),
             refunds: Vec::new(),
             tickets: Vec::new(),
         }
     }
 
-    /// The stored fields (lines and quote lines possibly left empty; see
-    /// [`Shard::booking`] for the whole booking).
-    pub(crate) fn fields(&self) -> &Booking {
-        &self.booking
+    /// The booking's own fields.
+    pub(crate) fn fields(&self) -> &BookingFields {
+        &self.fields
     }
 
     /// The fields to change in place (status, reason, times, version).
-    pub(crate) fn fields_mut(&mut self) -> &mut Booking {
-        &mut self.booking
+    pub(crate) fn fields_mut(&mut self) -> &mut BookingFields {
+        &mut self.fields
     }
 
     /// Adds a payment record, growing the list by one only: most bookings have
@@ -260,15 +258,37 @@ impl Shard {
         }
     }
 
-    /// The whole booking of `rec` (lines and quote filled in from its hold).
+    /// The whole booking of `rec`: its own fields, the rest from its hold.
     pub(crate) fn booking(&self, rec: &BookingRec) -> Booking {
-        let mut b = rec.booking.clone();
-        if rec.shares_hold {
-            if let Some(h) = self.holds.get(&b.hold_id) {
-                b.lines = h.lines.clone();
-                b.quote = h.quote.clone();
-            }
-        }
+        let f = &rec.fields;
+        let mut b = match (&rec.own, self.holds.get(&f.hold_id)) {
+            (Some(own), _) => (**own).clone(),
+            // A booked hold is never purged, so it is always there.
+            (None, Some(h)) => Booking {
+                id: f.id,
+                event_id: h.event_id,
+                organization: h.organization,
+                customer: h.customer,
+                hold_id: f.hold_id,
+                lines: h.lines.clone(),
+                quote: h.quote.clone(),
+                total: h.total,
+                status: f.status,
+                reason: None,
+                idempotency_key: String::new(),
+                gateway: String::new(),
+                created_at: f.created_at,
+                updated_at: f.updated_at,
+                version: f.version,
+            },
+            (None, None) => unreachable!("booking {} lost its hold {}", f.id, f.hold_id),
+        };
+        b.status = f.status;
+        b.reason.clone_from(&f.reason);
+        b.idempotency_key = f.idempotency_key.to_string();
+        b.gateway = f.gateway.to_string();
+        b.updated_at = f.updated_at;
+        b.version = f.version;
         b
     }
 
@@ -279,13 +299,20 @@ impl Shard {
 
     /// What booking `rec` bought.
     pub(crate) fn booking_lines<'a>(&'a self, rec: &'a BookingRec) -> &'a [HoldLine] {
-        if rec.shares_hold {
-            // A booked hold is never purged, so its lines are always there.
-            self.holds
-                .get(&rec.booking.hold_id)
-                .map_or(&[][..], |h| &h.lines)
-        } else {
-            &rec.booking.lines
+        match &rec.own {
+            Some(own) => &own.lines,
+            None => self
+                .holds
+                .get(&rec.fields.hold_id)
+                .map_or(&[][..], |h| &h.lines),
+        }
+    }
+
+    /// The customer of booking `rec`.
+    pub(crate) fn booking_customer(&self, rec: &BookingRec) -> Option<UserId> {
+        match &rec.own {
+            Some(own) => Some(own.customer),
+            None => self.holds.get(&rec.fields.hold_id).map(|h| h.customer),
         }
     }
 
