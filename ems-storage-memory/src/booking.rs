@@ -7,8 +7,8 @@ use ems_core::outbox::DomainEvent;
 use ems_core::ticket::TicketStatus;
 use ems_core::{Error, Result};
 
-use crate::state::{BookingRec, Shard};
-use crate::{Loc, MemoryStore};
+use crate::state::{BookingRec, Shard, StoredTicket};
+use crate::MemoryStore;
 
 impl MemoryStore {
     /// The shard holding booking `id`; the booking is in it whenever this is `Ok`
@@ -30,7 +30,7 @@ impl MemoryStore {
             .keys
             .booking_key(booking.customer, &booking.idempotency_key);
         match self.inner.booking_keys.entry(key) {
-            dashmap::Entry::Occupied(o) => Ok(Some(o.get().0)),
+            dashmap::Entry::Occupied(o) => Ok(Some(*o.get())),
             dashmap::Entry::Vacant(v) => {
                 let mut out = Vec::new();
                 s.expire_due(booking.created_at, u32::MAX, &mut out);
@@ -51,7 +51,7 @@ impl MemoryStore {
                     h.booking_id = Some(booking.id);
                 }
                 s.bookings.insert(booking.id, Box::new(rec));
-                v.insert((booking.id, booking.event_id));
+                v.insert(booking.id);
                 self.inner.bookings.insert(booking.id, booking.event_id);
                 self.inner
                     .customer_bookings
@@ -148,15 +148,9 @@ impl MemoryStore {
             None | Some(Ok(_)) => {
                 b.status = BookingStatus::Confirmed;
                 b.reason = reason.and_then(|r| r.ok());
-                rec.tickets = request.tickets.clone();
+                rec.tickets = request.tickets.iter().map(StoredTicket::of).collect();
                 for t in &request.tickets {
-                    self.inner.tickets.insert(
-                        t.id,
-                        Loc {
-                            event: event_id,
-                            booking: id,
-                        },
-                    );
+                    self.inner.tickets.insert(t.id, id);
                 }
                 out.push(DomainEvent::BookingConfirmed {
                     event_id,
@@ -297,7 +291,7 @@ impl BookingStore for MemoryStore {
             .inner
             .booking_keys
             .get(&self.inner.keys.booking_key(customer, key))
-            .map(|e| e.value().0);
+            .map(|e| *e.value());
         match found {
             Some(id) => Ok(self
                 .booking(id)
@@ -443,13 +437,7 @@ impl BookingStore for MemoryStore {
         }];
         if let Some(r) = &request.refund {
             rec.add_refund(r.clone());
-            self.inner.refunds.insert(
-                r.id,
-                Loc {
-                    event: event_id,
-                    booking: id,
-                },
-            );
+            self.inner.refunds.insert(r.id, id);
             out.push(DomainEvent::RefundRequested {
                 booking_id: id,
                 refund_id: r.id,

@@ -68,13 +68,13 @@ struct Inner {
     holds: Index<HoldId, EventId>,
     bookings: Index<BookingId, EventId>,
     keys: Fingerprinter,
-    booking_keys: Index<Fingerprint, (BookingId, EventId)>,
+    booking_keys: Index<Fingerprint, BookingId>,
     customer_bookings: Index<UserId, std::collections::BTreeSet<BookingId>>,
-    payments: Index<PaymentId, Loc>,
+    payments: Index<PaymentId, BookingId>,
     payment_keys: Index<Fingerprint, PaymentId>,
     payment_refs: Index<Fingerprint, PaymentId>,
-    refunds: Index<RefundId, Loc>,
-    tickets: Index<TicketId, Loc>,
+    refunds: Index<RefundId, BookingId>,
+    tickets: Index<TicketId, BookingId>,
     outbox: Mutex<Outbox>,
     coupons: Arc<Mutex<CouponBook>>,
     facilities: Mutex<facility::FacilityState>,
@@ -112,13 +112,6 @@ impl Fingerprinter {
     }
 }
 
-/// Where a record kept in its booking's record (payment, refund, ticket) lives.
-#[derive(Clone, Copy)]
-struct Loc {
-    event: EventId,
-    booking: BookingId,
-}
-
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
@@ -154,38 +147,40 @@ impl MemoryStore {
         self.shard(event)
     }
 
-    /// The shard and booking of a record kept in its booking's record.
+    /// The shard and booking of a record kept in its booking's record (the
+    /// indexes of such records name only the booking: the booking's own entry
+    /// names its event).
     fn shard_at<K: std::hash::Hash + Eq>(
         &self,
-        index: &Index<K, Loc>,
+        index: &Index<K, BookingId>,
         key: &K,
     ) -> Option<(Arc<Mutex<Shard>>, BookingId)> {
-        let loc = *index.get(key)?.value();
-        Some((self.shard(loc.event)?, loc.booking))
+        let booking = *index.get(key)?.value();
+        Some((self.shard_via(&self.inner.bookings, &booking)?, booking))
     }
 
     /// Reads from the record of the booking that holds `key` of `index` (a
     /// payment, refund or ticket id).
     fn read_at<K: std::hash::Hash + Eq, T>(
         &self,
-        index: &Index<K, Loc>,
+        index: &Index<K, BookingId>,
         key: &K,
-        read: impl FnOnce(&state::BookingRec) -> Option<T>,
+        read: impl FnOnce(&Shard, &state::BookingRec) -> Option<T>,
     ) -> Option<T> {
         let (shard, booking) = self.shard_at(index, key)?;
         let s = shard.lock();
-        s.bookings.get(&booking).and_then(|r| read(r))
+        s.bookings.get(&booking).and_then(|r| read(&s, r))
     }
 
     /// Reads from booking `id`'s record.
     fn read_booking<T>(
         &self,
         id: BookingId,
-        read: impl FnOnce(&state::BookingRec) -> T,
+        read: impl FnOnce(&Shard, &state::BookingRec) -> T,
     ) -> Option<T> {
         let shard = self.shard_via(&self.inner.bookings, &id)?;
         let s = shard.lock();
-        s.bookings.get(&id).map(|r| read(r))
+        s.bookings.get(&id).map(|r| read(&s, r))
     }
 }
 

@@ -5,7 +5,7 @@ use ems_core::payment::*;
 use ems_core::{Error, Result};
 
 use crate::state::Shard;
-use crate::{Loc, MemoryStore};
+use crate::MemoryStore;
 
 impl MemoryStore {
     /// `insert_payment` under the lock of the payment's shard: `Ok(None)` when
@@ -32,13 +32,7 @@ impl MemoryStore {
             dashmap::Entry::Vacant(v) => {
                 rec.add_payment(payment.clone());
                 v.insert(payment.id);
-                self.inner.payments.insert(
-                    payment.id,
-                    Loc {
-                        event: payment.event_id,
-                        booking: payment.booking_id,
-                    },
-                );
+                self.inner.payments.insert(payment.id, payment.booking_id);
                 if let Some(r) = &payment.reference {
                     self.inner
                         .payment_refs
@@ -105,7 +99,7 @@ impl PaymentStore for MemoryStore {
     }
 
     async fn payment(&self, id: PaymentId) -> Result<Option<Payment>> {
-        Ok(self.read_at(&self.inner.payments, &id, |r| {
+        Ok(self.read_at(&self.inner.payments, &id, |_, r| {
             r.payments.iter().find(|p| p.id == id).cloned()
         }))
     }
@@ -131,7 +125,7 @@ impl PaymentStore for MemoryStore {
 
     async fn payments_for_booking(&self, booking: BookingId) -> Result<Vec<Payment>> {
         Ok(self
-            .read_booking(booking, |r| r.payments.clone())
+            .read_booking(booking, |_, r| r.payments.clone())
             .unwrap_or_default())
     }
 
@@ -161,7 +155,6 @@ impl PaymentStore for MemoryStore {
                 value: refund.id.to_string(),
             });
         }
-        let event_id = s.event.id;
         let rec = s
             .bookings
             .get_mut(&booking)
@@ -174,13 +167,7 @@ impl PaymentStore for MemoryStore {
         }
         rec.check_refundable(refund)?;
         rec.add_refund(refund.clone());
-        self.inner.refunds.insert(
-            refund.id,
-            Loc {
-                event: event_id,
-                booking,
-            },
-        );
+        self.inner.refunds.insert(refund.id, booking);
         self.record(
             refund.created_at,
             [DomainEvent::RefundRequested {
@@ -193,7 +180,7 @@ impl PaymentStore for MemoryStore {
     }
 
     async fn refund(&self, id: RefundId) -> Result<Option<Refund>> {
-        Ok(self.read_at(&self.inner.refunds, &id, |r| {
+        Ok(self.read_at(&self.inner.refunds, &id, |_, r| {
             r.refunds.iter().find(|x| x.id == id).cloned()
         }))
     }
@@ -232,7 +219,7 @@ impl PaymentStore for MemoryStore {
 
     async fn refunds_for_booking(&self, booking: BookingId) -> Result<Vec<Refund>> {
         Ok(self
-            .read_booking(booking, |r| r.refunds.clone())
+            .read_booking(booking, |_, r| r.refunds.clone())
             .unwrap_or_default())
     }
 }

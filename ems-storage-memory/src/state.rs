@@ -11,7 +11,7 @@ use ems_core::inventory::{Hold, HoldLine, HoldStatus, QuotaKey, SharedQuota, Tic
 use ems_core::outbox::{DomainEvent, RecordedEvent};
 use ems_core::payment::{Payment, Refund};
 use ems_core::pricing::Coupon;
-use ems_core::ticket::Ticket;
+use ems_core::ticket::{Ticket, TicketStatus};
 use ems_core::{Error, Result};
 use parking_lot::Mutex;
 use std::sync::Arc;
@@ -163,7 +163,46 @@ pub(crate) struct BookingRec {
     own: Option<Box<Booking>>,
     pub(crate) payments: Vec<Payment>,
     pub(crate) refunds: Vec<Refund>,
-    pub(crate) tickets: Vec<Ticket>,
+    pub(crate) tickets: Vec<StoredTicket>,
+}
+
+/// A ticket as its booking's record keeps it: its booking and event are the
+/// record's.
+pub(crate) struct StoredTicket {
+    pub(crate) id: TicketId,
+    pub(crate) tier_id: TierId,
+    pub(crate) holder: UserId,
+    pub(crate) status: TicketStatus,
+    pub(crate) issued_at: DateTime<Utc>,
+    pub(crate) checked_in_at: Option<DateTime<Utc>>,
+}
+
+impl StoredTicket {
+    /// Keeps `ticket` (whose booking and event the caller checked).
+    pub(crate) fn of(ticket: &Ticket) -> Self {
+        Self {
+            id: ticket.id,
+            tier_id: ticket.tier_id,
+            holder: ticket.holder,
+            status: ticket.status,
+            issued_at: ticket.issued_at,
+            checked_in_at: ticket.checked_in_at,
+        }
+    }
+
+    /// The ticket, of `booking` for `event`.
+    pub(crate) fn ticket(&self, booking: BookingId, event: EventId) -> Ticket {
+        Ticket {
+            id: self.id,
+            booking_id: booking,
+            event_id: event,
+            tier_id: self.tier_id,
+            holder: self.holder,
+            status: self.status,
+            issued_at: self.issued_at,
+            checked_in_at: self.checked_in_at,
+        }
+    }
 }
 
 /// What a booking says beyond its hold.

@@ -10,14 +10,20 @@ use crate::MemoryStore;
 #[async_trait]
 impl TicketStore for MemoryStore {
     async fn ticket(&self, id: TicketId) -> Result<Option<Ticket>> {
-        Ok(self.read_at(&self.inner.tickets, &id, |r| {
-            r.tickets.iter().find(|t| t.id == id).cloned()
+        Ok(self.read_at(&self.inner.tickets, &id, |s, r| {
+            let t = r.tickets.iter().find(|t| t.id == id)?;
+            Some(t.ticket(r.fields().id, s.event.id))
         }))
     }
 
     async fn tickets_for_booking(&self, booking: BookingId) -> Result<Vec<Ticket>> {
         Ok(self
-            .read_booking(booking, |r| r.tickets.clone())
+            .read_booking(booking, |s, r| {
+                r.tickets
+                    .iter()
+                    .map(|t| t.ticket(booking, s.event.id))
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
@@ -33,6 +39,7 @@ impl TicketStore for MemoryStore {
             });
         };
         let mut s = shard.lock();
+        let ticket_event = s.event.id;
         let Some(t) = s
             .bookings
             .get_mut(&booking)
@@ -42,11 +49,9 @@ impl TicketStore for MemoryStore {
                 refusal: CheckInRefusal::Unknown,
             });
         };
-        if t.event_id != event {
+        if ticket_event != event {
             return Ok(CheckIn::Refused {
-                refusal: CheckInRefusal::WrongEvent {
-                    ticket_event: t.event_id,
-                },
+                refusal: CheckInRefusal::WrongEvent { ticket_event },
             });
         }
         if t.status == TicketStatus::Void {
@@ -60,7 +65,7 @@ impl TicketStore for MemoryStore {
             });
         }
         t.checked_in_at = Some(now);
-        let admitted = t.clone();
+        let admitted = t.ticket(booking, event);
         self.record(
             now,
             [DomainEvent::TicketCheckedIn {
