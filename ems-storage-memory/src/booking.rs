@@ -410,7 +410,7 @@ impl BookingStore for MemoryStore {
         let checked_in = rec.tickets.iter().any(|t| t.checked_in_at.is_some());
         check_cancel(request, checked_in)?;
         if let Some(r) = &request.refund {
-            rec.check_refundable(r)?;
+            rec.check_refundable(r, s.event.id)?;
         }
         let demand = demand_of(&s.tiers, s.booking_lines(rec));
         let (event_id, hold_id) = (s.event.id, rec.fields().hold_id);

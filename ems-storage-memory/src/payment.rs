@@ -4,7 +4,7 @@ use ems_core::outbox::DomainEvent;
 use ems_core::payment::*;
 use ems_core::{Error, Result};
 
-use crate::state::Shard;
+use crate::state::{Shard, StoredPayment};
 use crate::MemoryStore;
 
 impl MemoryStore {
@@ -30,7 +30,7 @@ impl MemoryStore {
         {
             dashmap::Entry::Occupied(o) => Ok(Some(*o.get())),
             dashmap::Entry::Vacant(v) => {
-                rec.add_payment(payment.clone());
+                rec.add_payment(payment);
                 v.insert(payment.id);
                 self.inner.payments.insert(payment.id, payment.booking_id);
                 if let Some(r) = &payment.reference {
@@ -67,21 +67,22 @@ impl MemoryStore {
 
     /// `update_payment` under the lock of the payment's shard.
     pub(crate) fn update_payment_locked(&self, s: &mut Shard, payment: &Payment) -> Result<()> {
+        let event_id = s.event.id;
         let current = s
             .bookings
             .get_mut(&payment.booking_id)
             .and_then(|r| r.payments.iter_mut().find(|p| p.id == payment.id))
             .ok_or_else(|| Error::not_found("payment", payment.id))?;
         check_payment_version(payment, current.version)?;
-        let event = payment_change_event(current, payment);
+        let event = payment_change_event(&current.payment(payment.booking_id, event_id), payment);
         if let Some(r) = &payment.reference {
-            if current.reference.as_ref() != Some(r) {
+            if current.reference() != Some(r.as_str()) {
                 self.inner
                     .payment_refs
                     .insert(self.inner.keys.reference(&payment.gateway, r), payment.id);
             }
         }
-        current.clone_from(payment);
+        *current = StoredPayment::of(payment);
         self.record(payment.updated_at, event);
         Ok(())
     }
@@ -99,8 +100,9 @@ impl PaymentStore for MemoryStore {
     }
 
     async fn payment(&self, id: PaymentId) -> Result<Option<Payment>> {
-        Ok(self.read_at(&self.inner.payments, &id, |_, r| {
-            r.payments.iter().find(|p| p.id == id).cloned()
+        Ok(self.read_at(&self.inner.payments, &id, |s, r| {
+            let p = r.payments.iter().find(|p| p.id == id)?;
+            Some(p.payment(r.fields().id, s.event.id))
         }))
     }
 
@@ -125,7 +127,7 @@ impl PaymentStore for MemoryStore {
 
     async fn payments_for_booking(&self, booking: BookingId) -> Result<Vec<Payment>> {
         Ok(self
-            .read_booking(booking, |_, r| r.payments.clone())
+            .read_booking(booking, |s, r| r.payments(s.event.id))
             .unwrap_or_default())
     }
 
@@ -155,6 +157,7 @@ impl PaymentStore for MemoryStore {
                 value: refund.id.to_string(),
             });
         }
+        let event_id = s.event.id;
         let rec = s
             .bookings
             .get_mut(&booking)
@@ -165,7 +168,7 @@ impl PaymentStore for MemoryStore {
                 "refund names another booking than its payment",
             ));
         }
-        rec.check_refundable(refund)?;
+        rec.check_refundable(refund, event_id)?;
         rec.add_refund(refund.clone());
         self.inner.refunds.insert(refund.id, booking);
         self.record(

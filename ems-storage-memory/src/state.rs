@@ -8,8 +8,9 @@ use ems_core::directory::{Organization, UserProfile};
 use ems_core::event::Event;
 use ems_core::id::*;
 use ems_core::inventory::{Hold, HoldLine, HoldStatus, QuotaKey, SharedQuota, TicketTier};
+use ems_core::money::Money;
 use ems_core::outbox::{DomainEvent, RecordedEvent};
-use ems_core::payment::{Payment, Refund};
+use ems_core::payment::{Payment, PaymentStatus, Refund};
 use ems_core::pricing::Coupon;
 use ems_core::ticket::{Ticket, TicketStatus};
 use ems_core::{Error, Result};
@@ -161,9 +162,78 @@ pub(crate) struct Shard {
 pub(crate) struct BookingRec {
     fields: BookingFields,
     own: Option<Box<Booking>>,
-    pub(crate) payments: Vec<Payment>,
+    pub(crate) payments: Vec<StoredPayment>,
     pub(crate) refunds: Vec<Refund>,
     pub(crate) tickets: Vec<StoredTicket>,
+}
+
+/// A payment as its booking's record keeps it: its booking and event are the
+/// record's, and the idempotency key every first payment of a checkout has
+/// (`booking-{booking id}`) is not spelled out.
+pub(crate) struct StoredPayment {
+    pub(crate) id: PaymentId,
+    gateway: Box<str>,
+    reference: Option<Box<str>>,
+    pub(crate) amount: Money,
+    pub(crate) refunded: Money,
+    pub(crate) status: PaymentStatus,
+    failure: Option<Box<str>>,
+    /// `None`: the booking's own key, `booking-{booking id}`.
+    key: Option<Box<str>>,
+    created_at: DateTime<Utc>,
+    pub(crate) updated_at: DateTime<Utc>,
+    pub(crate) version: u64,
+}
+
+impl StoredPayment {
+    /// Keeps `payment` (whose booking and event the caller checked).
+    pub(crate) fn of(payment: &Payment) -> Self {
+        let mut buf = uuid::Uuid::encode_buffer();
+        let own_key = payment
+            .idempotency_key
+            .strip_prefix("booking-")
+            .is_some_and(|id| id == payment.booking_id.0.hyphenated().encode_lower(&mut buf));
+        Self {
+            id: payment.id,
+            gateway: payment.gateway.as_str().into(),
+            reference: payment.reference.as_deref().map(Into::into),
+            amount: payment.amount,
+            refunded: payment.refunded,
+            status: payment.status,
+            failure: payment.failure.as_deref().map(Into::into),
+            key: (!own_key).then(|| payment.idempotency_key.as_str().into()),
+            created_at: payment.created_at,
+            updated_at: payment.updated_at,
+            version: payment.version,
+        }
+    }
+
+    /// The payment, of `booking` for `event`.
+    pub(crate) fn payment(&self, booking: BookingId, event: EventId) -> Payment {
+        Payment {
+            id: self.id,
+            booking_id: booking,
+            event_id: event,
+            gateway: self.gateway.to_string(),
+            reference: self.reference.as_deref().map(str::to_owned),
+            amount: self.amount,
+            refunded: self.refunded,
+            status: self.status,
+            failure: self.failure.as_deref().map(str::to_owned),
+            idempotency_key: match &self.key {
+                Some(key) => key.to_string(),
+                None => format!("booking-{booking}"),
+            },
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            version: self.version,
+        }
+    }
+
+    /// The gateway's reference, once it gave one.
+    pub(crate) fn reference(&self) -> Option<&str> {
+        self.reference.as_deref()
+    }
 }
 
 /// A ticket as its booking's record keeps it: its booking and event are the
@@ -258,9 +328,17 @@ impl BookingRec {
 
     /// Adds a payment record, growing the list by one only: most bookings have
     /// one payment, and a default growth would reserve four.
-    pub(crate) fn add_payment(&mut self, payment: Payment) {
+    pub(crate) fn add_payment(&mut self, payment: &Payment) {
         self.payments.reserve_exact(1);
-        self.payments.push(payment);
+        self.payments.push(StoredPayment::of(payment));
+    }
+
+    /// This booking's payments, for `event`.
+    pub(crate) fn payments(&self, event: EventId) -> Vec<Payment> {
+        self.payments
+            .iter()
+            .map(|p| p.payment(self.fields.id, event))
+            .collect()
     }
 
     /// Adds a refund record (growing the list by one only, as payments).
@@ -270,14 +348,15 @@ impl BookingRec {
     }
 
     /// Whether `refund` may still be recorded (pending and succeeded
-    /// refunds counted).
-    pub(crate) fn check_refundable(&self, refund: &Refund) -> Result<()> {
+    /// refunds counted) on this booking of `event`.
+    pub(crate) fn check_refundable(&self, refund: &Refund, event: EventId) -> Result<()> {
         let payment = self
             .payments
             .iter()
             .find(|p| p.id == refund.payment_id)
-            .ok_or_else(|| Error::not_found("payment", refund.payment_id))?;
-        ems_core::payment::check_refundable(payment, refund, self.refunds.iter())
+            .ok_or_else(|| Error::not_found("payment", refund.payment_id))?
+            .payment(self.fields.id, event);
+        ems_core::payment::check_refundable(&payment, refund, self.refunds.iter())
     }
 }
 
