@@ -147,7 +147,7 @@ impl MemoryStore {
         match reason {
             None | Some(Ok(_)) => {
                 b.status = BookingStatus::Confirmed;
-                b.reason = reason.and_then(|r| r.ok());
+                b.reason = reason.and_then(|r| r.ok()).map(Box::new);
                 rec.tickets = request.tickets.iter().map(StoredTicket::of).collect();
                 for t in &request.tickets {
                     self.inner.tickets.insert(t.id, id);
@@ -161,7 +161,7 @@ impl MemoryStore {
             }
             Some(Err(why)) => {
                 b.status = BookingStatus::Unfulfilled;
-                b.reason = Some(why.clone());
+                b.reason = Some(Box::new(why.clone()));
                 out.push(DomainEvent::BookingUnfulfilled {
                     event_id,
                     booking_id: id,
@@ -380,7 +380,7 @@ impl BookingStore for MemoryStore {
             .fields_mut();
         if b.status == BookingStatus::Pending {
             b.status = BookingStatus::Failed;
-            b.reason = Some(reason.clone());
+            b.reason = Some(Box::new(reason.clone()));
             b.updated_at = now;
             b.version += 1;
             out.push(DomainEvent::BookingFailed {
@@ -427,7 +427,7 @@ impl BookingStore for MemoryStore {
         }
         let b = rec.fields_mut();
         b.status = BookingStatus::Cancelled;
-        b.reason = Some(request.reason.clone());
+        b.reason = Some(Box::new(request.reason.clone()));
         b.updated_at = request.now;
         b.version += 1;
         let mut out = vec![DomainEvent::BookingCancelled {

@@ -280,7 +280,8 @@ pub(crate) struct BookingFields {
     pub(crate) id: BookingId,
     pub(crate) hold_id: HoldId,
     pub(crate) status: BookingStatus,
-    pub(crate) reason: Option<BookingReason>,
+    /// Boxed: most bookings have none, and the box keeps the record small.
+    pub(crate) reason: Option<Box<BookingReason>>,
     pub(crate) created_at: DateTime<Utc>,
     pub(crate) updated_at: DateTime<Utc>,
     pub(crate) version: u64,
@@ -302,7 +303,7 @@ impl BookingRec {
                 id: booking.id,
                 hold_id: booking.hold_id,
                 status: booking.status,
-                reason: booking.reason.clone(),
+                reason: booking.reason.clone().map(Box::new),
                 created_at: booking.created_at,
                 updated_at: booking.updated_at,
                 version: booking.version,
@@ -402,7 +403,7 @@ impl Shard {
             (None, None) => unreachable!("booking {} lost its hold {}", f.id, f.hold_id),
         };
         b.status = f.status;
-        b.reason.clone_from(&f.reason);
+        b.reason = f.reason.as_deref().cloned();
         b.idempotency_key = f.idempotency_key.to_string();
         b.gateway = f.gateway.to_string();
         b.updated_at = f.updated_at;
@@ -562,7 +563,7 @@ impl Shard {
             if let Some(b) = self.bookings.get_mut(&bid).map(|r| r.fields_mut()) {
                 if b.status == BookingStatus::Pending {
                     b.status = bstatus;
-                    b.reason = Some(reason.clone());
+                    b.reason = Some(Box::new(reason.clone()));
                     b.updated_at = now;
                     b.version += 1;
                     out.push(match bstatus {
