@@ -37,7 +37,10 @@ impl MemoryStore {
                 // Holds expired just now are recorded whether or not this booking is.
                 let hold = match s.holds.get(&booking.hold_id) {
                     None => Err(Error::not_found("hold", booking.hold_id)),
-                    Some(hold) => check_bookable(hold, booking).map(|()| hold),
+                    Some(hold) => {
+                        let hold = hold.hold(&s.event);
+                        check_bookable(&hold, booking).map(|()| hold)
+                    }
                 };
                 let hold = match hold {
                     Ok(hold) => hold,
@@ -46,7 +49,7 @@ impl MemoryStore {
                         return Err(e);
                     }
                 };
-                let rec = BookingRec::new(booking, hold);
+                let rec = BookingRec::new(booking, &hold);
                 if let Some(h) = s.holds.get_mut(&booking.hold_id) {
                     h.booking_id = Some(booking.id);
                 }

@@ -6,7 +6,7 @@ use ems_core::inventory::*;
 use ems_core::outbox::DomainEvent;
 use ems_core::{Error, Result};
 
-use crate::state::Shard;
+use crate::state::{HoldRec, Shard};
 use crate::MemoryStore;
 
 #[async_trait]
@@ -136,9 +136,10 @@ impl InventoryStore for MemoryStore {
     }
 
     async fn hold(&self, id: HoldId) -> Result<Option<Hold>> {
-        Ok(self
-            .shard_via(&self.inner.holds, &id)
-            .and_then(|s| s.lock().holds.get(&id).map(|h| (**h).clone())))
+        Ok(self.shard_via(&self.inner.holds, &id).and_then(|s| {
+            let s = s.lock();
+            s.holds.get(&id).map(|h| h.hold(&s.event))
+        }))
     }
 
     async fn release_hold(&self, id: HoldId, now: DateTime<Utc>) -> Result<Hold> {
@@ -239,7 +240,7 @@ fn release_locked(
         HoldStatus::Released | HoldStatus::Expired => {}
         other => return Err(Error::invalid_state("hold", id, other, "release")),
     }
-    Ok((*s.holds[&id]).clone())
+    Ok(s.holds[&id].hold(&s.event))
 }
 
 impl MemoryStore {
@@ -308,7 +309,7 @@ impl MemoryStore {
             s.note_sale(item.tier_id, item.quantity, request.now);
         }
         s.expiry.insert((hold.expires_at, hold.id));
-        s.holds.insert(hold.id, Box::new(hold.clone()));
+        s.holds.insert(hold.id, Box::new(HoldRec::of(&hold)));
         self.inner.holds.insert(hold.id, hold.event_id);
         out.push(hold.placed_event());
         Ok(hold)

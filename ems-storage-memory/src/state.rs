@@ -8,13 +8,14 @@ use ems_core::directory::{Organization, UserProfile};
 use ems_core::event::Event;
 use ems_core::id::*;
 use ems_core::inventory::{Hold, HoldLine, HoldStatus, QuotaKey, SharedQuota, TicketTier};
-use ems_core::money::Money;
+use ems_core::money::{Currency, Money};
 use ems_core::outbox::{DomainEvent, RecordedEvent};
 use ems_core::payment::{Payment, PaymentStatus, Refund};
-use ems_core::pricing::Coupon;
+use ems_core::pricing::{Coupon, Quote, QuoteLine, TaxMode};
 use ems_core::ticket::{Ticket, TicketStatus};
 use ems_core::{Error, Result};
 use parking_lot::Mutex;
+use rust_decimal::Decimal;
 use std::sync::Arc;
 
 /// Hash maps keyed by ids (see `Index` for why aHash).
@@ -142,13 +143,193 @@ pub(crate) struct Shard {
     pub(crate) recent: HashMap<TierId, VecDeque<(DateTime<Utc>, u32)>>,
     /// Units taken (held + sold) per quota; a handful of entries, scanned linearly.
     pub(crate) taken: Vec<(QuotaKey, u32)>,
-    pub(crate) holds: HashMap<HoldId, Box<Hold>>,
+    pub(crate) holds: HashMap<HoldId, Box<HoldRec>>,
     pub(crate) expiry: BTreeSet<(DateTime<Utc>, HoldId)>,
     /// Ended holds without a booking, oldest first: what `purge_ended_holds` may forget.
     pub(crate) ended: VecDeque<(DateTime<Utc>, HoldId)>,
     /// Each booking with its payments, refunds and tickets, boxed so that the
     /// tree's nodes stay small and a split moves pointers, not records.
     pub(crate) bookings: BTreeMap<BookingId, Box<BookingRec>>,
+}
+
+/// A hold as its event's shard keeps it. Its event and organization are the
+/// shard's; its quote is kept beside its lines: a quote line's tier, quantity
+/// and unit price are the hold line's, and every amount's currency is the
+/// quote's, so only what the lines do not say is stored. A hold whose quote
+/// does not line up with its lines that way (no hold this store makes, but
+/// kept exactly all the same) keeps its whole quote.
+pub(crate) struct HoldRec {
+    pub(crate) id: HoldId,
+    pub(crate) customer: UserId,
+    pub(crate) status: HoldStatus,
+    pub(crate) booking_id: Option<BookingId>,
+    pub(crate) coupon: Option<CouponId>,
+    pub(crate) created_at: DateTime<Utc>,
+    pub(crate) expires_at: DateTime<Utc>,
+    pub(crate) lines: Box<[HoldLine]>,
+    priced: Priced,
+}
+
+enum Priced {
+    Compact(CompactQuote),
+    Whole(Box<(Quote, Money)>),
+}
+
+/// A quote without what its hold's lines say.
+struct CompactQuote {
+    currency: Currency,
+    coupon: Option<CouponId>,
+    order_fee: Decimal,
+    order_fee_tax: Decimal,
+    tax_mode: Option<TaxMode>,
+    total: Decimal,
+    lines: Box<[CompactQuoteLine]>,
+}
+
+struct CompactQuoteLine {
+    first_position: u32,
+    base_price: Decimal,
+    rules_applied: Box<[u8]>,
+    discount: Decimal,
+    fees: Decimal,
+    tax: Decimal,
+    total: Decimal,
+}
+
+impl CompactQuote {
+    /// `quote` of a hold with `lines` and `total`, if it fits the compact form.
+    fn of(quote: &Quote, lines: &[HoldLine], total: Money) -> Option<Self> {
+        let c = quote.currency;
+        let lined_up = quote.lines.len() == lines.len()
+            && quote.lines.iter().zip(lines).all(|(q, l)| {
+                q.tier_id == l.tier_id
+                    && q.quantity == l.quantity
+                    && q.unit_price == l.unit_price
+                    && q.unit_price.currency() == c
+                    && [q.base_price, q.discount, q.fees, q.tax, q.total]
+                        .iter()
+                        .all(|m| m.currency() == c)
+            })
+            && [quote.order_fee, quote.order_fee_tax, quote.total]
+                .iter()
+                .all(|m| m.currency() == c)
+            && total == quote.total
+            && total.currency() == c;
+        lined_up.then(|| Self {
+            currency: c,
+            coupon: quote.coupon,
+            order_fee: quote.order_fee.amount(),
+            order_fee_tax: quote.order_fee_tax.amount(),
+            tax_mode: quote.tax_mode,
+            total: quote.total.amount(),
+            lines: quote
+                .lines
+                .iter()
+                .map(|q| CompactQuoteLine {
+                    first_position: q.first_position,
+                    base_price: q.base_price.amount(),
+                    rules_applied: q.rules_applied.as_slice().into(),
+                    discount: q.discount.amount(),
+                    fees: q.fees.amount(),
+                    tax: q.tax.amount(),
+                    total: q.total.amount(),
+                })
+                .collect(),
+        })
+    }
+
+    fn quote(&self, lines: &[HoldLine]) -> Quote {
+        let money = |amount| Money::new(amount, self.currency);
+        Quote {
+            currency: self.currency,
+            lines: self
+                .lines
+                .iter()
+                .zip(lines)
+                .map(|(q, l)| QuoteLine {
+                    tier_id: l.tier_id,
+                    quantity: l.quantity,
+                    first_position: q.first_position,
+                    base_price: money(q.base_price),
+                    rules_applied: q.rules_applied.to_vec(),
+                    unit_price: l.unit_price,
+                    discount: money(q.discount),
+                    fees: money(q.fees),
+                    tax: money(q.tax),
+                    total: money(q.total),
+                })
+                .collect(),
+            coupon: self.coupon,
+            order_fee: money(self.order_fee),
+            order_fee_tax: money(self.order_fee_tax),
+            tax_mode: self.tax_mode,
+            total: money(self.total),
+        }
+    }
+}
+
+impl HoldRec {
+    /// Keeps `hold`, a hold of the shard's event (checked by the caller).
+    pub(crate) fn of(hold: &Hold) -> Self {
+        let priced = match CompactQuote::of(&hold.quote, &hold.lines, hold.total) {
+            Some(q) => Priced::Compact(q),
+            None => Priced::Whole(Box::new((hold.quote.clone(), hold.total))),
+        };
+        Self {
+            id: hold.id,
+            customer: hold.customer,
+            status: hold.status,
+            booking_id: hold.booking_id,
+            coupon: hold.coupon,
+            created_at: hold.created_at,
+            expires_at: hold.expires_at,
+            lines: hold.lines.as_slice().into(),
+            priced,
+        }
+    }
+
+    /// Units held.
+    pub(crate) fn quantity(&self) -> u32 {
+        self.lines.iter().map(|l| l.quantity).sum()
+    }
+
+    /// The hold's quote.
+    pub(crate) fn quote(&self) -> Quote {
+        match &self.priced {
+            Priced::Compact(q) => q.quote(&self.lines),
+            Priced::Whole(whole) => whole.0.clone(),
+        }
+    }
+
+    /// What the hold costs.
+    pub(crate) fn total(&self) -> Money {
+        match &self.priced {
+            Priced::Compact(q) => Money::new(q.total, q.currency),
+            Priced::Whole(whole) => whole.1,
+        }
+    }
+
+    /// The whole hold, of `event` (its shard's event).
+    pub(crate) fn hold(&self, event: &Event) -> Hold {
+        self.hold_of(event.id, event.organization)
+    }
+
+    fn hold_of(&self, event: EventId, organization: OrganizationId) -> Hold {
+        Hold {
+            id: self.id,
+            event_id: event,
+            organization,
+            customer: self.customer,
+            lines: self.lines.to_vec(),
+            quote: self.quote(),
+            total: self.total(),
+            status: self.status,
+            booking_id: self.booking_id,
+            coupon: self.coupon,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+        }
+    }
 }
 
 /// A booking and everything that hangs off it, in one record: a checkout adds
@@ -385,13 +566,13 @@ impl Shard {
             // A booked hold is never purged, so it is always there.
             (None, Some(h)) => Booking {
                 id: f.id,
-                event_id: h.event_id,
-                organization: h.organization,
+                event_id: self.event.id,
+                organization: self.event.organization,
                 customer: h.customer,
                 hold_id: f.hold_id,
-                lines: h.lines.clone(),
-                quote: h.quote.clone(),
-                total: h.total,
+                lines: h.lines.to_vec(),
+                quote: h.quote(),
+                total: h.total(),
                 status: f.status,
                 reason: None,
                 idempotency_key: String::new(),
@@ -536,7 +717,7 @@ impl Shard {
             hold.expires_at,
             hold.booking_id,
             hold.quantity(),
-            hold.event_id,
+            self.event.id,
         );
         let demand = ems_core::inventory::demand_of(&self.tiers, &hold.lines);
         if let Some(coupon) = hold.coupon {
@@ -626,6 +807,93 @@ mod tests {
             );
         }
         o
+    }
+
+    fn money(amount: &str) -> Money {
+        Money::parse(amount, "EUR").expect("valid amount")
+    }
+
+    /// A hold of two price lines with a coupon, fees and tax, priced exactly
+    /// as its lines say.
+    fn priced_hold() -> Hold {
+        let tier = TierId::new();
+        let line = |quantity, first_position, unit: &str, total: &str| QuoteLine {
+            tier_id: tier,
+            quantity,
+            first_position,
+            base_price: money("20.00"),
+            rules_applied: vec![0, 2],
+            unit_price: money(unit),
+            discount: money("1.5"),
+            fees: money("0.75"),
+            tax: money("3.10"),
+            total: money(total),
+        };
+        let quote = Quote {
+            currency: Currency::EUR,
+            lines: vec![line(2, 10, "25.00", "52.35"), line(1, 12, "31.25", "33.60")],
+            coupon: Some(CouponId::new()),
+            order_fee: money("2"),
+            order_fee_tax: money("0.38"),
+            tax_mode: Some(TaxMode::Exclusive),
+            total: money("88.33"),
+        };
+        let created_at = Utc::now();
+        Hold {
+            id: HoldId::new(),
+            event_id: EventId::new(),
+            organization: OrganizationId::new(),
+            customer: UserId::new(),
+            lines: quote
+                .lines
+                .iter()
+                .map(|q| HoldLine {
+                    tier_id: q.tier_id,
+                    quantity: q.quantity,
+                    unit_price: q.unit_price,
+                })
+                .collect(),
+            total: quote.total,
+            coupon: quote.coupon,
+            quote,
+            status: HoldStatus::Active,
+            booking_id: None,
+            created_at,
+            expires_at: created_at + chrono::Duration::minutes(10),
+        }
+    }
+
+    fn kept(hold: &Hold) -> Hold {
+        HoldRec::of(hold).hold_of(hold.event_id, hold.organization)
+    }
+
+    #[test]
+    fn a_hold_priced_as_its_lines_say_is_kept_exactly() {
+        let hold = priced_hold();
+        assert!(matches!(HoldRec::of(&hold).priced, Priced::Compact(_)));
+        let back = kept(&hold);
+        assert_eq!(back, hold);
+        // Equal decimals may differ in scale ("1.5" vs "1.50"); the scale is kept too.
+        assert_eq!(
+            serde_json::to_string(&back).expect("serializes"),
+            serde_json::to_string(&hold).expect("serializes"),
+        );
+    }
+
+    #[test]
+    fn a_hold_whose_quote_does_not_line_up_is_kept_whole() {
+        let mut other_tier = priced_hold();
+        other_tier.quote.lines[1].tier_id = TierId::new();
+        let mut fewer_lines = priced_hold();
+        fewer_lines.quote.lines.pop();
+        let mut other_total = priced_hold();
+        other_total.total = money("90.00");
+        let mut other_currency = priced_hold();
+        other_currency.quote.lines[0].fees = Money::parse("0.75", "USD").expect("valid");
+        for hold in [other_tier, fewer_lines, other_total, other_currency] {
+            assert!(matches!(HoldRec::of(&hold).priced, Priced::Whole(_)));
+            assert_eq!(kept(&hold), hold);
+        }
     }
 
     #[test]
