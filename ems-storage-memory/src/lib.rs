@@ -10,8 +10,12 @@
 //! events never contend. A booking is one record with its payments, refunds and
 //! tickets; idempotency keys and gateway references are indexed by a keyed
 //! 128-bit digest, and every lookup checks the record it finds against the key
-//! asked for. Listings are deterministic (ordered by keys, never by hash
-//! order). Nothing is persisted.
+//! asked for. Records keep each fact once: a booking takes its lines, quote and
+//! customer from its hold, a hold's quote keeps only what its lines do not say,
+//! and payments and tickets take their booking and event from the record they
+//! live in; what is read is rebuilt whole and equal to what was written.
+//! Listings are deterministic (ordered by keys, never by hash order). Nothing
+//! is persisted.
 //!
 //! ```
 //! use std::sync::Arc;
