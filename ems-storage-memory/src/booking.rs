@@ -425,7 +425,7 @@ impl BookingStore for MemoryStore {
             .bookings
             .get_mut(&id)
             .expect("read above under the same lock");
-        for t in &mut rec.tickets {
+        for t in rec.tickets.iter_mut() {
             t.status = TicketStatus::Void;
         }
         let b = rec.fields_mut();

@@ -222,7 +222,7 @@ impl PaymentStore for MemoryStore {
 
     async fn refunds_for_booking(&self, booking: BookingId) -> Result<Vec<Refund>> {
         Ok(self
-            .read_booking(booking, |_, r| r.refunds.clone())
+            .read_booking(booking, |_, r| r.refunds.to_vec())
             .unwrap_or_default())
     }
 }
