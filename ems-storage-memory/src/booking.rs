@@ -96,6 +96,11 @@ impl MemoryStore {
             .ok_or_else(|| Error::not_found("hold", hold_id))?;
         let lines = s.booking_lines(rec);
         let expected: u32 = lines.iter().map(|l| l.quantity).sum();
+        let stored: Box<[StoredTicket]> = request
+            .tickets
+            .iter()
+            .map(|t| StoredTicket::of(t, lines, customer))
+            .collect();
         if request.tickets.len() != expected as usize
             || request
                 .tickets
@@ -151,7 +156,7 @@ impl MemoryStore {
             None | Some(Ok(_)) => {
                 b.status = BookingStatus::Confirmed;
                 b.reason = reason.and_then(|r| r.ok()).map(Box::new);
-                rec.tickets = request.tickets.iter().map(StoredTicket::of).collect();
+                rec.tickets = stored;
                 for t in &request.tickets {
                     self.inner.tickets.insert(t.id, id);
                 }

@@ -428,37 +428,57 @@ fn push<T>(list: &mut Box<[T]>, item: T) {
 }
 
 /// A ticket as its booking's record keeps it: its booking and event are the
-/// record's.
+/// record's, its tier is one of the booking's lines' and its holder the
+/// booking's customer (a ticket that is not so keeps both in `odd`).
 pub(crate) struct StoredTicket {
     pub(crate) id: TicketId,
-    pub(crate) tier_id: TierId,
-    pub(crate) holder: UserId,
     pub(crate) status: TicketStatus,
+    line: u16,
     pub(crate) issued_at: DateTime<Utc>,
     pub(crate) checked_in_at: Option<DateTime<Utc>>,
+    odd: Option<Box<(TierId, UserId)>>,
 }
 
 impl StoredTicket {
-    /// Keeps `ticket` (whose booking and event the caller checked).
-    pub(crate) fn of(ticket: &Ticket) -> Self {
+    /// Keeps `ticket` of a booking of `customer` with `lines` (its booking and
+    /// event the caller checked).
+    pub(crate) fn of(ticket: &Ticket, lines: &[HoldLine], customer: UserId) -> Self {
+        let line = lines
+            .iter()
+            .position(|l| l.tier_id == ticket.tier_id)
+            .and_then(|i| u16::try_from(i).ok())
+            .filter(|_| ticket.holder == customer);
         Self {
             id: ticket.id,
-            tier_id: ticket.tier_id,
-            holder: ticket.holder,
             status: ticket.status,
+            line: line.unwrap_or(0),
             issued_at: ticket.issued_at,
             checked_in_at: ticket.checked_in_at,
+            odd: match line {
+                Some(_) => None,
+                None => Some(Box::new((ticket.tier_id, ticket.holder))),
+            },
         }
     }
 
-    /// The ticket, of `booking` for `event`.
-    pub(crate) fn ticket(&self, booking: BookingId, event: EventId) -> Ticket {
+    /// The ticket, of `booking` (of `customer`, with `lines`) for `event`.
+    pub(crate) fn ticket(
+        &self,
+        booking: BookingId,
+        event: EventId,
+        lines: &[HoldLine],
+        customer: UserId,
+    ) -> Ticket {
+        let (tier_id, holder) = match &self.odd {
+            Some(odd) => **odd,
+            None => (lines[usize::from(self.line)].tier_id, customer),
+        };
         Ticket {
             id: self.id,
             booking_id: booking,
             event_id: event,
-            tier_id: self.tier_id,
-            holder: self.holder,
+            tier_id,
+            holder,
             status: self.status,
             issued_at: self.issued_at,
             checked_in_at: self.checked_in_at,
@@ -613,6 +633,19 @@ impl Shard {
                 .get(&rec.fields.hold_id)
                 .map_or(&[][..], |h| &h.lines),
         }
+    }
+
+    /// Ticket `t` of booking `rec`, whole.
+    pub(crate) fn ticket(&self, rec: &BookingRec, t: &StoredTicket) -> Ticket {
+        let customer = self
+            .booking_customer(rec)
+            .expect("a booking's hold is never purged");
+        t.ticket(
+            rec.fields.id,
+            self.event.id,
+            self.booking_lines(rec),
+            customer,
+        )
     }
 
     /// The customer of booking `rec`.
@@ -900,6 +933,29 @@ mod tests {
         for hold in [other_tier, fewer_lines, other_total, other_currency] {
             assert!(matches!(HoldRec::of(&hold).priced, Priced::Whole(_)));
             assert_eq!(kept(&hold), hold);
+        }
+    }
+
+    #[test]
+    fn tickets_are_kept_exactly_whatever_their_tier_and_holder() {
+        let hold = priced_hold();
+        let (booking, event) = (BookingId::new(), hold.event_id);
+        let ticket = |tier_id, holder| Ticket {
+            id: TicketId::new(),
+            booking_id: booking,
+            event_id: event,
+            tier_id,
+            holder,
+            status: TicketStatus::Valid,
+            issued_at: hold.created_at,
+            checked_in_at: Some(hold.expires_at),
+        };
+        let plain = ticket(hold.lines[1].tier_id, hold.customer);
+        let other_tier = ticket(TierId::new(), hold.customer);
+        let other_holder = ticket(hold.lines[0].tier_id, UserId::new());
+        for t in [plain, other_tier, other_holder] {
+            let kept = StoredTicket::of(&t, &hold.lines, hold.customer);
+            assert_eq!(kept.ticket(booking, event, &hold.lines, hold.customer), t);
         }
     }
 

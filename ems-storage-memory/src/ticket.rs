@@ -12,17 +12,14 @@ impl TicketStore for MemoryStore {
     async fn ticket(&self, id: TicketId) -> Result<Option<Ticket>> {
         Ok(self.read_at(&self.inner.tickets, &id, |s, r| {
             let t = r.tickets.iter().find(|t| t.id == id)?;
-            Some(t.ticket(r.fields().id, s.event.id))
+            Some(s.ticket(r, t))
         }))
     }
 
     async fn tickets_for_booking(&self, booking: BookingId) -> Result<Vec<Ticket>> {
         Ok(self
             .read_booking(booking, |s, r| {
-                r.tickets
-                    .iter()
-                    .map(|t| t.ticket(booking, s.event.id))
-                    .collect()
+                r.tickets.iter().map(|t| s.ticket(r, t)).collect()
             })
             .unwrap_or_default())
     }
@@ -40,15 +37,19 @@ impl TicketStore for MemoryStore {
         };
         let mut s = shard.lock();
         let ticket_event = s.event.id;
-        let Some(t) = s
-            .bookings
-            .get_mut(&booking)
-            .and_then(|r| r.tickets.iter_mut().find(|t| t.id == ticket))
-        else {
+        let Some(mut whole) = s.bookings.get(&booking).and_then(|r| {
+            let t = r.tickets.iter().find(|t| t.id == ticket)?;
+            Some(s.ticket(r, t))
+        }) else {
             return Ok(CheckIn::Refused {
                 refusal: CheckInRefusal::Unknown,
             });
         };
+        let t = s
+            .bookings
+            .get_mut(&booking)
+            .and_then(|r| r.tickets.iter_mut().find(|t| t.id == ticket))
+            .expect("found above under the same lock");
         if ticket_event != event {
             return Ok(CheckIn::Refused {
                 refusal: CheckInRefusal::WrongEvent { ticket_event },
@@ -65,7 +66,8 @@ impl TicketStore for MemoryStore {
             });
         }
         t.checked_in_at = Some(now);
-        let admitted = t.ticket(booking, event);
+        whole.checked_in_at = Some(now);
+        let admitted = whole;
         self.record(
             now,
             [DomainEvent::TicketCheckedIn {
