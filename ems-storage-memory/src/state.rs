@@ -175,10 +175,9 @@ enum Priced {
     Whole(Box<(Quote, Money)>),
 }
 
-/// A quote without what its hold's lines say.
+/// A quote without what its hold says (its lines, its coupon).
 struct CompactQuote {
     currency: Currency,
-    coupon: Option<CouponId>,
     order_fee: Decimal,
     order_fee_tax: Decimal,
     tax_mode: Option<TaxMode>,
@@ -197,10 +196,17 @@ struct CompactQuoteLine {
 }
 
 impl CompactQuote {
-    /// `quote` of a hold with `lines` and `total`, if it fits the compact form.
-    fn of(quote: &Quote, lines: &[HoldLine], total: Money) -> Option<Self> {
+    /// `quote` of a hold with `lines`, `total` and `coupon`, if it fits the
+    /// compact form.
+    fn of(
+        quote: &Quote,
+        lines: &[HoldLine],
+        total: Money,
+        coupon: Option<CouponId>,
+    ) -> Option<Self> {
         let c = quote.currency;
-        let lined_up = quote.lines.len() == lines.len()
+        let lined_up = quote.coupon == coupon
+            && quote.lines.len() == lines.len()
             && quote.lines.iter().zip(lines).all(|(q, l)| {
                 q.tier_id == l.tier_id
                     && q.quantity == l.quantity
@@ -217,7 +223,6 @@ impl CompactQuote {
             && total.currency() == c;
         lined_up.then(|| Self {
             currency: c,
-            coupon: quote.coupon,
             order_fee: quote.order_fee.amount(),
             order_fee_tax: quote.order_fee_tax.amount(),
             tax_mode: quote.tax_mode,
@@ -238,7 +243,7 @@ impl CompactQuote {
         })
     }
 
-    fn quote(&self, lines: &[HoldLine]) -> Quote {
+    fn quote(&self, lines: &[HoldLine], coupon: Option<CouponId>) -> Quote {
         let money = |amount| Money::new(amount, self.currency);
         Quote {
             currency: self.currency,
@@ -259,7 +264,7 @@ impl CompactQuote {
                     total: money(q.total),
                 })
                 .collect(),
-            coupon: self.coupon,
+            coupon,
             order_fee: money(self.order_fee),
             order_fee_tax: money(self.order_fee_tax),
             tax_mode: self.tax_mode,
@@ -271,7 +276,7 @@ impl CompactQuote {
 impl HoldRec {
     /// Keeps `hold`, a hold of the shard's event (checked by the caller).
     pub(crate) fn of(hold: &Hold) -> Self {
-        let priced = match CompactQuote::of(&hold.quote, &hold.lines, hold.total) {
+        let priced = match CompactQuote::of(&hold.quote, &hold.lines, hold.total, hold.coupon) {
             Some(q) => Priced::Compact(q),
             None => Priced::Whole(Box::new((hold.quote.clone(), hold.total))),
         };
@@ -296,7 +301,7 @@ impl HoldRec {
     /// The hold's quote.
     pub(crate) fn quote(&self) -> Quote {
         match &self.priced {
-            Priced::Compact(q) => q.quote(&self.lines),
+            Priced::Compact(q) => q.quote(&self.lines, self.coupon),
             Priced::Whole(whole) => whole.0.clone(),
         }
     }
@@ -928,9 +933,17 @@ mod tests {
         fewer_lines.quote.lines.pop();
         let mut other_total = priced_hold();
         other_total.total = money("90.00");
+        let mut other_coupon = priced_hold();
+        other_coupon.coupon = None;
         let mut other_currency = priced_hold();
         other_currency.quote.lines[0].fees = Money::parse("0.75", "USD").expect("valid");
-        for hold in [other_tier, fewer_lines, other_total, other_currency] {
+        for hold in [
+            other_tier,
+            fewer_lines,
+            other_total,
+            other_coupon,
+            other_currency,
+        ] {
             assert!(matches!(HoldRec::of(&hold).priced, Priced::Whole(_)));
             assert_eq!(kept(&hold), hold);
         }
