@@ -49,7 +49,8 @@ impl MemoryStore {
                         return Err(e);
                     }
                 };
-                let rec = BookingRec::new(booking, &hold);
+                let gateway = s.gateways.number(&booking.gateway);
+                let rec = BookingRec::new(booking, &hold, gateway);
                 if let Some(h) = s.holds.get_mut(&booking.hold_id) {
                     h.booking_id = Some(booking.id);
                 }
@@ -418,7 +419,7 @@ impl BookingStore for MemoryStore {
         let checked_in = rec.tickets.iter().any(|t| t.checked_in_at.is_some());
         check_cancel(request, checked_in)?;
         if let Some(r) = &request.refund {
-            rec.check_refundable(r, s.event.id)?;
+            rec.check_refundable(r, s.event.id, &s.gateways)?;
         }
         let demand = demand_of(&s.tiers, s.booking_lines(rec));
         let (event_id, hold_id) = (s.event.id, rec.fields().hold_id);

@@ -17,6 +17,7 @@ impl MemoryStore {
         payment: &Payment,
     ) -> Result<Option<PaymentId>> {
         let event_id = s.event.id;
+        let gateway = s.gateways.number(&payment.gateway);
         let Some(rec) = s.bookings.get_mut(&payment.booking_id) else {
             return Err(Error::not_found("booking", payment.booking_id));
         };
@@ -30,7 +31,7 @@ impl MemoryStore {
         {
             dashmap::Entry::Occupied(o) => Ok(Some(*o.get())),
             dashmap::Entry::Vacant(v) => {
-                rec.add_payment(payment);
+                rec.add_payment(payment, gateway);
                 v.insert(payment.id);
                 self.inner.payments.insert(payment.id, payment.booking_id);
                 if let Some(r) = &payment.reference {
@@ -68,13 +69,15 @@ impl MemoryStore {
     /// `update_payment` under the lock of the payment's shard.
     pub(crate) fn update_payment_locked(&self, s: &mut Shard, payment: &Payment) -> Result<()> {
         let event_id = s.event.id;
+        let gateway = s.gateways.number(&payment.gateway);
         let current = s
             .bookings
             .get_mut(&payment.booking_id)
             .and_then(|r| r.payments.iter_mut().find(|p| p.id == payment.id))
             .ok_or_else(|| Error::not_found("payment", payment.id))?;
         check_payment_version(payment, current.version)?;
-        let event = payment_change_event(&current.payment(payment.booking_id, event_id), payment);
+        let old = current.payment(payment.booking_id, event_id, &s.gateways);
+        let event = payment_change_event(&old, payment);
         if let Some(r) = &payment.reference {
             if current.reference() != Some(r.as_str()) {
                 self.inner
@@ -82,7 +85,7 @@ impl MemoryStore {
                     .insert(self.inner.keys.reference(&payment.gateway, r), payment.id);
             }
         }
-        *current = StoredPayment::of(payment);
+        *current = StoredPayment::of(payment, gateway);
         self.record(payment.updated_at, event);
         Ok(())
     }
@@ -102,7 +105,7 @@ impl PaymentStore for MemoryStore {
     async fn payment(&self, id: PaymentId) -> Result<Option<Payment>> {
         Ok(self.read_at(&self.inner.payments, &id, |s, r| {
             let p = r.payments.iter().find(|p| p.id == id)?;
-            Some(p.payment(r.fields().id, s.event.id))
+            Some(p.payment(r.fields().id, s.event.id, &s.gateways))
         }))
     }
 
@@ -127,7 +130,7 @@ impl PaymentStore for MemoryStore {
 
     async fn payments_for_booking(&self, booking: BookingId) -> Result<Vec<Payment>> {
         Ok(self
-            .read_booking(booking, |s, r| r.payments(s.event.id))
+            .read_booking(booking, |s, r| r.payments(s.event.id, &s.gateways))
             .unwrap_or_default())
     }
 
@@ -149,7 +152,8 @@ impl PaymentStore for MemoryStore {
         let (shard, booking) = self
             .shard_at(&self.inner.payments, &refund.payment_id)
             .ok_or_else(|| Error::not_found("payment", refund.payment_id))?;
-        let mut s = shard.lock();
+        let mut guard = shard.lock();
+        let s = &mut *guard;
         if self.inner.refunds.contains_key(&refund.id) {
             return Err(Error::AlreadyExists {
                 entity: "refund",
@@ -168,7 +172,7 @@ impl PaymentStore for MemoryStore {
                 "refund names another booking than its payment",
             ));
         }
-        rec.check_refundable(refund, event_id)?;
+        rec.check_refundable(refund, event_id, &s.gateways)?;
         rec.add_refund(refund.clone());
         self.inner.refunds.insert(refund.id, booking);
         self.record(

@@ -132,6 +132,35 @@ impl CouponBook {
     }
 }
 
+/// The gateway names an event's records use, each kept once; records name
+/// them by number (an event sees a handful).
+#[derive(Default)]
+pub(crate) struct Names(Vec<Box<str>>);
+
+/// A name's number in its event's [`Names`].
+#[derive(Clone, Copy)]
+pub(crate) struct Name(u32);
+
+impl Names {
+    /// The number of `name`, added if new.
+    pub(crate) fn number(&mut self, name: &str) -> Name {
+        let i = match self.0.iter().position(|n| &**n == name) {
+            Some(i) => i,
+            None => {
+                self.0.push(name.into());
+                self.0.len() - 1
+            }
+        };
+        // Four billion distinct names would need far more memory than a process has.
+        Name(u32::try_from(i).expect("fewer than 2^32 names"))
+    }
+
+    /// The name numbered `n` here.
+    pub(crate) fn get(&self, n: Name) -> &str {
+        &self.0[n.0 as usize]
+    }
+}
+
 /// Everything of one event, changed only under its lock.
 pub(crate) struct Shard {
     pub(crate) coupons: Arc<Mutex<CouponBook>>,
@@ -150,6 +179,8 @@ pub(crate) struct Shard {
     /// Each booking with its payments, refunds and tickets, boxed so that the
     /// tree's nodes stay small and a split moves pointers, not records.
     pub(crate) bookings: BTreeMap<BookingId, Box<BookingRec>>,
+    /// Gateway names of the event's bookings and payments.
+    pub(crate) gateways: Names,
 }
 
 /// A hold as its event's shard keeps it. Its event and organization are the
@@ -360,7 +391,7 @@ pub(crate) struct BookingRec {
 /// (`booking-{booking id}`) is not spelled out.
 pub(crate) struct StoredPayment {
     pub(crate) id: PaymentId,
-    gateway: Box<str>,
+    gateway: Name,
     reference: Option<Box<str>>,
     pub(crate) amount: Money,
     pub(crate) refunded: Money,
@@ -374,8 +405,9 @@ pub(crate) struct StoredPayment {
 }
 
 impl StoredPayment {
-    /// Keeps `payment` (whose booking and event the caller checked).
-    pub(crate) fn of(payment: &Payment) -> Self {
+    /// Keeps `payment` (whose booking and event the caller checked), through
+    /// `gateway`, its gateway's number.
+    pub(crate) fn of(payment: &Payment, gateway: Name) -> Self {
         let mut buf = uuid::Uuid::encode_buffer();
         let own_key = payment
             .idempotency_key
@@ -383,7 +415,7 @@ impl StoredPayment {
             .is_some_and(|id| id == payment.booking_id.0.hyphenated().encode_lower(&mut buf));
         Self {
             id: payment.id,
-            gateway: payment.gateway.as_str().into(),
+            gateway,
             reference: payment.reference.as_deref().map(Into::into),
             amount: payment.amount,
             refunded: payment.refunded,
@@ -396,13 +428,14 @@ impl StoredPayment {
         }
     }
 
-    /// The payment, of `booking` for `event`.
-    pub(crate) fn payment(&self, booking: BookingId, event: EventId) -> Payment {
+    /// The payment, of `booking` for `event`; `names` are the event's gateway
+    /// names.
+    pub(crate) fn payment(&self, booking: BookingId, event: EventId, names: &Names) -> Payment {
         Payment {
             id: self.id,
             booking_id: booking,
             event_id: event,
-            gateway: self.gateway.to_string(),
+            gateway: names.get(self.gateway).to_owned(),
             reference: self.reference.as_deref().map(str::to_owned),
             amount: self.amount,
             refunded: self.refunded,
@@ -502,12 +535,12 @@ pub(crate) struct BookingFields {
     pub(crate) updated_at: DateTime<Utc>,
     pub(crate) version: u64,
     pub(crate) idempotency_key: Box<str>,
-    pub(crate) gateway: Box<str>,
+    pub(crate) gateway: Name,
 }
 
 impl BookingRec {
-    /// Stores `booking`, made on `hold`.
-    pub(crate) fn new(booking: &Booking, hold: &Hold) -> Self {
+    /// Stores `booking`, made on `hold`, through `gateway`, its gateway's number.
+    pub(crate) fn new(booking: &Booking, hold: &Hold, gateway: Name) -> Self {
         let shares_hold = booking.event_id == hold.event_id
             && booking.organization == hold.organization
             && booking.customer == hold.customer
@@ -524,7 +557,7 @@ impl BookingRec {
                 updated_at: booking.updated_at,
                 version: booking.version,
                 idempotency_key: booking.idempotency_key.as_str().into(),
-                gateway: booking.gateway.as_str().into(),
+                gateway,
             },
             own: (!shares_hold).then(|| Box::new(booking.clone())),
             payments: Box::default(),
@@ -544,15 +577,15 @@ impl BookingRec {
     }
 
     /// Adds a payment record.
-    pub(crate) fn add_payment(&mut self, payment: &Payment) {
-        push(&mut self.payments, StoredPayment::of(payment));
+    pub(crate) fn add_payment(&mut self, payment: &Payment, gateway: Name) {
+        push(&mut self.payments, StoredPayment::of(payment, gateway));
     }
 
-    /// This booking's payments, for `event`.
-    pub(crate) fn payments(&self, event: EventId) -> Vec<Payment> {
+    /// This booking's payments, for `event` with gateway `names`.
+    pub(crate) fn payments(&self, event: EventId, names: &Names) -> Vec<Payment> {
         self.payments
             .iter()
-            .map(|p| p.payment(self.fields.id, event))
+            .map(|p| p.payment(self.fields.id, event, names))
             .collect()
     }
 
@@ -562,14 +595,19 @@ impl BookingRec {
     }
 
     /// Whether `refund` may still be recorded (pending and succeeded
-    /// refunds counted) on this booking of `event`.
-    pub(crate) fn check_refundable(&self, refund: &Refund, event: EventId) -> Result<()> {
+    /// refunds counted) on this booking of `event` with gateway `names`.
+    pub(crate) fn check_refundable(
+        &self,
+        refund: &Refund,
+        event: EventId,
+        names: &Names,
+    ) -> Result<()> {
         let payment = self
             .payments
             .iter()
             .find(|p| p.id == refund.payment_id)
             .ok_or_else(|| Error::not_found("payment", refund.payment_id))?
-            .payment(self.fields.id, event);
+            .payment(self.fields.id, event, names);
         ems_core::payment::check_refundable(&payment, refund, self.refunds.iter())
     }
 }
@@ -587,6 +625,7 @@ impl Shard {
             expiry: BTreeSet::new(),
             ended: VecDeque::new(),
             bookings: BTreeMap::new(),
+            gateways: Names::default(),
         }
     }
 
@@ -618,7 +657,7 @@ impl Shard {
         b.status = f.status;
         b.reason = f.reason.as_deref().cloned();
         b.idempotency_key = f.idempotency_key.to_string();
-        b.gateway = f.gateway.to_string();
+        b.gateway = self.gateways.get(f.gateway).to_owned();
         b.updated_at = f.updated_at;
         b.version = f.version;
         b
