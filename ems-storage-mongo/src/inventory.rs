@@ -420,20 +420,11 @@ async fn recent_sales(
     s: &mut ClientSession,
     tiers: &[TicketTier],
     now: DateTime<Utc>,
-) -> Result<Vec<(TierId, [u32; 4])>> {
-    let with_windows: Vec<&TicketTier> = tiers
-        .iter()
-        .filter(|t| t.pricing.velocity_windows().next().is_some())
-        .collect();
-    if with_windows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let longest = with_windows
-        .iter()
-        .filter_map(|t| t.pricing.velocity_windows().max())
-        .max()
-        .unwrap_or_default();
-    let ids: Vec<Bson> = with_windows.iter().map(|t| store.uid(t.id.0)).collect();
+) -> Result<RecentSales> {
+    let Some((ids, longest)) = velocity_lookback(tiers) else {
+        return Ok(RecentSales::default());
+    };
+    let ids: Vec<Bson> = ids.iter().map(|t| store.uid(t.0)).collect();
     let docs: Vec<Document> = store
         .col("tier_sales")
         .find(doc! { "tier_id": { "$in": ids }, "at": { "$gte": date(now - longest) } })
@@ -448,30 +439,9 @@ async fn recent_sales(
     for d in &docs {
         let tier = crate::bsonx::read_uuid("tier sale", "?", d.get("tier_id"))?;
         let at: DateTime<Utc> = from_body("tier sale", d)?;
-        sales.push((tier, at, count("tier sale", d, "units")?));
+        sales.push((TierId(tier), at, count("tier sale", d, "units")?));
     }
-    Ok(with_windows
-        .iter()
-        .map(|t| {
-            let mut out = [0u32; 4];
-            for (slot, window) in out.iter_mut().zip(t.pricing.velocity_windows()) {
-                let since = now - window;
-                *slot = sales
-                    .iter()
-                    .filter(|(id, at, _)| *id == t.id.0 && *at > since)
-                    .map(|(_, _, n)| *n)
-                    .sum();
-            }
-            (t.id, out)
-        })
-        .collect())
-}
-
-fn recent_of(recent: &[(TierId, [u32; 4])], tier: TierId) -> [u32; 4] {
-    recent
-        .iter()
-        .find(|(t, _)| *t == tier)
-        .map_or([0; 4], |(_, r)| *r)
+    Ok(RecentSales::tally(tiers, &sales, now))
 }
 
 /// The coupon `code` names for the event's organization, if `customer` may use it.
@@ -680,7 +650,7 @@ impl InventoryStore for MongoStore {
                 &locked.tiers,
                 &locked.shared,
                 &|k| locked.taken(k),
-                &|t| recent_of(&recent, t),
+                &|t| recent.of(t),
             ))
         })
     }
@@ -729,7 +699,7 @@ impl InventoryStore for MongoStore {
                 &locked.tiers,
                 request,
                 &|k| locked.taken(k),
-                &|t| recent_of(&recent, t),
+                &|t| recent.of(t),
                 coupon.as_ref(),
             )?;
             check_capacity(&plan.demand, |k| locked.available(k))?;

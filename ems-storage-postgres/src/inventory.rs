@@ -342,20 +342,11 @@ async fn recent_sales(
     tx: &mut Tx,
     tiers: &[TicketTier],
     now: DateTime<Utc>,
-) -> Result<Vec<(TierId, [u32; 4])>> {
-    let with_windows: Vec<&TicketTier> = tiers
-        .iter()
-        .filter(|t| t.pricing.velocity_windows().next().is_some())
-        .collect();
-    if with_windows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let ids: Vec<Uuid> = with_windows.iter().map(|t| t.id.0).collect();
-    let longest = with_windows
-        .iter()
-        .filter_map(|t| t.pricing.velocity_windows().max())
-        .max()
-        .unwrap_or_default();
+) -> Result<RecentSales> {
+    let Some((ids, longest)) = velocity_lookback(tiers) else {
+        return Ok(RecentSales::default());
+    };
+    let ids: Vec<Uuid> = ids.iter().map(|t| t.0).collect();
     let rows = sqlx::query(
         "SELECT tier_id, at, units FROM ems_tier_sales WHERE tier_id = ANY($1) AND at > $2",
     )
@@ -368,30 +359,9 @@ async fn recent_sales(
     for r in &rows {
         let tier: Uuid = get(r, "tier_id")?;
         let at: DateTime<Utc> = get(r, "at")?;
-        sales.push((tier, at, count("tier", tier, get(r, "units")?)?));
+        sales.push((TierId(tier), at, count("tier", tier, get(r, "units")?)?));
     }
-    Ok(with_windows
-        .iter()
-        .map(|t| {
-            let mut out = [0u32; 4];
-            for (slot, window) in out.iter_mut().zip(t.pricing.velocity_windows()) {
-                let since = now - window;
-                *slot = sales
-                    .iter()
-                    .filter(|(id, at, _)| *id == t.id.0 && *at > since)
-                    .map(|(_, _, n)| *n)
-                    .sum();
-            }
-            (t.id, out)
-        })
-        .collect())
-}
-
-fn recent_of(recent: &[(TierId, [u32; 4])], tier: TierId) -> [u32; 4] {
-    recent
-        .iter()
-        .find(|(t, _)| *t == tier)
-        .map_or([0; 4], |(_, r)| *r)
+    Ok(RecentSales::tally(tiers, &sales, now))
 }
 
 /// A coupon by code with its use counts, locked for the hold's transaction.
@@ -591,7 +561,7 @@ impl InventoryStore for PostgresStore {
             &s.tiers,
             &s.shared,
             &|k| s.taken(k),
-            &|t| recent_of(&recent, t),
+            &|t| recent.of(t),
         ))
     }
 
@@ -640,7 +610,7 @@ impl InventoryStore for PostgresStore {
             &s.tiers,
             request,
             &|k| s.taken(k),
-            &|t| recent_of(&recent, t),
+            &|t| recent.of(t),
             coupon.as_ref(),
         )?;
         check_capacity(&plan.demand, |k| s.available(k))?;
@@ -891,7 +861,7 @@ async fn hold_batch(
             &s.tiers,
             request,
             &|k| s.taken(k),
-            &|t| recent_of(&recent, t),
+            &|t| recent.of(t),
             coupon.as_ref(),
         )
         .and_then(|plan| check_capacity(&plan.demand, |k| s.available(k)).map(|()| plan))

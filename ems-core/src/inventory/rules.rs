@@ -491,3 +491,134 @@ pub fn hold_end_events(
     }
     out
 }
+
+/// Units of each tier held within each of its velocity windows, as a backend
+/// tallies them from its log of recent sales (the `recent` of [`plan_hold`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecentSales(Vec<(TierId, [u32; 4])>);
+
+/// What a backend must read of its sales log for the velocity rules of
+/// `tiers`: the tiers that have such rules and how far back before the instant
+/// of the hold their longest window reaches. `None` when no tier has one (the
+/// log need not be read at all).
+pub fn velocity_lookback(tiers: &[TicketTier]) -> Option<(Vec<TierId>, chrono::Duration)> {
+    let ids: Vec<TierId> = tiers
+        .iter()
+        .filter(|t| t.pricing.velocity_windows().next().is_some())
+        .map(|t| t.id)
+        .collect();
+    let longest = tiers
+        .iter()
+        .filter_map(|t| t.pricing.velocity_windows().max())
+        .max()?;
+    Some((ids, longest))
+}
+
+impl RecentSales {
+    /// Sums `sales` — (tier, when, units), in any order — into each of
+    /// `tiers`' velocity windows ending at `now`: a sale counts in a window
+    /// when it is later than the window's start.
+    pub fn tally(
+        tiers: &[TicketTier],
+        sales: &[(TierId, chrono::DateTime<chrono::Utc>, u32)],
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Self {
+        Self(
+            tiers
+                .iter()
+                .filter(|t| t.pricing.velocity_windows().next().is_some())
+                .map(|t| {
+                    let mut out = [0u32; 4];
+                    for (slot, window) in out.iter_mut().zip(t.pricing.velocity_windows()) {
+                        let since = now - window;
+                        *slot = sales
+                            .iter()
+                            .filter(|(id, at, _)| *id == t.id && *at > since)
+                            .map(|(_, _, n)| *n)
+                            .fold(0u32, u32::saturating_add);
+                    }
+                    (t.id, out)
+                })
+                .collect(),
+        )
+    }
+
+    /// Units of `tier` within each of its velocity windows (zeros for a tier
+    /// without velocity rules).
+    pub fn of(&self, tier: TierId) -> [u32; 4] {
+        self.0
+            .iter()
+            .find(|(t, _)| *t == tier)
+            .map_or([0; 4], |(_, r)| *r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone, Utc};
+
+    use super::*;
+    use crate::id::EventId;
+    use crate::pricing::{Effect, SurgePolicy, SurgeRule, Trigger};
+
+    fn tier(windows: &[i64]) -> TicketTier {
+        TicketTier {
+            id: TierId::new(),
+            event_id: EventId::new(),
+            name: "Standing".into(),
+            price: Money::parse("20", "EUR").expect("valid price"),
+            capacity: 100,
+            min_per_order: 1,
+            max_per_order: 10,
+            sales_start: None,
+            sales_end: None,
+            shared_quotas: Vec::new(),
+            pricing: SurgePolicy {
+                rules: windows
+                    .iter()
+                    .map(|m| SurgeRule {
+                        trigger: Trigger::Velocity {
+                            units: 5,
+                            window: Duration::minutes(*m),
+                        },
+                        effect: Effect::Multiply(rust_decimal::Decimal::TWO),
+                    })
+                    .collect(),
+                ..Default::default()
+            },
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn recent_sales_count_each_window_of_each_tier_from_its_start() {
+        let now = Utc
+            .with_ymd_and_hms(2026, 6, 1, 20, 0, 0)
+            .single()
+            .expect("valid");
+        let (fast, slow, plain) = (tier(&[10, 60]), tier(&[30]), tier(&[]));
+        let tiers = [fast.clone(), slow.clone(), plain.clone()];
+        let ago = |m| now - Duration::minutes(m);
+        let sales = [
+            (fast.id, ago(5), 2),
+            (fast.id, ago(10), 7), // at the 10-minute window's start: outside it
+            (fast.id, ago(59), 3),
+            (fast.id, ago(61), 100),
+            (slow.id, ago(29), 4),
+            (plain.id, ago(1), 9),
+        ];
+        let recent = RecentSales::tally(&tiers, &sales, now);
+        assert_eq!(recent.of(fast.id), [2, 12, 0, 0]);
+        assert_eq!(recent.of(slow.id), [4, 0, 0, 0]);
+        assert_eq!(
+            recent.of(plain.id),
+            [0; 4],
+            "a tier without velocity rules counts nothing"
+        );
+        assert_eq!(
+            velocity_lookback(&tiers),
+            Some((vec![fast.id, slow.id], Duration::minutes(60)))
+        );
+        assert_eq!(velocity_lookback(&[plain]), None);
+    }
+}
