@@ -68,7 +68,6 @@ impl MemoryStore {
 
     /// `update_payment` under the lock of the payment's shard.
     pub(crate) fn update_payment_locked(&self, s: &mut Shard, payment: &Payment) -> Result<()> {
-        let event_id = s.event.id;
         let gateway = s.gateways.number(&payment.gateway);
         let current = s
             .bookings
@@ -76,8 +75,7 @@ impl MemoryStore {
             .and_then(|r| r.payments.iter_mut().find(|p| p.id == payment.id))
             .ok_or_else(|| Error::not_found("payment", payment.id))?;
         check_payment_version(payment, current.version)?;
-        let old = current.payment(payment.booking_id, event_id, &s.gateways);
-        let event = payment_change_event(&old, payment);
+        let event = payment_change_event(current.status, payment);
         if let Some(r) = &payment.reference {
             if current.reference() != Some(r.as_str()) {
                 self.inner

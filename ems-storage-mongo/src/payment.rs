@@ -216,7 +216,7 @@ impl PaymentStore for MongoStore {
                 self,
                 &mut s,
                 payment.updated_at,
-                payment_change_event(&current, payment),
+                payment_change_event(current.status, payment),
             )
             .await
         })

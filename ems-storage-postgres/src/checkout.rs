@@ -457,12 +457,8 @@ impl PaymentColumns {
             payment_id: p.id,
             amount: p.amount,
         })?);
-        let before = Payment {
-            status: PaymentStatus::Pending,
-            ..p.clone()
-        };
         self.change_doc.push(
-            payment_change_event(&before, p)
+            payment_change_event(PaymentStatus::Pending, p)
                 .as_ref()
                 .map(json)
                 .transpose()?,

@@ -195,13 +195,10 @@ impl PaymentStore for PostgresStore {
         // The event a status change records depends only on the new record; the
         // statement stores it only if the stored status differs.
         let change = payment_change_event(
-            &Payment {
-                status: if payment.status == PaymentStatus::Pending {
-                    PaymentStatus::Succeeded
-                } else {
-                    PaymentStatus::Pending
-                },
-                ..payment.clone()
+            if payment.status == PaymentStatus::Pending {
+                PaymentStatus::Succeeded
+            } else {
+                PaymentStatus::Pending
             },
             payment,
         );

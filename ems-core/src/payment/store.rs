@@ -54,9 +54,10 @@ pub fn check_payment_version(next: &Payment, found: u64) -> Result<()> {
     Ok(())
 }
 
-/// The domain event a payment's change records, if its status changed.
-pub fn payment_change_event(old: &Payment, new: &Payment) -> Option<DomainEvent> {
-    if old.status == new.status {
+/// The domain event a payment's change from status `old` to `new` records, if
+/// its status changed.
+pub fn payment_change_event(old: PaymentStatus, new: &Payment) -> Option<DomainEvent> {
+    if old == new.status {
         return None;
     }
     match new.status {
