@@ -92,16 +92,9 @@ impl MemoryStore {
             _ => {}
         }
         let (event_id, hold_id) = (s.event.id, fields.hold_id);
-        let customer = s
-            .booking_customer(rec)
-            .ok_or_else(|| Error::not_found("hold", hold_id))?;
+        let customer = s.booking_customer(rec);
         let lines = s.booking_lines(rec);
         let expected: u32 = lines.iter().map(|l| l.quantity).sum();
-        let stored: Box<[StoredTicket]> = request
-            .tickets
-            .iter()
-            .map(|t| StoredTicket::of(t, lines, customer))
-            .collect();
         if request.tickets.len() != expected as usize
             || request
                 .tickets
@@ -114,6 +107,12 @@ impl MemoryStore {
             ));
         }
         let demand = demand_of(&s.tiers, lines);
+        // Built while the lines are at hand; kept only if the booking is confirmed.
+        let stored: Box<[StoredTicket]> = request
+            .tickets
+            .iter()
+            .map(|t| StoredTicket::of(t, lines, customer))
+            .collect();
         let mut out = Vec::new();
         s.expire_due(now, u32::MAX, &mut out);
         let hold_active = s

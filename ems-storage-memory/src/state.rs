@@ -629,38 +629,56 @@ impl Shard {
         }
     }
 
+    /// The hold booking `rec` was made on.
+    fn booked_hold(&self, rec: &BookingRec) -> &HoldRec {
+        // Only ended holds without a booking are ever purged.
+        self.holds
+            .get(&rec.fields.hold_id)
+            .expect("a booked hold is never purged")
+    }
+
     /// The whole booking of `rec`: its own fields, the rest from its hold.
     pub(crate) fn booking(&self, rec: &BookingRec) -> Booking {
         let f = &rec.fields;
-        let mut b = match (&rec.own, self.holds.get(&f.hold_id)) {
-            (Some(own), _) => (**own).clone(),
-            // A booked hold is never purged, so it is always there.
-            (None, Some(h)) => Booking {
-                id: f.id,
-                event_id: self.event.id,
-                organization: self.event.organization,
-                customer: h.customer,
-                hold_id: f.hold_id,
-                lines: h.lines.to_vec(),
-                quote: h.quote(),
-                total: h.total(),
-                status: f.status,
-                reason: None,
-                idempotency_key: String::new(),
-                gateway: String::new(),
-                created_at: f.created_at,
-                updated_at: f.updated_at,
-                version: f.version,
+        let (status, reason, updated_at, version) = (
+            f.status,
+            f.reason.as_deref().cloned(),
+            f.updated_at,
+            f.version,
+        );
+        let idempotency_key = f.idempotency_key.to_string();
+        let gateway = self.gateways.get(f.gateway).to_owned();
+        match &rec.own {
+            Some(own) => Booking {
+                status,
+                reason,
+                idempotency_key,
+                gateway,
+                updated_at,
+                version,
+                ..(**own).clone()
             },
-            (None, None) => unreachable!("booking {} lost its hold {}", f.id, f.hold_id),
-        };
-        b.status = f.status;
-        b.reason = f.reason.as_deref().cloned();
-        b.idempotency_key = f.idempotency_key.to_string();
-        b.gateway = self.gateways.get(f.gateway).to_owned();
-        b.updated_at = f.updated_at;
-        b.version = f.version;
-        b
+            None => {
+                let h = self.booked_hold(rec);
+                Booking {
+                    id: f.id,
+                    event_id: self.event.id,
+                    organization: self.event.organization,
+                    customer: h.customer,
+                    hold_id: f.hold_id,
+                    lines: h.lines.to_vec(),
+                    quote: h.quote(),
+                    total: h.total(),
+                    status,
+                    reason,
+                    idempotency_key,
+                    gateway,
+                    created_at: f.created_at,
+                    updated_at,
+                    version,
+                }
+            }
+        }
     }
 
     /// Booking `id`, whole.
@@ -672,31 +690,25 @@ impl Shard {
     pub(crate) fn booking_lines<'a>(&'a self, rec: &'a BookingRec) -> &'a [HoldLine] {
         match &rec.own {
             Some(own) => &own.lines,
-            None => self
-                .holds
-                .get(&rec.fields.hold_id)
-                .map_or(&[][..], |h| &h.lines),
+            None => &self.booked_hold(rec).lines,
         }
     }
 
     /// Ticket `t` of booking `rec`, whole.
     pub(crate) fn ticket(&self, rec: &BookingRec, t: &StoredTicket) -> Ticket {
-        let customer = self
-            .booking_customer(rec)
-            .expect("a booking's hold is never purged");
         t.ticket(
             rec.fields.id,
             self.event.id,
             self.booking_lines(rec),
-            customer,
+            self.booking_customer(rec),
         )
     }
 
     /// The customer of booking `rec`.
-    pub(crate) fn booking_customer(&self, rec: &BookingRec) -> Option<UserId> {
+    pub(crate) fn booking_customer(&self, rec: &BookingRec) -> UserId {
         match &rec.own {
-            Some(own) => Some(own.customer),
-            None => self.holds.get(&rec.fields.hold_id).map(|h| h.customer),
+            Some(own) => own.customer,
+            None => self.booked_hold(rec).customer,
         }
     }
 

@@ -37,19 +37,15 @@ impl TicketStore for MemoryStore {
         };
         let mut s = shard.lock();
         let ticket_event = s.event.id;
-        let Some(mut whole) = s.bookings.get(&booking).and_then(|r| {
-            let t = r.tickets.iter().find(|t| t.id == ticket)?;
-            Some(s.ticket(r, t))
-        }) else {
+        let Some(t) = s
+            .bookings
+            .get_mut(&booking)
+            .and_then(|r| r.tickets.iter_mut().find(|t| t.id == ticket))
+        else {
             return Ok(CheckIn::Refused {
                 refusal: CheckInRefusal::Unknown,
             });
         };
-        let t = s
-            .bookings
-            .get_mut(&booking)
-            .and_then(|r| r.tickets.iter_mut().find(|t| t.id == ticket))
-            .expect("found above under the same lock");
         if ticket_event != event {
             return Ok(CheckIn::Refused {
                 refusal: CheckInRefusal::WrongEvent { ticket_event },
@@ -66,8 +62,14 @@ impl TicketStore for MemoryStore {
             });
         }
         t.checked_in_at = Some(now);
-        whole.checked_in_at = Some(now);
-        let admitted = whole;
+        let rec = &s.bookings[&booking];
+        let admitted = s.ticket(
+            rec,
+            rec.tickets
+                .iter()
+                .find(|t| t.id == ticket)
+                .expect("changed above under the same lock"),
+        );
         self.record(
             now,
             [DomainEvent::TicketCheckedIn {
