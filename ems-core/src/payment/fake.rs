@@ -1,6 +1,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use uuid::Uuid;
+
 use async_trait::async_trait;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -45,12 +47,45 @@ struct State {
     script: VecDeque<FakeBehavior>,
     default: Option<FakeBehavior>,
     refund_failures: u32,
-    payments: HashMap<String, FakePayment>,
-    by_key: HashMap<String, String>,
-    refunds: HashMap<String, GatewayRefund>,
+    /// By the uuid its reference spells (`fake_pay_{uuid}`): a reference is
+    /// parsed once per call instead of hashed as a string on every rehash.
+    payments: Map<Uuid, FakePayment>,
+    by_key: Map<String, Uuid>,
+    refunds: Map<String, GatewayRefund>,
     create_calls: u32,
     refund_calls: u32,
     next_event: u64,
+}
+
+/// The fake's maps: aHash, since its keys are the fake's own references and the
+/// callers' idempotency keys, nothing an attacker picks, and SipHash made the
+/// fake a sixth of a whole in-memory checkout.
+type Map<K, V> = HashMap<K, V, ahash::RandomState>;
+
+const PAYMENT_PREFIX: &str = "fake_pay_";
+
+/// The reference of the payment numbered `id`.
+fn payment_reference(id: Uuid) -> String {
+    format!("{PAYMENT_PREFIX}{}", id.simple())
+}
+
+/// The payment number a reference of this gateway spells, if it is one.
+fn payment_id(reference: &str) -> Option<Uuid> {
+    let simple = reference.strip_prefix(PAYMENT_PREFIX)?;
+    // Only the form this gateway hands out: 32 lowercase hex digits.
+    (simple.len() == 32 && !simple.bytes().any(|b| b.is_ascii_uppercase()))
+        .then(|| Uuid::try_parse(simple).ok())
+        .flatten()
+}
+
+impl State {
+    fn payment_mut(&mut self, reference: &str) -> Option<&mut FakePayment> {
+        self.payments.get_mut(&payment_id(reference)?)
+    }
+
+    fn payment(&self, reference: &str) -> Option<&FakePayment> {
+        self.payments.get(&payment_id(reference)?)
+    }
 }
 
 /// A scriptable in-process gateway for tests and demos: decide per call whether it
@@ -121,7 +156,7 @@ impl FakeGateway {
                     reason: "declined after review".into(),
                 }
             };
-            if let Some(p) = s.payments.get_mut(reference) {
+            if let Some(p) = s.payment_mut(reference) {
                 p.status = status;
             }
             if succeed {
@@ -162,7 +197,7 @@ impl FakeGateway {
     /// Total amount currently charged and not refunded on `reference`.
     pub fn net_charged(&self, reference: &str) -> Option<Money> {
         let s = self.state.lock();
-        let p = s.payments.get(reference)?;
+        let p = s.payment(reference)?;
         let charged = matches!(p.status, GatewayPaymentStatus::Succeeded);
         let gross = if charged {
             p.amount
@@ -180,7 +215,12 @@ impl FakeGateway {
 
     /// Every payment reference the gateway knows.
     pub fn references(&self) -> Vec<String> {
-        self.state.lock().payments.keys().cloned().collect()
+        self.state
+            .lock()
+            .payments
+            .keys()
+            .map(|id| payment_reference(*id))
+            .collect()
     }
 }
 
@@ -209,15 +249,15 @@ impl PaymentGateway for FakeGateway {
         let behavior = {
             let mut s = self.state.lock();
             s.create_calls += 1;
-            if let Some(reference) = s.by_key.get(&request.idempotency_key).cloned() {
-                let p = &s.payments[&reference];
+            if let Some(&id) = s.by_key.get(&request.idempotency_key) {
+                let p = &s.payments[&id];
                 if p.amount != request.amount {
                     return Err(GatewayError::Rejected {
                         reason: "idempotency key reused with another amount".into(),
                     });
                 }
                 return Ok(GatewayPayment {
-                    reference,
+                    reference: payment_reference(id),
                     status: p.status.clone(),
                 });
             }
@@ -247,13 +287,12 @@ impl PaymentGateway for FakeGateway {
                 })
             }
         };
-        let reference = format!("fake_pay_{}", uuid::Uuid::now_v7().simple());
+        let id = Uuid::now_v7();
         {
             let mut s = self.state.lock();
-            s.by_key
-                .insert(request.idempotency_key.clone(), reference.clone());
+            s.by_key.insert(request.idempotency_key.clone(), id);
             s.payments.insert(
-                reference.clone(),
+                id,
                 FakePayment {
                     amount: request.amount,
                     status: status.clone(),
@@ -264,14 +303,16 @@ impl PaymentGateway for FakeGateway {
         if behavior == FakeBehavior::TimeoutAfterCharge {
             return Err(GatewayError::Timeout);
         }
-        Ok(GatewayPayment { reference, status })
+        Ok(GatewayPayment {
+            reference: payment_reference(id),
+            status,
+        })
     }
 
     async fn payment_status(&self, reference: &str) -> Result<GatewayPayment, GatewayError> {
         let s = self.state.lock();
         let p = s
-            .payments
-            .get(reference)
+            .payment(reference)
             .ok_or_else(|| unknown_payment(reference))?;
         Ok(GatewayPayment {
             reference: reference.to_owned(),
@@ -282,8 +323,7 @@ impl PaymentGateway for FakeGateway {
     async fn capture(&self, reference: &str, _key: &str) -> Result<GatewayPayment, GatewayError> {
         let mut s = self.state.lock();
         let p = s
-            .payments
-            .get_mut(reference)
+            .payment_mut(reference)
             .ok_or_else(|| unknown_payment(reference))?;
         match p.status {
             GatewayPaymentStatus::Authorized | GatewayPaymentStatus::Succeeded => {
@@ -302,8 +342,7 @@ impl PaymentGateway for FakeGateway {
     async fn void(&self, reference: &str) -> Result<(), GatewayError> {
         let mut s = self.state.lock();
         let p = s
-            .payments
-            .get_mut(reference)
+            .payment_mut(reference)
             .ok_or_else(|| unknown_payment(reference))?;
         match p.status {
             GatewayPaymentStatus::Succeeded => Err(GatewayError::Rejected {
@@ -330,12 +369,11 @@ impl PaymentGateway for FakeGateway {
                 reason: "fake refund outage".into(),
             });
         }
-        let p = s
-            .payments
-            .get_mut(&request.payment_reference)
-            .ok_or_else(|| GatewayError::Rejected {
-                reason: format!("unknown payment {}", request.payment_reference),
-            })?;
+        let p =
+            s.payment_mut(&request.payment_reference)
+                .ok_or_else(|| GatewayError::Rejected {
+                    reason: format!("unknown payment {}", request.payment_reference),
+                })?;
         if p.status != GatewayPaymentStatus::Succeeded {
             return Err(GatewayError::Rejected {
                 reason: "only succeeded payments can be refunded".into(),
@@ -384,5 +422,48 @@ impl PaymentGateway for FakeGateway {
         serde_json::from_slice(&request.body).map_err(|e| GatewayError::InvalidWebhook {
             reason: e.to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::{BookingId, UserId};
+
+    fn request(key: &str, amount: &str) -> PaymentRequest {
+        PaymentRequest {
+            idempotency_key: key.into(),
+            amount: Money::parse(amount, "EUR").unwrap(),
+            booking_id: BookingId::new(),
+            customer: UserId::new(),
+            description: "test".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn references_round_trip_and_foreign_ones_are_unknown() {
+        let fake = FakeGateway::new("s");
+        let paid = fake.create_payment(&request("k1", "10")).await.unwrap();
+        assert!(paid.reference.starts_with("fake_pay_"));
+        assert_eq!(fake.references(), vec![paid.reference.clone()]);
+        assert_eq!(
+            fake.payment_status(&paid.reference).await.unwrap().status,
+            GatewayPaymentStatus::Succeeded
+        );
+        // The same key answers with the same payment; another amount is refused.
+        let again = fake.create_payment(&request("k1", "10")).await.unwrap();
+        assert_eq!(again.reference, paid.reference);
+        assert!(fake.create_payment(&request("k1", "11")).await.is_err());
+        // Anything this gateway did not hand out is unknown, including the
+        // same number spelled another way.
+        let upper = format!("fake_pay_{}", &paid.reference[9..].to_uppercase());
+        for foreign in ["", "fake_pay_", "fake_pay_zz", "pi_123", upper.as_str()] {
+            assert!(fake.payment_status(foreign).await.is_err(), "{foreign}");
+            assert!(fake.net_charged(foreign).is_none(), "{foreign}");
+        }
+        assert_eq!(
+            fake.net_charged(&paid.reference),
+            Some(Money::parse("10", "EUR").unwrap())
+        );
     }
 }
