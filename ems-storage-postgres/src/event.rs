@@ -29,7 +29,7 @@ async fn write_event(tx: &mut Tx, event: &Event) -> Result<()> {
     sqlx::query(
         "UPDATE ems_events SET organization = $2, status = $3, title = $4, description = $5, \
          category = $6, city = $7, venue = $8, starts_at = $9, ends_at = $10, capacity = $11, \
-         version = $12, doc = $13 WHERE id = $1",
+         version = $12, doc = $13, seq = seq + 1 WHERE id = $1",
     )
     .bind(event.id.0)
     .bind(event.organization.0)

@@ -21,6 +21,9 @@ pub(crate) struct Locked {
     pub(crate) tiers: Vec<TicketTier>,
     pub(crate) shared: Vec<SharedQuota>,
     taken: Vec<(QuotaKey, u32)>,
+    /// The event row's change counter (`ems_events.seq`) as this transaction
+    /// leaves it: each statement here that changes the counters moves it by one.
+    seq: i64,
 }
 
 impl Locked {
@@ -98,7 +101,7 @@ async fn read_locked(
     now: DateTime<Utc>,
 ) -> Result<Option<(Locked, bool)>> {
     let row = sqlx::query(
-        "SELECT e.doc, e.taken, \
+        "SELECT e.doc, e.taken, e.seq, \
            coalesce((SELECT jsonb_agg(jsonb_build_array(t.doc, t.taken) ORDER BY t.seq) \
                      FROM ems_tiers t WHERE t.event_id = e.id), '[]'::jsonb) AS tiers, \
            coalesce((SELECT jsonb_agg(jsonb_build_array(q.doc, q.taken) ORDER BY q.seq) \
@@ -138,15 +141,17 @@ async fn read_locked(
             tiers,
             shared,
             taken,
+            seq: get(&row, "seq")?,
         },
         due,
     )))
 }
 
 /// Data-modifying CTEs `e`, `t`, `s` adding `$2` units to event `$1`'s own quota
-/// and `$4[i]` units to tier `$3[i]` and shared quota `$5[i]` by `$6[i]`.
+/// and `$4[i]` units to tier `$3[i]` and shared quota `$5[i]` by `$6[i]`; the
+/// event's change counter moves by one.
 const DEMAND_CTES: &str =
-    "WITH e AS (UPDATE ems_events SET taken = taken + $2 WHERE id = $1 AND $2 <> 0 RETURNING 1), \
+    "WITH e AS (UPDATE ems_events SET taken = taken + $2, seq = seq + 1 WHERE id = $1 RETURNING 1), \
      t AS (UPDATE ems_tiers x SET taken = x.taken + d.n \
            FROM unnest($3::uuid[], $4::int8[]) AS d(id, n) WHERE x.id = d.id RETURNING 1), \
      s AS (UPDATE ems_shared_quotas x SET taken = x.taken + d.n \
@@ -216,6 +221,17 @@ pub(crate) async fn apply_demand(
         .await
         .map_err(db)?;
     locked.adjust(demand, sign);
+    locked.seq += 1;
+    Ok(())
+}
+
+/// Moves event `id`'s change counter: its tiers or shared quotas changed.
+async fn touch_event(tx: &mut Tx, id: EventId) -> Result<()> {
+    sqlx::query("UPDATE ems_events SET seq = seq + 1 WHERE id = $1")
+        .bind(id.0)
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
     Ok(())
 }
 
@@ -470,6 +486,7 @@ impl InventoryStore for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
+        touch_event(&mut tx, locked.event.id).await?;
         record(
             &mut tx,
             locked.event.updated_at,
@@ -498,6 +515,7 @@ impl InventoryStore for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
+        touch_event(&mut tx, locked.event.id).await?;
         record(
             &mut tx,
             locked.event.updated_at,
@@ -535,6 +553,7 @@ impl InventoryStore for PostgresStore {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
+        touch_event(&mut tx, locked.event.id).await?;
         record(
             &mut tx,
             locked.event.updated_at,
@@ -576,7 +595,7 @@ impl InventoryStore for PostgresStore {
             }
             return out;
         }
-        match hold_batch(&self.pool, requests).await {
+        match hold_batch(&self.pool, &self.known, requests).await {
             Ok(Some(results)) => results,
             // A hold id was already taken (a retried request): hold one by one,
             // so that only that request is refused.
@@ -809,19 +828,194 @@ impl InventoryStore for PostgresStore {
 /// The "now" of calls that only change tiers and quotas: they expire nothing.
 const NO_EXPIRY: DateTime<Utc> = DateTime::UNIX_EPOCH;
 
-/// Whether an error says something about the request (the batch goes on) rather
-/// than about the transaction (the batch stops).
+/// Events as this store's last hold batch of each left them (what it read under
+/// the event's lock, plus what the batch wrote), so that the next batch of a
+/// hot event can be placed in one statement (see [`hold_batch_on_known`]).
+/// What is kept is only ever a guess: every use is checked against the
+/// event's change counter in the database.
+#[derive(Default)]
+pub(crate) struct KnownEvents(parking_lot::Mutex<std::collections::HashMap<EventId, Locked>>);
+
+/// How many events [`KnownEvents`] keeps; one more forgets an arbitrary one
+/// (its next batch reads it under the lock again).
+const KNOWN_EVENTS: usize = 256;
+
+impl KnownEvents {
+    fn take(&self, id: EventId) -> Option<Locked> {
+        self.0.lock().remove(&id)
+    }
+
+    fn keep(&self, s: Locked) {
+        let mut known = self.0.lock();
+        if known.len() >= KNOWN_EVENTS && !known.contains_key(&s.event.id) {
+            if let Some(any) = known.keys().next().copied() {
+                known.remove(&any);
+            }
+        }
+        known.insert(s.event.id, s);
+    }
+}
+
+impl std::fmt::Debug for KnownEvents {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KnownEvents")
+            .field("events", &self.0.lock().len())
+            .finish()
+    }
+}
+
+/// A granted hold with its domain event, and the units it takes.
+type Granted = (Hold, DomainEvent);
+
+/// Plans `request` against `s` as the requests before it in its batch left it:
+/// its own rules (per-order limits, sales window, coupon) apply to it alone.
+/// Granted, its units are taken in `s` and added to the batch's `demand`.
+fn plan_in_batch(
+    s: &mut Locked,
+    request: &HoldRequest,
+    recent: &RecentSales,
+    coupon: Option<&Coupon>,
+    demand: &mut Vec<(QuotaKey, u32)>,
+) -> Result<Granted> {
+    let plan = plan_hold(
+        &s.event,
+        &s.tiers,
+        request,
+        &|k| s.taken(k),
+        &|t| recent.of(t),
+        coupon,
+    )?;
+    check_capacity(&plan.demand, |k| s.available(k))?;
+    let (hold, taken) = plan.into_hold(request, s.event.organization, coupon.map(|c| c.id));
+    s.adjust(&taken, 1);
+    for (key, n) in &taken {
+        match demand.iter_mut().find(|(k, _)| k == key) {
+            Some((_, total)) => *total += n,
+            None => demand.push((*key, *n)),
+        }
+    }
+    let placed = hold.placed_event();
+    Ok((hold, placed))
+}
+
+/// The columns of a batch's holds and their domain events, bound as arrays
+/// `$7` to `$17` after [`DemandBinds`]' `$1` to `$6`.
+struct HoldRows {
+    ids: Vec<Uuid>,
+    customers: Vec<Uuid>,
+    coupons: Vec<Option<Uuid>>,
+    quantities: Vec<i64>,
+    totals: Vec<rust_decimal::Decimal>,
+    currencies: Vec<String>,
+    created: Vec<DateTime<Utc>>,
+    expires: Vec<DateTime<Utc>>,
+    docs: Vec<Value>,
+    events: Vec<Value>,
+}
+
+/// The holds and domain events of `$7` to `$17` of [`HoldRows`] (after
+/// [`DEMAND_CTES`] or its like), each table's rows joined to `{gate}` (a CTE
+/// of one row to write, none to write nothing; empty for no gate).
+fn hold_rows_ctes(gate: &str) -> String {
+    format!(
+        "h AS (INSERT INTO ems_holds (id, event_id, customer, status, coupon_id, quantity, total, \
+               currency, created_at, expires_at, doc) \
+               SELECT x.id, $1, x.customer, 'active', x.coupon, x.quantity, x.total, x.currency, \
+                      x.created_at, x.expires_at, x.doc \
+               FROM unnest($7::uuid[], $8::uuid[], $9::uuid[], $10::int8[], $11::numeric[], \
+                           $12::text[], $13::timestamptz[], $14::timestamptz[], $15::jsonb[]) \
+                    AS x(id, customer, coupon, quantity, total, currency, created_at, expires_at, doc){gate} \
+               {conflict} RETURNING id), \
+         o AS (INSERT INTO ems_outbox (occurred_at, doc) \
+               SELECT y.at, y.doc FROM unnest($16::timestamptz[], $17::jsonb[]) WITH ORDINALITY AS y(at, doc, n){gate} \
+               ORDER BY y.n)",
+        // Without a gate the statement runs in a transaction that is rolled
+        // back when a hold id is taken; with one it is its own transaction,
+        // and a taken id must fail it whole.
+        conflict = if gate.is_empty() { "ON CONFLICT (id) DO NOTHING" } else { "" },
+    )
+}
+
+impl HoldRows {
+    fn of(granted: &[Granted]) -> Result<Self> {
+        let n = granted.len();
+        let mut rows = HoldRows {
+            ids: Vec::with_capacity(n),
+            customers: Vec::with_capacity(n),
+            coupons: Vec::with_capacity(n),
+            quantities: Vec::with_capacity(n),
+            totals: Vec::with_capacity(n),
+            currencies: Vec::with_capacity(n),
+            created: Vec::with_capacity(n),
+            expires: Vec::with_capacity(n),
+            docs: Vec::with_capacity(n),
+            events: Vec::with_capacity(n),
+        };
+        for (hold, placed) in granted {
+            rows.ids.push(hold.id.0);
+            rows.customers.push(hold.customer.0);
+            rows.coupons.push(hold.coupon.map(|c| c.0));
+            rows.quantities.push(i64::from(hold.quantity()));
+            rows.totals.push(hold.total.amount());
+            rows.currencies
+                .push(hold.total.currency().code().to_owned());
+            rows.created.push(hold.created_at);
+            rows.expires.push(hold.expires_at);
+            rows.docs.push(json(hold)?);
+            rows.events.push(json(placed)?);
+        }
+        Ok(rows)
+    }
+
+    fn bind<'q>(
+        &'q self,
+        q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        q.bind(&self.ids)
+            .bind(&self.customers)
+            .bind(&self.coupons)
+            .bind(&self.quantities)
+            .bind(&self.totals)
+            .bind(&self.currencies)
+            .bind(&self.created)
+            .bind(&self.expires)
+            .bind(&self.docs)
+            .bind(&self.created)
+            .bind(&self.events)
+    }
+}
+
 /// Holds for several requests of one event in one transaction: the event's row
 /// is locked and read once, each request is planned in arrival order against
 /// the counters as the requests before it left them (its own rules — per-order
 /// limits, sales window, coupon uses — apply to it alone), and the counters,
 /// holds and domain events of every granted request are written by one
 /// statement. `Ok(None)` when a hold id already exists (nothing written).
+///
+/// When `known` has the event as this store's previous batch left it and the
+/// batch needs nothing more (no coupon, no velocity rule), the batch is first
+/// tried in one statement against that ([`hold_batch_on_known`]); the locked
+/// read is the fallback whenever the event changed since.
 async fn hold_batch(
     pool: &sqlx::PgPool,
+    known: &KnownEvents,
     requests: &[HoldRequest],
 ) -> Result<Option<Vec<Result<Hold>>>> {
     let first = &requests[0];
+    if let Some(s) = known.take(first.event_id) {
+        let simple = requests.iter().all(|r| r.coupon.is_none())
+            && !s
+                .tiers
+                .iter()
+                .any(|t| t.pricing.velocity_windows().next().is_some());
+        if simple {
+            // Any failure here wrote nothing: the locked path decides.
+            if let Ok(Some((out, s))) = hold_batch_on_known(pool, s, requests).await {
+                known.keep(s);
+                return Ok(Some(out));
+            }
+        }
+    }
     let mut tx = begin(pool).await?;
     let locked = lock_existing(&mut tx, first.event_id, first.now).await;
     let mut s = match locked {
@@ -838,7 +1032,7 @@ async fn hold_batch(
         .any(|t| t.pricing.velocity_windows().next().is_some());
     let mut recent = recent_sales(&mut tx, &s.tiers, first.now).await?;
     let mut out = Vec::with_capacity(requests.len());
-    let mut granted: Vec<(Hold, DomainEvent)> = Vec::new();
+    let mut granted: Vec<Granted> = Vec::new();
     let mut demand: Vec<(QuotaKey, u32)> = Vec::new();
     for (i, request) in requests.iter().enumerate() {
         if velocity && i > 0 {
@@ -856,94 +1050,33 @@ async fn hold_batch(
             },
             None => None,
         };
-        let plan = match plan_hold(
-            &s.event,
-            &s.tiers,
-            request,
-            &|k| s.taken(k),
-            &|t| recent.of(t),
-            coupon.as_ref(),
-        )
-        .and_then(|plan| check_capacity(&plan.demand, |k| s.available(k)).map(|()| plan))
-        {
-            Ok(plan) => plan,
-            Err(e) => {
-                out.push(Err(e));
-                continue;
-            }
-        };
-        let coupon = coupon.map(|c| c.id);
-        if let Some(c) = coupon {
+        let (hold, placed) =
+            match plan_in_batch(&mut s, request, &recent, coupon.as_ref(), &mut demand) {
+                Ok(granted) => granted,
+                Err(e) => {
+                    out.push(Err(e));
+                    continue;
+                }
+            };
+        if let Some(c) = hold.coupon {
             coupon_uses(&mut tx, &[(c, request.customer)], true).await?;
         }
         if velocity {
             note_sales(&mut tx, &s, request).await?;
         }
-        let (hold, taken) = plan.into_hold(request, s.event.organization, coupon);
-        s.adjust(&taken, 1);
-        for (key, n) in &taken {
-            match demand.iter_mut().find(|(k, _)| k == key) {
-                Some((_, total)) => *total += n,
-                None => demand.push((*key, *n)),
-            }
-        }
-        let placed = hold.placed_event();
         out.push(Ok(hold.clone()));
         granted.push((hold, placed));
     }
     if !granted.is_empty() {
         // Counters (once for the batch), holds and domain events: one statement.
         let binds = DemandBinds::new(&demand, 1);
+        let rows = HoldRows::of(&granted)?;
         let sql = format!(
-            "{DEMAND_CTES}, \
-             h AS (INSERT INTO ems_holds (id, event_id, customer, status, coupon_id, quantity, total, \
-                   currency, created_at, expires_at, doc) \
-                   SELECT x.id, $1, x.customer, 'active', x.coupon, x.quantity, x.total, x.currency, \
-                          x.created_at, x.expires_at, x.doc \
-                   FROM unnest($7::uuid[], $8::uuid[], $9::uuid[], $10::int8[], $11::numeric[], \
-                               $12::text[], $13::timestamptz[], $14::timestamptz[], $15::jsonb[]) \
-                        AS x(id, customer, coupon, quantity, total, currency, created_at, expires_at, doc) \
-                   ON CONFLICT (id) DO NOTHING RETURNING id), \
-             o AS (INSERT INTO ems_outbox (occurred_at, doc) \
-                   SELECT y.at, y.doc FROM unnest($16::timestamptz[], $17::jsonb[]) WITH ORDINALITY AS y(at, doc, n) \
-                   ORDER BY y.n) \
-             SELECT count(*) FROM h"
+            "{DEMAND_CTES}, {} SELECT count(*) FROM h",
+            hold_rows_ctes("")
         );
-        let mut ids = Vec::with_capacity(granted.len());
-        let mut customers = Vec::with_capacity(granted.len());
-        let mut coupons: Vec<Option<Uuid>> = Vec::with_capacity(granted.len());
-        let mut quantities = Vec::with_capacity(granted.len());
-        let mut totals = Vec::with_capacity(granted.len());
-        let mut currencies = Vec::with_capacity(granted.len());
-        let mut created = Vec::with_capacity(granted.len());
-        let mut expires = Vec::with_capacity(granted.len());
-        let mut docs = Vec::with_capacity(granted.len());
-        let mut events = Vec::with_capacity(granted.len());
-        for (hold, placed) in &granted {
-            ids.push(hold.id.0);
-            customers.push(hold.customer.0);
-            coupons.push(hold.coupon.map(|c| c.0));
-            quantities.push(i64::from(hold.quantity()));
-            totals.push(hold.total.amount());
-            currencies.push(hold.total.currency().code().to_owned());
-            created.push(hold.created_at);
-            expires.push(hold.expires_at);
-            docs.push(json(hold)?);
-            events.push(json(placed)?);
-        }
-        let inserted: i64 = binds
-            .bind(first.event_id, sqlx::query(&sql))
-            .bind(&ids)
-            .bind(&customers)
-            .bind(&coupons)
-            .bind(&quantities)
-            .bind(&totals)
-            .bind(&currencies)
-            .bind(&created)
-            .bind(&expires)
-            .bind(&docs)
-            .bind(&created)
-            .bind(&events)
+        let inserted: i64 = rows
+            .bind(binds.bind(first.event_id, sqlx::query(&sql)))
             .fetch_one(&mut *tx)
             .await
             .map_err(db)?
@@ -953,9 +1086,88 @@ async fn hold_batch(
             // Dropping the transaction rolls everything back.
             return Ok(None);
         }
+        s.seq += 1;
     }
     commit(tx).await?;
+    known.keep(s);
     Ok(Some(out))
+}
+
+/// A batch placed against `s`, the event as this store's previous batch left
+/// it, in one statement and one round trip: the statement takes the event's
+/// row only if its change counter is still `s`'s and none of its holds has
+/// lapsed by the first request's "now" (which the locked path would expire
+/// first), and writes counters, holds and domain events only then. A change
+/// committed by anyone since (another process, a release, an edit) moved the
+/// counter, so the statement writes nothing; one still in flight holds the
+/// row, and the statement waits for it and then sees the counter moved.
+/// `Ok(Some)` with the event as this batch leaves it; `Ok(None)` or `Err`:
+/// nothing was written.
+async fn hold_batch_on_known(
+    pool: &sqlx::PgPool,
+    mut s: Locked,
+    requests: &[HoldRequest],
+) -> Result<Option<(Vec<Result<Hold>>, Locked)>> {
+    let first = &requests[0];
+    let expected = s.seq;
+    let none = RecentSales::default();
+    let mut out = Vec::with_capacity(requests.len());
+    let mut granted: Vec<Granted> = Vec::new();
+    let mut demand: Vec<(QuotaKey, u32)> = Vec::new();
+    for request in requests {
+        match plan_in_batch(&mut s, request, &none, None, &mut demand) {
+            Ok((hold, placed)) => {
+                out.push(Ok(hold.clone()));
+                granted.push((hold, placed));
+            }
+            Err(e) => out.push(Err(e)),
+        }
+    }
+    const CURRENT: &str = "e.id = $1 AND e.seq = $18 AND NOT EXISTS (SELECT 1 FROM ems_holds d \
+         WHERE d.event_id = $1 AND d.status = 'active' AND d.expires_at <= $19)";
+    if granted.is_empty() {
+        // Every request refused: valid only if the event is still as known.
+        let current: bool = sqlx::query(&format!(
+            "SELECT EXISTS (SELECT 1 FROM ems_events e WHERE {})",
+            CURRENT.replace("$18", "$2").replace("$19", "$3")
+        ))
+        .bind(first.event_id.0)
+        .bind(expected)
+        .bind(first.now)
+        .fetch_one(pool)
+        .await
+        .map_err(db)?
+        .try_get(0)
+        .map_err(db)?;
+        return Ok(current.then_some((out, s)));
+    }
+    let binds = DemandBinds::new(&demand, 1);
+    let rows = HoldRows::of(&granted)?;
+    let sql = format!(
+        "WITH g AS (UPDATE ems_events e SET taken = e.taken + $2, seq = e.seq + 1 \
+                    WHERE {CURRENT} RETURNING 1 AS go), \
+         t AS (UPDATE ems_tiers x SET taken = x.taken + d.n \
+               FROM unnest($3::uuid[], $4::int8[]) AS d(id, n), g WHERE x.id = d.id RETURNING 1), \
+         s AS (UPDATE ems_shared_quotas x SET taken = x.taken + d.n \
+               FROM unnest($5::uuid[], $6::int8[]) AS d(id, n), g WHERE x.id = d.id RETURNING 1), \
+         {} \
+         SELECT count(*) FROM g",
+        hold_rows_ctes(", g")
+    );
+    let applied: i64 = rows
+        .bind(binds.bind(first.event_id, sqlx::query(&sql)))
+        .bind(expected)
+        .bind(first.now)
+        .fetch_one(pool)
+        .await
+        .map_err(db)?
+        .try_get(0)
+        .map_err(db)?;
+    if applied != 1 {
+        return Ok(None);
+    }
+    s.seq = expected + 1;
+    Ok(Some((out, s)))
 }
 
 impl PostgresStore {

@@ -105,6 +105,9 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Clone, Debug)]
 pub struct PostgresStore {
     pool: PgPool,
+    /// Hot events as this store's last hold batch of each left them, shared
+    /// by clones (see `inventory::KnownEvents`).
+    known: std::sync::Arc<inventory::KnownEvents>,
 }
 
 impl PostgresStore {
@@ -118,12 +121,15 @@ impl PostgresStore {
             .connect_with(options)
             .await
             .map_err(db)?;
-        Ok(Self { pool })
+        Ok(Self::from_pool(pool))
     }
 
     /// Uses an existing pool (its settings, its connections).
     pub fn from_pool(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            known: Default::default(),
+        }
     }
 
     /// Applies the embedded migrations that this database has not seen yet.

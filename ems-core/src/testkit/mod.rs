@@ -192,6 +192,7 @@ macro_rules! __conformance_suite {
             checkout_batches_match_one_by_one,
             release_batches_match_one_by_one,
             hold_batch_grants_what_fits_in_arrival_order,
+            hold_batches_see_changes_made_between_them,
             retry_after_selling_out_returns_the_booking,
         );
 

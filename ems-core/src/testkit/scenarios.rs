@@ -4035,6 +4035,92 @@ pub async fn hold_batch_grants_what_fits_in_arrival_order(stores: TestStores) {
     assert_eq!(second.quote.lines[0].first_position, 3);
 }
 
+/// Consecutive hold batches see every change made between them, through
+/// either store handle: holds and releases by the other handle, holds that
+/// lapsed in between, and refusals are decided against the event as it is
+/// (a store that remembers an event between batches must check it is unchanged).
+pub async fn hold_batches_see_changes_made_between_them(stores: TestStores) {
+    use crate::inventory::{Hold, HoldRequest, InventoryStore};
+    use chrono::{DateTime, Utc};
+    let f = Fixture::new(stores).await;
+    let (a, b) = (f.ems.store(), f.ems_b.store());
+    let (event, tiers) = f.published_event(6, &[("GA", "10", 6)]).await;
+    let now = f.clock_now();
+    let request = |quantity, at: DateTime<Utc>, ttl: i64| HoldRequest {
+        id: HoldId::new(),
+        event_id: event.id,
+        customer: UserId::new(),
+        items: vec![HoldItem {
+            tier_id: tiers[0].id,
+            quantity,
+        }],
+        now: at,
+        expires_at: at + Duration::minutes(ttl),
+        coupon: None,
+    };
+    let granted = |r: &crate::Result<Hold>| r.as_ref().expect("granted").clone();
+    let sold_out = |r: &crate::Result<Hold>, left: u32| {
+        assert!(
+            matches!(r, Err(Error::SoldOut { available, .. }) if *available == left),
+            "expected sold out with {left} left: {r:?}"
+        )
+    };
+    let position = |h: &Hold| h.quote.lines[0].first_position;
+
+    // Two holds that lapse in a minute, then one that does not; the event is full.
+    let first = a
+        .try_hold_batch(&[request(2, now, 1), request(2, now, 1)])
+        .await;
+    let (lapsing, lapsing_2) = (granted(&first[0]), granted(&first[1]));
+    assert_eq!((position(&lapsing), position(&lapsing_2)), (0, 2));
+    let second = a
+        .try_hold_batch(&[request(2, now, 10), request(1, now, 10)])
+        .await;
+    assert_eq!(position(&granted(&second[0])), 4);
+    sold_out(&second[1], 0);
+
+    // A release through the other handle frees its units for this one.
+    b.release_hold(lapsing.id, now).await.expect("released");
+    let third = a
+        .try_hold_batch(&[request(2, now, 10), request(1, now, 10)])
+        .await;
+    let third_hold = granted(&third[0]);
+    sold_out(&third[1], 0);
+    assert_eq!(f.event_taken(event.id).await, 6);
+
+    // Refusals too are decided against the event as it is.
+    let refused = a
+        .try_hold_batch(&[request(1, now, 10), request(1, now, 10)])
+        .await;
+    sold_out(&refused[0], 0);
+    sold_out(&refused[1], 0);
+    b.release_hold(third_hold.id, now).await.expect("released");
+    let fourth = a
+        .try_hold_batch(&[request(1, now, 10), request(1, now, 10)])
+        .await;
+    let fourth: Vec<Hold> = fourth.iter().map(granted).collect();
+    assert_eq!((position(&fourth[0]), position(&fourth[1])), (4, 5));
+
+    // A hold that lapsed since the last batch is expired before the next one.
+    let later = now + Duration::minutes(2);
+    let fifth = a
+        .try_hold_batch(&[request(2, later, 10), request(2, later, 10)])
+        .await;
+    assert_eq!(position(&granted(&fifth[0])), 4);
+    sold_out(&fifth[1], 0);
+    let lapsed = a.hold(lapsing_2.id).await.expect("readable").expect("kept");
+    assert_eq!(lapsed.status, HoldStatus::Expired);
+
+    // The other handle sees the same full event.
+    let other = b
+        .try_hold_batch(&[request(1, later, 10), request(1, later, 10)])
+        .await;
+    sold_out(&other[0], 0);
+    sold_out(&other[1], 0);
+    assert_eq!(f.event_taken(event.id).await, 6);
+    assert_eq!(f.available(event.id, tiers[0].id).await, 0);
+}
+
 /// A retry of a purchase that bought the last units returns its booking, not
 /// "sold out", and takes nothing more.
 pub async fn retry_after_selling_out_returns_the_booking(stores: TestStores) {
