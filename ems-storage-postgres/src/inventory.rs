@@ -588,7 +588,9 @@ impl InventoryStore for PostgresStore {
         let one_event = requests
             .first()
             .is_some_and(|f| requests.iter().all(|r| r.event_id == f.event_id));
-        if requests.len() < 2 || !one_event {
+        // A batch of one goes the batch's way too: it keeps the event known
+        // for the next batch (see `hold_batch`).
+        if !one_event {
             let mut out = Vec::with_capacity(requests.len());
             for r in requests {
                 out.push(self.try_hold(r).await);
@@ -845,12 +847,18 @@ impl KnownEvents {
         self.0.lock().remove(&id)
     }
 
+    /// Keeps `s` unless a batch that ran meanwhile left a later state.
     fn keep(&self, s: Locked) {
         let mut known = self.0.lock();
-        if known.len() >= KNOWN_EVENTS && !known.contains_key(&s.event.id) {
-            if let Some(any) = known.keys().next().copied() {
-                known.remove(&any);
+        match known.get(&s.event.id) {
+            Some(later) if later.seq >= s.seq => return,
+            Some(_) => {}
+            None if known.len() >= KNOWN_EVENTS => {
+                if let Some(any) = known.keys().next().copied() {
+                    known.remove(&any);
+                }
             }
+            None => {}
         }
         known.insert(s.event.id, s);
     }
