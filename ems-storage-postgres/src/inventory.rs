@@ -835,32 +835,70 @@ const NO_EXPIRY: DateTime<Utc> = DateTime::UNIX_EPOCH;
 /// hot event can be placed in one statement (see [`hold_batch_on_known`]).
 /// What is kept is only ever a guess: every use is checked against the
 /// event's change counter in the database.
+///
+/// When another writer keeps changing the event (a second process batching
+/// the same on-sale), the guess keeps missing, and each miss costs a wait for
+/// the event's row before the locked path's own: after a miss the event's
+/// next batches go the locked way directly, 2, 4, … up to 64 of them after
+/// consecutive misses, before the one-statement way is tried again.
 #[derive(Default)]
-pub(crate) struct KnownEvents(parking_lot::Mutex<std::collections::HashMap<EventId, Locked>>);
+pub(crate) struct KnownEvents(parking_lot::Mutex<std::collections::HashMap<EventId, Known>>);
+
+/// One event in [`KnownEvents`].
+#[derive(Default)]
+struct Known {
+    /// The event as the last batch left it; `None` while a batch has it.
+    state: Option<Locked>,
+    /// One-statement attempts in a row that found the event changed.
+    misses: u32,
+    /// Batches still to go the locked way before the next attempt.
+    skip: u32,
+}
 
 /// How many events [`KnownEvents`] keeps; one more forgets an arbitrary one
 /// (its next batch reads it under the lock again).
 const KNOWN_EVENTS: usize = 256;
 
+/// The most consecutive misses that lengthen the back-off (to 2^6 batches).
+const MAX_BACKOFF_SHIFT: u32 = 6;
+
 impl KnownEvents {
+    /// The event as this store last left it, for a one-statement attempt;
+    /// `None` when unknown, in use by another batch, or backing off.
     fn take(&self, id: EventId) -> Option<Locked> {
-        self.0.lock().remove(&id)
+        let mut known = self.0.lock();
+        let k = known.get_mut(&id)?;
+        if k.skip > 0 {
+            k.skip -= 1;
+            return None;
+        }
+        k.state.take()
     }
 
-    /// Keeps `s` unless a batch that ran meanwhile left a later state.
-    fn keep(&self, s: Locked) {
-        let mut known = self.0.lock();
-        match known.get(&s.event.id) {
-            Some(later) if later.seq >= s.seq => return,
-            Some(_) => {}
-            None if known.len() >= KNOWN_EVENTS => {
-                if let Some(any) = known.keys().next().copied() {
-                    known.remove(&any);
-                }
-            }
-            None => {}
+    /// A one-statement attempt found the event changed: back off.
+    fn missed(&self, id: EventId) {
+        if let Some(k) = self.0.lock().get_mut(&id) {
+            k.misses = k.misses.saturating_add(1);
+            k.skip = 1 << k.misses.min(MAX_BACKOFF_SHIFT);
         }
-        known.insert(s.event.id, s);
+    }
+
+    /// Keeps `s` as a batch left it, unless a batch that ran meanwhile left a
+    /// later state; `hit`: the batch was placed in one statement.
+    fn keep(&self, s: Locked, hit: bool) {
+        let mut known = self.0.lock();
+        if !known.contains_key(&s.event.id) && known.len() >= KNOWN_EVENTS {
+            if let Some(any) = known.keys().next().copied() {
+                known.remove(&any);
+            }
+        }
+        let k = known.entry(s.event.id).or_default();
+        if hit {
+            k.misses = 0;
+        }
+        if k.state.as_ref().is_none_or(|later| later.seq < s.seq) {
+            k.state = Some(s);
+        }
     }
 }
 
@@ -1018,9 +1056,12 @@ async fn hold_batch(
                 .any(|t| t.pricing.velocity_windows().next().is_some());
         if simple {
             // Any failure here wrote nothing: the locked path decides.
-            if let Ok(Some((out, s))) = hold_batch_on_known(pool, s, requests).await {
-                known.keep(s);
-                return Ok(Some(out));
+            match hold_batch_on_known(pool, s, requests).await {
+                Ok(Some((out, s))) => {
+                    known.keep(s, true);
+                    return Ok(Some(out));
+                }
+                _ => known.missed(first.event_id),
             }
         }
     }
@@ -1097,7 +1138,7 @@ async fn hold_batch(
         s.seq += 1;
     }
     commit(tx).await?;
-    known.keep(s);
+    known.keep(s, false);
     Ok(Some(out))
 }
 
