@@ -11,6 +11,14 @@
 //! in-process lock is needed: any number of pools and processes may share a
 //! database.
 //!
+//! A store (and its clones) remembers each hot event as its last hold batch
+//! left it, so that the next batch is placed in one statement rather than a
+//! transaction of four round trips. That memory is only a guess: the statement
+//! writes only while the event's change counter (`ems_events.seq`, moved by
+//! every change to what a hold is planned against) is still the remembered
+//! one, and otherwise the batch takes the locked path as if nothing were
+//! remembered.
+//!
 //! ```no_run
 //! # async fn demo() -> ems_core::Result<()> {
 //! use std::sync::Arc;
@@ -28,7 +36,8 @@
 //! [`PostgresStore::migrate`]; sqlx records each applied version, so upgrading
 //! applies only what is new, and no migration drops data (`0002` replaced the
 //! bookings', payments' and tickets' foreign keys to the event with composite
-//! keys through their hold and booking, so inserts never lock the event's row).
+//! keys through their hold and booking, so inserts never lock the event's row;
+//! `0003` added the event's change counter).
 //! Ids are `uuid`, money
 //! is `numeric` beside its ISO currency code, instants are `timestamptz`. Each row
 //! keeps the columns SQL needs (keys, states, counters, money, instants) and the
