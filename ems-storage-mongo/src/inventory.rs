@@ -927,7 +927,7 @@ impl MongoStore {
             }
             let mut out = Vec::with_capacity(requests.len());
             let mut granted = Vec::new();
-            let mut demand: Vec<(QuotaKey, u32)> = Vec::new();
+            let mut demand = Demand::new();
             for request in requests {
                 let plan = plan_hold(
                     &locked.event,
@@ -950,11 +950,8 @@ impl MongoStore {
                 let (hold, taken) = plan.into_hold(request, locked.event.organization, None);
                 for (key, n) in &taken {
                     *locked.taken.entry(quota_field(*key)).or_insert(0) += n;
-                    match demand.iter_mut().find(|(k, _)| k == key) {
-                        Some((_, total)) => *total += n,
-                        None => demand.push((*key, *n)),
-                    }
                 }
+                merge_demand(&mut demand, &taken);
                 out.push(Ok(hold.clone()));
                 granted.push(hold);
             }

@@ -921,7 +921,7 @@ fn plan_in_batch(
     request: &HoldRequest,
     recent: &RecentSales,
     coupon: Option<&Coupon>,
-    demand: &mut Vec<(QuotaKey, u32)>,
+    demand: &mut Demand,
 ) -> Result<Granted> {
     let plan = plan_hold(
         &s.event,
@@ -934,12 +934,7 @@ fn plan_in_batch(
     check_capacity(&plan.demand, |k| s.available(k))?;
     let (hold, taken) = plan.into_hold(request, s.event.organization, coupon.map(|c| c.id));
     s.adjust(&taken, 1);
-    for (key, n) in &taken {
-        match demand.iter_mut().find(|(k, _)| k == key) {
-            Some((_, total)) => *total += n,
-            None => demand.push((*key, *n)),
-        }
-    }
+    merge_demand(demand, &taken);
     let placed = hold.placed_event();
     Ok((hold, placed))
 }
@@ -1082,7 +1077,7 @@ async fn hold_batch(
     let mut recent = recent_sales(&mut tx, &s.tiers, first.now).await?;
     let mut out = Vec::with_capacity(requests.len());
     let mut granted: Vec<Granted> = Vec::new();
-    let mut demand: Vec<(QuotaKey, u32)> = Vec::new();
+    let mut demand = Demand::new();
     for (i, request) in requests.iter().enumerate() {
         if velocity && i > 0 {
             // Earlier requests of the batch count for the velocity rules.
@@ -1162,7 +1157,7 @@ async fn hold_batch_on_known(
     let none = RecentSales::default();
     let mut out = Vec::with_capacity(requests.len());
     let mut granted: Vec<Granted> = Vec::new();
-    let mut demand: Vec<(QuotaKey, u32)> = Vec::new();
+    let mut demand = Demand::new();
     for request in requests {
         match plan_in_batch(&mut s, request, &none, None, &mut demand) {
             Ok((hold, placed)) => {

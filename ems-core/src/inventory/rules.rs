@@ -46,6 +46,14 @@ fn add_demand(demand: &mut Demand, key: QuotaKey, units: u32) {
     }
 }
 
+/// Adds `more` to `demand`, which stays sorted with each quota once: the
+/// demand of a batch of holds is the sum of its granted requests'.
+pub fn merge_demand(demand: &mut Demand, more: &[(QuotaKey, u32)]) {
+    for &(key, units) in more {
+        add_demand(demand, key, units);
+    }
+}
+
 /// What a valid hold request needs: priced lines and the units per quota.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HoldPlan {
