@@ -147,15 +147,30 @@ async fn read_locked(
     )))
 }
 
+/// The CTEs `t` and `s` of [`DEMAND_CTES`], each row joined to `$gate` (a CTE
+/// of one row to write, none to write nothing; empty for no gate).
+macro_rules! quota_ctes {
+    ($gate:literal) => {
+        concat!(
+            "t AS (UPDATE ems_tiers x SET taken = x.taken + d.n \
+                   FROM unnest($3::uuid[], $4::int8[]) AS d(id, n)",
+            $gate,
+            " WHERE x.id = d.id RETURNING 1), \
+             s AS (UPDATE ems_shared_quotas x SET taken = x.taken + d.n \
+                   FROM unnest($5::uuid[], $6::int8[]) AS d(id, n)",
+            $gate,
+            " WHERE x.id = d.id RETURNING 1)"
+        )
+    };
+}
+
 /// Data-modifying CTEs `e`, `t`, `s` adding `$2` units to event `$1`'s own quota
 /// and `$4[i]` units to tier `$3[i]` and shared quota `$5[i]` by `$6[i]`; the
 /// event's change counter moves by one.
-const DEMAND_CTES: &str =
-    "WITH e AS (UPDATE ems_events SET taken = taken + $2, seq = seq + 1 WHERE id = $1 RETURNING 1), \
-     t AS (UPDATE ems_tiers x SET taken = x.taken + d.n \
-           FROM unnest($3::uuid[], $4::int8[]) AS d(id, n) WHERE x.id = d.id RETURNING 1), \
-     s AS (UPDATE ems_shared_quotas x SET taken = x.taken + d.n \
-           FROM unnest($5::uuid[], $6::int8[]) AS d(id, n) WHERE x.id = d.id RETURNING 1)";
+const DEMAND_CTES: &str = concat!(
+    "WITH e AS (UPDATE ems_events SET taken = taken + $2, seq = seq + 1 WHERE id = $1 RETURNING 1), ",
+    quota_ctes!("")
+);
 
 /// A demand as the bind values of [`DEMAND_CTES`] (`sign` -1 returns units).
 struct DemandBinds {
@@ -1167,21 +1182,25 @@ async fn hold_batch_on_known(
             Err(e) => out.push(Err(e)),
         }
     }
-    const CURRENT: &str = "e.id = $1 AND e.seq = $18 AND NOT EXISTS (SELECT 1 FROM ems_holds d \
-         WHERE d.event_id = $1 AND d.status = 'active' AND d.expires_at <= $19)";
+    // Event `$1` (as `e`) is as known: its counter is still `{seq}` and none of
+    // its holds has lapsed by `{now}`.
+    let unchanged = |seq: &str, now: &str| {
+        format!(
+            "e.id = $1 AND e.seq = {seq} AND NOT EXISTS (SELECT 1 FROM ems_holds d \
+             WHERE d.event_id = $1 AND d.status = 'active' AND d.expires_at <= {now})"
+        )
+    };
     if granted.is_empty() {
         // Every request refused: valid only if the event is still as known.
-        let current: bool = sqlx::query(&format!(
+        let current: bool = sqlx::query_scalar(&format!(
             "SELECT EXISTS (SELECT 1 FROM ems_events e WHERE {})",
-            CURRENT.replace("$18", "$2").replace("$19", "$3")
+            unchanged("$2", "$3")
         ))
         .bind(first.event_id.0)
         .bind(expected)
         .bind(first.now)
         .fetch_one(pool)
         .await
-        .map_err(db)?
-        .try_get(0)
         .map_err(db)?;
         return Ok(current.then_some((out, s)));
     }
@@ -1189,13 +1208,11 @@ async fn hold_batch_on_known(
     let rows = HoldRows::of(&granted)?;
     let sql = format!(
         "WITH g AS (UPDATE ems_events e SET taken = e.taken + $2, seq = e.seq + 1 \
-                    WHERE {CURRENT} RETURNING 1 AS go), \
-         t AS (UPDATE ems_tiers x SET taken = x.taken + d.n \
-               FROM unnest($3::uuid[], $4::int8[]) AS d(id, n), g WHERE x.id = d.id RETURNING 1), \
-         s AS (UPDATE ems_shared_quotas x SET taken = x.taken + d.n \
-               FROM unnest($5::uuid[], $6::int8[]) AS d(id, n), g WHERE x.id = d.id RETURNING 1), \
-         {} \
+                    WHERE {} RETURNING 1 AS go), \
+         {}, {} \
          SELECT count(*) FROM g",
+        unchanged("$18", "$19"),
+        quota_ctes!(", g"),
         hold_rows_ctes(", g")
     );
     let applied: i64 = rows
