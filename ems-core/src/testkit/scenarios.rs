@@ -28,6 +28,26 @@ fn items(tier: TierId, quantity: u32) -> Vec<HoldItem> {
     }]
 }
 
+/// A store-level hold request (no coupon) of `quantity` units of `tier`,
+/// made at `now` and lapsing `ttl_minutes` later.
+fn hold_request(
+    event: EventId,
+    tier: TierId,
+    quantity: u32,
+    now: chrono::DateTime<chrono::Utc>,
+    ttl_minutes: i64,
+) -> crate::inventory::HoldRequest {
+    crate::inventory::HoldRequest {
+        id: HoldId::new(),
+        event_id: event,
+        customer: UserId::new(),
+        items: items(tier, quantity),
+        now,
+        expires_at: now + Duration::minutes(ttl_minutes),
+        coupon: None,
+    }
+}
+
 /// A second profile with an email already used (in any case) is refused.
 pub async fn duplicate_email_is_rejected(stores: TestStores) {
     let f = Fixture::new(stores).await;
@@ -3977,23 +3997,12 @@ pub async fn release_batches_match_one_by_one(stores: TestStores) {
 /// refuses the rest exactly as each would be refused alone; a request's own
 /// rules apply to it alone, and marginal price positions stay exact.
 pub async fn hold_batch_grants_what_fits_in_arrival_order(stores: TestStores) {
-    use crate::inventory::{HoldRequest, InventoryStore};
+    use crate::inventory::InventoryStore;
     let f = Fixture::new(stores).await;
     let store = f.ems.store();
     let (event, tiers) = f.published_event(5, &[("GA", "10", 5)]).await;
     let now = f.clock_now();
-    let request = |quantity| HoldRequest {
-        id: HoldId::new(),
-        event_id: event.id,
-        customer: UserId::new(),
-        items: vec![HoldItem {
-            tier_id: tiers[0].id,
-            quantity,
-        }],
-        now,
-        expires_at: now + Duration::minutes(10),
-        coupon: None,
-    };
+    let request = |quantity| hold_request(event.id, tiers[0].id, quantity, now, 10);
     let zero = request(0);
     let batch = [request(3), request(3), zero, request(2), request(1)];
     let results = store.try_hold_batch(&batch).await;
@@ -4040,24 +4049,12 @@ pub async fn hold_batch_grants_what_fits_in_arrival_order(stores: TestStores) {
 /// lapsed in between, and refusals are decided against the event as it is
 /// (a store that remembers an event between batches must check it is unchanged).
 pub async fn hold_batches_see_changes_made_between_them(stores: TestStores) {
-    use crate::inventory::{Hold, HoldRequest, InventoryStore};
-    use chrono::{DateTime, Utc};
+    use crate::inventory::{Hold, InventoryStore};
     let f = Fixture::new(stores).await;
     let (a, b) = (f.ems.store(), f.ems_b.store());
     let (event, tiers) = f.published_event(6, &[("GA", "10", 6)]).await;
     let now = f.clock_now();
-    let request = |quantity, at: DateTime<Utc>, ttl: i64| HoldRequest {
-        id: HoldId::new(),
-        event_id: event.id,
-        customer: UserId::new(),
-        items: vec![HoldItem {
-            tier_id: tiers[0].id,
-            quantity,
-        }],
-        now: at,
-        expires_at: at + Duration::minutes(ttl),
-        coupon: None,
-    };
+    let request = |quantity, at, ttl| hold_request(event.id, tiers[0].id, quantity, at, ttl);
     let granted = |r: &crate::Result<Hold>| r.as_ref().expect("granted").clone();
     let sold_out = |r: &crate::Result<Hold>, left: u32| {
         assert!(
