@@ -4,9 +4,14 @@
 //! Each call uses a new database with a unique name, so tests run in parallel and
 //! never see each other's documents. An unreachable server is an error, never a
 //! silent skip.
+//!
+//! The names carry their creation time ([`ems_core::testkit::throwaway`]), and
+//! the first call of each process for a prefix drops that prefix's databases
+//! left by runs more than an hour ago, so they do not pile up on the server.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use ems_core::testkit::throwaway;
 use ems_core::{Error, Result};
 use mongodb::bson::doc;
 use mongodb::options::ClientOptions;
@@ -49,11 +54,86 @@ pub fn compatibility() -> Compatibility {
     }
 }
 
-/// A store on a fresh database `<prefix>_<random>` of the test server, indexes made.
+/// A store on a fresh database `<prefix>_<uuid v7>` of the test server,
+/// indexes made; see [`throwaway::name`] for what a prefix may be. The first
+/// call for each prefix in a process also drops that prefix's stale databases
+/// ([`throwaway::is_stale`]).
 pub async fn fresh_store(prefix: &str) -> Result<MongoStore> {
+    let name = throwaway::name(prefix)?;
     let client = client().await?;
-    let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+    if throwaway::first_for("mongodb", prefix) {
+        drop_stale(&client, prefix).await?;
+    }
     let store = MongoStore::from_client(client, &name).with_compatibility(compatibility());
     store.ensure_indexes().await?;
     Ok(store)
+}
+
+/// Drops `prefix`'s stale throwaway databases (one another run drops first is
+/// left to it).
+async fn drop_stale(client: &Client, prefix: &str) -> Result<()> {
+    let now = SystemTime::now();
+    for name in client.list_database_names().await.map_err(db)? {
+        if throwaway::is_stale(&name, prefix, now) {
+            let _ = client.database(&name).drop().await;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_first_call_drops_its_prefixs_stale_databases_only() {
+        let client = client().await.expect("the test MongoDB");
+        // A prefix of this test alone, so this is its first call here.
+        let prefix = format!(
+            "ems_sweep_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let old = SystemTime::now() - throwaway::STALE_AFTER - Duration::from_secs(60);
+        let old = old.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        let old = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, old, 0));
+        let stale = format!("{prefix}_{}", old.simple());
+        let recent = throwaway::name(&prefix).unwrap();
+        for name in [&stale, &recent] {
+            // A database exists once it holds something.
+            client
+                .database(name)
+                .collection("probe")
+                .insert_one(doc! { "x": 1 })
+                .await
+                .unwrap();
+        }
+
+        let fresh = fresh_store(&prefix).await.unwrap();
+        fresh
+            .database()
+            .collection("probe")
+            .insert_one(doc! { "x": 1 })
+            .await
+            .unwrap();
+
+        let left: Vec<String> = client
+            .list_database_names()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|n| n.starts_with(&prefix))
+            .collect();
+        for name in &left {
+            client.database(name).drop().await.unwrap();
+        }
+        assert!(!left.contains(&stale), "the stale database is dropped");
+        assert!(left.contains(&recent), "a recent one is kept");
+        assert_eq!(left.len(), 2, "{left:?}");
+    }
+
+    #[tokio::test]
+    async fn a_prefix_that_cannot_name_a_database_is_refused_before_connecting() {
+        let err = fresh_store("Not-A-Prefix").await.unwrap_err();
+        assert!(matches!(&err, Error::InvalidInput { field, .. } if *field == "prefix"));
+    }
 }

@@ -17,6 +17,7 @@
 mod fixture;
 pub mod model;
 pub mod scenarios;
+pub mod throwaway;
 
 use std::future::Future;
 use std::sync::Arc;
