@@ -206,24 +206,48 @@ enum Priced {
     Whole(Box<(Quote, Money)>),
 }
 
-/// A quote without what its hold says (its lines, its coupon).
+/// A decimal in 8 bytes instead of 16: its mantissa (below 2^55 in size,
+/// which every amount of money is) and its scale. `of` refuses what does not
+/// fit, so `get` gives back exactly the decimal kept, scale and all.
+#[derive(Clone, Copy)]
+struct Dec8(i64);
+
+impl Dec8 {
+    const LIMIT: i128 = 1 << 55;
+
+    fn of(d: Decimal) -> Option<Self> {
+        let mantissa = d.mantissa();
+        // A negative zero keeps its sign in a flag the mantissa does not carry.
+        let fits = (-Self::LIMIT..Self::LIMIT).contains(&mantissa)
+            && !(mantissa == 0 && d.is_sign_negative());
+        // The mantissa fits in 56 bits and the scale (≤ 28) in the low 8.
+        fits.then(|| Self(((mantissa as i64) << 8) | i64::from(d.scale() as u8)))
+    }
+
+    fn get(self) -> Decimal {
+        Decimal::from_i128_with_scale(i128::from(self.0 >> 8), (self.0 & 0xff) as u32)
+    }
+}
+
+/// A quote without what its hold says (its lines, its coupon), amounts in
+/// 8 bytes each.
 struct CompactQuote {
     currency: Currency,
-    order_fee: Decimal,
-    order_fee_tax: Decimal,
     tax_mode: Option<TaxMode>,
-    total: Decimal,
+    order_fee: Dec8,
+    order_fee_tax: Dec8,
+    total: Dec8,
     lines: Box<[CompactQuoteLine]>,
 }
 
 struct CompactQuoteLine {
     first_position: u32,
-    base_price: Decimal,
+    base_price: Dec8,
     rules_applied: Box<[u8]>,
-    discount: Decimal,
-    fees: Decimal,
-    tax: Decimal,
-    total: Decimal,
+    discount: Dec8,
+    fees: Dec8,
+    tax: Dec8,
+    total: Dec8,
 }
 
 impl CompactQuote {
@@ -252,30 +276,36 @@ impl CompactQuote {
                 .all(|m| m.currency() == c)
             && total == quote.total
             && total.currency() == c;
-        lined_up.then(|| Self {
+        if !lined_up {
+            return None;
+        }
+        let dec = |m: Money| Dec8::of(m.amount());
+        Some(Self {
             currency: c,
-            order_fee: quote.order_fee.amount(),
-            order_fee_tax: quote.order_fee_tax.amount(),
             tax_mode: quote.tax_mode,
-            total: quote.total.amount(),
+            order_fee: dec(quote.order_fee)?,
+            order_fee_tax: dec(quote.order_fee_tax)?,
+            total: dec(quote.total)?,
             lines: quote
                 .lines
                 .iter()
-                .map(|q| CompactQuoteLine {
-                    first_position: q.first_position,
-                    base_price: q.base_price.amount(),
-                    rules_applied: q.rules_applied.as_slice().into(),
-                    discount: q.discount.amount(),
-                    fees: q.fees.amount(),
-                    tax: q.tax.amount(),
-                    total: q.total.amount(),
+                .map(|q| {
+                    Some(CompactQuoteLine {
+                        first_position: q.first_position,
+                        base_price: dec(q.base_price)?,
+                        rules_applied: q.rules_applied.as_slice().into(),
+                        discount: dec(q.discount)?,
+                        fees: dec(q.fees)?,
+                        tax: dec(q.tax)?,
+                        total: dec(q.total)?,
+                    })
                 })
-                .collect(),
+                .collect::<Option<_>>()?,
         })
     }
 
     fn quote(&self, lines: &[HoldLine], coupon: Option<CouponId>) -> Quote {
-        let money = |amount| Money::new(amount, self.currency);
+        let money = |amount: Dec8| Money::new(amount.get(), self.currency);
         Quote {
             currency: self.currency,
             lines: self
@@ -340,7 +370,7 @@ impl HoldRec {
     /// What the hold costs.
     pub(crate) fn total(&self) -> Money {
         match &self.priced {
-            Priced::Compact(q) => Money::new(q.total, q.currency),
+            Priced::Compact(q) => Money::new(q.total.get(), q.currency),
             Priced::Whole(whole) => whole.1,
         }
     }
@@ -891,6 +921,42 @@ impl Shard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn a_packed_decimal_is_the_decimal_kept(
+            mantissa in -(1i128 << 60)..(1i128 << 60),
+            scale in 0u32..=28,
+        ) {
+            let d = Decimal::from_i128_with_scale(mantissa, scale);
+            match Dec8::of(d) {
+                Some(packed) => {
+                    let back = packed.get();
+                    prop_assert_eq!(back, d);
+                    prop_assert_eq!(back.scale(), d.scale());
+                    prop_assert_eq!(back.to_string(), d.to_string());
+                }
+                None => prop_assert!(mantissa.abs() >= 1 << 55),
+            }
+        }
+    }
+
+    #[test]
+    fn what_does_not_pack_is_refused() {
+        assert!(Dec8::of(Decimal::MAX).is_none());
+        assert!(Dec8::of(Decimal::MIN).is_none());
+        let negative_zero = -Decimal::new(0, 2);
+        if negative_zero.is_sign_negative() {
+            assert!(Dec8::of(negative_zero).is_none());
+        }
+        let edge = Decimal::from_i128_with_scale((1 << 55) - 1, 28);
+        assert_eq!(Dec8::of(edge).map(Dec8::get), Some(edge));
+        let over = Decimal::from_i128_with_scale(1 << 55, 0);
+        assert!(Dec8::of(over).is_none());
+        let under = Decimal::from_i128_with_scale(-(1 << 55), 3);
+        assert_eq!(Dec8::of(under).map(Dec8::get), Some(under));
+    }
 
     fn filled(n: u64) -> Outbox {
         let mut o = Outbox::default();
