@@ -8,7 +8,7 @@ use ems_core::ticket::TicketStatus;
 use ems_core::{Error, Result};
 
 use crate::state::{BookingRec, Shard, StoredTicket};
-use crate::MemoryStore;
+use crate::{Loc, MemoryStore};
 
 impl MemoryStore {
     /// The shard holding booking `id`; the booking is in it whenever this is `Ok`
@@ -17,14 +17,15 @@ impl MemoryStore {
         &self,
         id: BookingId,
     ) -> Result<std::sync::Arc<parking_lot::Mutex<crate::state::Shard>>> {
-        self.shard_via(&self.inner.bookings, &id)
+        self.shard_at(&self.inner.bookings, &id)
+            .map(|(shard, _)| shard)
             .ok_or_else(|| Error::not_found("booking", id))
     }
 
     /// `create_booking` under the lock of the booking's shard: `Ok(None)` when
-    /// stored, `Ok(Some(id))` when the customer's key already names booking
-    /// `id` (read it after unlocking: it may live in another shard).
-    fn create_booking_locked(&self, s: &mut Shard, booking: &Booking) -> Result<Option<BookingId>> {
+    /// stored, `Ok(Some(loc))` when the customer's key already names the
+    /// booking at `loc` (read it after unlocking: it may live in another shard).
+    fn create_booking_locked(&self, s: &mut Shard, booking: &Booking) -> Result<Option<Loc>> {
         let key = self
             .inner
             .keys
@@ -54,9 +55,12 @@ impl MemoryStore {
                 if let Some(h) = s.holds.get_mut(&booking.hold_id) {
                     h.booking_id = Some(booking.id);
                 }
-                s.bookings.insert(booking.id, Box::new(rec));
-                v.insert(booking.id);
-                self.inner.bookings.insert(booking.id, booking.event_id);
+                let loc = Loc {
+                    shard: s.number,
+                    slot: s.bookings.insert(booking.id, rec),
+                };
+                v.insert(loc);
+                self.inner.bookings.insert(booking.id, loc);
                 self.inner
                     .customer_bookings
                     .entry(booking.customer)
@@ -77,10 +81,14 @@ impl MemoryStore {
     fn confirm_locked(&self, s: &mut Shard, request: &ConfirmBooking) -> Result<ConfirmOutcome> {
         let id = request.booking_id;
         let now = request.now;
-        let rec = s
-            .bookings
-            .get(&id)
-            .ok_or_else(|| Error::not_found("booking", id))?;
+        let loc = Loc {
+            shard: s.number,
+            slot: s
+                .bookings
+                .slot_of(&id)
+                .ok_or_else(|| Error::not_found("booking", id))?,
+        };
+        let rec = &s.bookings[&id];
         let fields = rec.fields();
         match fields.status {
             BookingStatus::Confirmed => {
@@ -158,7 +166,7 @@ impl MemoryStore {
                 b.reason = reason.and_then(|r| r.ok()).map(Box::new);
                 rec.tickets = stored;
                 for t in &request.tickets {
-                    self.inner.tickets.insert(t.id, id);
+                    self.inner.tickets.insert(t.id, loc);
                 }
                 out.push(DomainEvent::BookingConfirmed {
                     event_id,
@@ -220,12 +228,12 @@ impl MemoryStore {
         let existing = {
             let mut s = shard.lock();
             match self.create_booking_locked(&mut s, booking)? {
-                Some(id) => Err(id),
+                Some(loc) => Err(loc),
                 None => Ok(self.insert_payment_locked(&mut s, payment)),
             }
         };
         match existing {
-            Err(id) => Ok(Opened::Existing(self.keyed_booking(id, booking).await?)),
+            Err(loc) => Ok(Opened::Existing(self.keyed_booking(loc, booking)?)),
             Ok(Ok(None)) => Ok(Opened::Created {
                 booking: booking.clone(),
                 payment: payment.clone(),
@@ -252,13 +260,16 @@ impl MemoryStore {
         })
     }
 
-    /// Booking `id`, found under the key of `new`: the customer's booking
-    /// with that key (checked, see [`crate::Fingerprint`]).
-    async fn keyed_booking(&self, id: BookingId, new: &Booking) -> Result<Booking> {
+    /// The booking at `loc`, found under the key of `new`: the customer's
+    /// booking with that key (checked, see [`crate::Fingerprint`]).
+    fn keyed_booking(&self, loc: Loc, new: &Booking) -> Result<Booking> {
         let b = self
-            .booking(id)
-            .await?
-            .ok_or_else(|| Error::not_found("booking", id))?;
+            .numbered(loc.shard)
+            .and_then(|shard| {
+                let s = shard.lock();
+                s.bookings.at(loc.slot).map(|r| s.booking(r))
+            })
+            .ok_or_else(|| Error::not_found("booking", new.id))?;
         if b.customer != new.customer || b.idempotency_key != new.idempotency_key {
             return Err(Error::AlreadyExists {
                 entity: "booking",
@@ -284,29 +295,21 @@ impl BookingStore for MemoryStore {
         let existing = self.create_booking_locked(&mut shard.lock(), booking)?;
         match existing {
             None => Ok(booking.clone()),
-            Some(id) => self.keyed_booking(id, booking).await,
+            Some(loc) => self.keyed_booking(loc, booking),
         }
     }
 
     async fn booking(&self, id: BookingId) -> Result<Option<Booking>> {
-        Ok(self
-            .shard_via(&self.inner.bookings, &id)
-            .and_then(|s| s.lock().booking_by_id(id)))
+        Ok(self.read_booking(id, |s, r| s.booking(r)))
     }
 
     async fn booking_by_key(&self, customer: UserId, key: &str) -> Result<Option<Booking>> {
-        let found = self
-            .inner
-            .booking_keys
-            .get(&self.inner.keys.booking_key(customer, key))
-            .map(|e| *e.value());
-        match found {
-            Some(id) => Ok(self
-                .booking(id)
-                .await?
-                .filter(|b| b.customer == customer && b.idempotency_key == key)),
-            None => Ok(None),
-        }
+        let fingerprint = self.inner.keys.booking_key(customer, key);
+        Ok(self
+            .read_at(&self.inner.booking_keys, &fingerprint, |s, r| {
+                Some(s.booking(r))
+            })
+            .filter(|b| b.customer == customer && b.idempotency_key == key))
     }
 
     async fn bookings_for_customer(
@@ -341,11 +344,11 @@ impl BookingStore for MemoryStore {
             return Ok(Vec::new());
         };
         let s = shard.lock();
-        let iter: Box<dyn Iterator<Item = &BookingRec>> = match before {
-            Some(b) => Box::new(s.bookings.range(..b).rev().map(|(_, v)| &**v)),
-            None => Box::new(s.bookings.values().rev().map(|v| &**v)),
-        };
-        Ok(iter.take(limit as usize).map(|r| s.booking(r)).collect())
+        Ok(s.bookings
+            .newest_first(before)
+            .take(limit as usize)
+            .map(|r| s.booking(r))
+            .collect())
     }
 
     async fn confirm_booking(&self, request: &ConfirmBooking) -> Result<ConfirmOutcome> {
@@ -404,11 +407,17 @@ impl BookingStore for MemoryStore {
 
     async fn cancel_booking(&self, request: &CancelBooking) -> Result<Booking> {
         let id = request.booking_id;
-        let shard = self.booking_shard(id)?;
+        let (shard, slot) = self
+            .shard_at(&self.inner.bookings, &id)
+            .ok_or_else(|| Error::not_found("booking", id))?;
         let mut s = shard.lock();
+        let loc = Loc {
+            shard: s.number,
+            slot,
+        };
         let rec = s
             .bookings
-            .get(&id)
+            .at(slot)
             .expect("the index names only bookings stored in its shard");
         match rec.fields().status {
             BookingStatus::Cancelled => return Ok(s.booking(rec)),
@@ -445,7 +454,7 @@ impl BookingStore for MemoryStore {
         }];
         if let Some(r) = &request.refund {
             rec.add_refund(r.clone());
-            self.inner.refunds.insert(r.id, id);
+            self.inner.refunds.insert(r.id, loc);
             out.push(DomainEvent::RefundRequested {
                 booking_id: id,
                 refund_id: r.id,

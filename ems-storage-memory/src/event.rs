@@ -35,10 +35,18 @@ impl EventStore for MemoryStore {
                 })
             }
             dashmap::Entry::Vacant(v) => {
-                v.insert(Arc::new(Mutex::new(Shard::new(
+                // Numbered while the entry is held: no other call can add
+                // this event meanwhile, and nothing names the number before
+                // the shard knows it.
+                let shard = Arc::new(Mutex::new(Shard::new(
                     event.clone(),
                     Arc::clone(&self.inner.coupons),
-                ))));
+                    0,
+                )));
+                let n = self.inner.numbered.push(Arc::clone(&shard));
+                // Four billion events would need far more memory than a process has.
+                shard.lock().number = u32::try_from(n).expect("fewer than 2^32 events");
+                v.insert(shard);
             }
         }
         index.by_start.insert((event.starts_at, event.id));

@@ -136,7 +136,7 @@ impl InventoryStore for MemoryStore {
     }
 
     async fn hold(&self, id: HoldId) -> Result<Option<Hold>> {
-        Ok(self.shard_via(&self.inner.holds, &id).and_then(|s| {
+        Ok(self.hold_shard(&id).and_then(|s| {
             let s = s.lock();
             s.holds.get(&id).map(|h| h.hold(&s.event))
         }))
@@ -247,7 +247,7 @@ impl MemoryStore {
     /// `release_hold`, wherever the hold lives.
     fn release_one(&self, id: HoldId, now: DateTime<Utc>) -> Result<Hold> {
         let shard = self
-            .shard_via(&self.inner.holds, &id)
+            .hold_shard(&id)
             .ok_or_else(|| Error::not_found("hold", id))?;
         let mut s = shard.lock();
         let mut out = Vec::new();
@@ -310,7 +310,7 @@ impl MemoryStore {
         }
         s.expiry.insert((hold.expires_at, hold.id));
         s.holds.insert(hold.id, Box::new(HoldRec::of(&hold)));
-        self.inner.holds.insert(hold.id, hold.event_id);
+        self.inner.holds.insert(hold.id, s.number);
         out.push(hold.placed_event());
         Ok(hold)
     }

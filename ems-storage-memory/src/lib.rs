@@ -64,21 +64,35 @@ impl std::fmt::Debug for MemoryStore {
 /// nothing for random UUID keys and costs a fifth of a hold's time.
 type Index<K, V> = DashMap<K, V, ahash::RandomState>;
 
+/// Where a booking's record lives: its event's shard (by number, see
+/// [`Inner::numbered`]) and its slot there (see [`state::Bookings`]). Indexes
+/// of bookings and of what hangs off them (payments, refunds, tickets) name
+/// this, 8 bytes, instead of an id that another index would have to resolve.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Loc {
+    shard: u32,
+    slot: u32,
+}
+
 #[derive(Default)]
 struct Inner {
     directory: RwLock<Directory>,
     events: Index<EventId, Arc<Mutex<Shard>>>,
+    /// The same shards by number, in order of creation (events are never
+    /// removed, so a number never changes).
+    numbered: boxcar::Vec<Arc<Mutex<Shard>>>,
     event_index: RwLock<EventIndex>,
-    holds: Index<HoldId, EventId>,
-    bookings: Index<BookingId, EventId>,
+    /// Each hold's shard number.
+    holds: Index<HoldId, u32>,
+    bookings: Index<BookingId, Loc>,
     keys: Fingerprinter,
-    booking_keys: Index<Fingerprint, BookingId>,
+    booking_keys: Index<Fingerprint, Loc>,
     customer_bookings: Index<UserId, std::collections::BTreeSet<BookingId>>,
-    payments: Index<PaymentId, BookingId>,
+    payments: Index<PaymentId, Loc>,
     payment_keys: Index<Fingerprint, PaymentId>,
     payment_refs: Index<Fingerprint, PaymentId>,
-    refunds: Index<RefundId, BookingId>,
-    tickets: Index<TicketId, BookingId>,
+    refunds: Index<RefundId, Loc>,
+    tickets: Index<TicketId, Loc>,
     outbox: Mutex<Outbox>,
     coupons: Arc<Mutex<CouponBook>>,
     facilities: Mutex<facility::FacilityState>,
@@ -89,8 +103,10 @@ struct Inner {
 /// instead of the key itself. Every lookup checks the record it finds against
 /// the key asked for, so even a digest collision (odds about 2^-128 per pair)
 /// could never hand one customer's booking to another.
+// Two halves rather than a u128: a u128 is 16-byte aligned, which would pad
+// every entry whose value is smaller than 16 bytes.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-struct Fingerprint(u128);
+struct Fingerprint([u64; 2]);
 
 /// Two independently seeded hashers (random per store), one for each half of
 /// a [`Fingerprint`].
@@ -100,7 +116,7 @@ struct Fingerprinter([ahash::RandomState; 2]);
 impl Fingerprinter {
     fn of<T: std::hash::Hash + ?Sized>(&self, value: &T) -> Fingerprint {
         let [a, b] = &self.0;
-        Fingerprint((u128::from(a.hash_one(value)) << 64) | u128::from(b.hash_one(value)))
+        Fingerprint([a.hash_one(value), b.hash_one(value)])
     }
 
     fn booking_key(&self, customer: UserId, key: &str) -> Fingerprint {
@@ -142,38 +158,39 @@ impl MemoryStore {
             .ok_or_else(|| Error::not_found("event", event))
     }
 
-    fn shard_via<K: std::hash::Hash + Eq>(
-        &self,
-        index: &Index<K, EventId>,
-        key: &K,
-    ) -> Option<Arc<Mutex<Shard>>> {
-        let event = *index.get(key)?.value();
-        self.shard(event)
+    /// Shard number `n`.
+    fn numbered(&self, n: u32) -> Option<Arc<Mutex<Shard>>> {
+        self.inner.numbered.get(n as usize).map(Arc::clone)
     }
 
-    /// The shard and booking of a record kept in its booking's record (the
-    /// indexes of such records name only the booking: the booking's own entry
-    /// names its event).
+    /// The shard of hold `id`.
+    fn hold_shard(&self, id: &HoldId) -> Option<Arc<Mutex<Shard>>> {
+        let n = *self.inner.holds.get(id)?.value();
+        self.numbered(n)
+    }
+
+    /// Where `key` of `index` (a booking, payment, refund or ticket id, or a
+    /// booking's key) is kept: its shard and its booking's slot.
     fn shard_at<K: std::hash::Hash + Eq>(
         &self,
-        index: &Index<K, BookingId>,
+        index: &Index<K, Loc>,
         key: &K,
-    ) -> Option<(Arc<Mutex<Shard>>, BookingId)> {
-        let booking = *index.get(key)?.value();
-        Some((self.shard_via(&self.inner.bookings, &booking)?, booking))
+    ) -> Option<(Arc<Mutex<Shard>>, u32)> {
+        let loc = *index.get(key)?.value();
+        Some((self.numbered(loc.shard)?, loc.slot))
     }
 
-    /// Reads from the record of the booking that holds `key` of `index` (a
-    /// payment, refund or ticket id).
+    /// Reads from the booking record that holds `key` of `index` (see
+    /// [`MemoryStore::shard_at`]).
     fn read_at<K: std::hash::Hash + Eq, T>(
         &self,
-        index: &Index<K, BookingId>,
+        index: &Index<K, Loc>,
         key: &K,
         read: impl FnOnce(&Shard, &state::BookingRec) -> Option<T>,
     ) -> Option<T> {
-        let (shard, booking) = self.shard_at(index, key)?;
+        let (shard, slot) = self.shard_at(index, key)?;
         let s = shard.lock();
-        s.bookings.get(&booking).and_then(|r| read(&s, r))
+        s.bookings.at(slot).and_then(|r| read(&s, r))
     }
 
     /// Reads from booking `id`'s record.
@@ -182,9 +199,7 @@ impl MemoryStore {
         id: BookingId,
         read: impl FnOnce(&Shard, &state::BookingRec) -> T,
     ) -> Option<T> {
-        let shard = self.shard_via(&self.inner.bookings, &id)?;
-        let s = shard.lock();
-        s.bookings.get(&id).map(|r| read(&s, r))
+        self.read_at(&self.inner.bookings, &id, |s, r| Some(read(s, r)))
     }
 }
 

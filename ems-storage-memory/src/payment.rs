@@ -5,7 +5,7 @@ use ems_core::payment::*;
 use ems_core::{Error, Result};
 
 use crate::state::{Shard, StoredPayment};
-use crate::MemoryStore;
+use crate::{Loc, MemoryStore};
 
 impl MemoryStore {
     /// `insert_payment` under the lock of the payment's shard: `Ok(None)` when
@@ -18,12 +18,20 @@ impl MemoryStore {
     ) -> Result<Option<PaymentId>> {
         let event_id = s.event.id;
         let gateway = s.gateways.number(&payment.gateway);
-        let Some(rec) = s.bookings.get_mut(&payment.booking_id) else {
+        let Some(slot) = s.bookings.slot_of(&payment.booking_id) else {
             return Err(Error::not_found("booking", payment.booking_id));
         };
         if event_id != payment.event_id {
             return Err(Error::not_found("booking", payment.booking_id));
         }
+        let loc = Loc {
+            shard: s.number,
+            slot,
+        };
+        let rec = s
+            .bookings
+            .at_mut(slot)
+            .ok_or_else(|| Error::not_found("booking", payment.booking_id))?;
         match self
             .inner
             .payment_keys
@@ -33,7 +41,7 @@ impl MemoryStore {
             dashmap::Entry::Vacant(v) => {
                 rec.add_payment(payment, gateway);
                 v.insert(payment.id);
-                self.inner.payments.insert(payment.id, payment.booking_id);
+                self.inner.payments.insert(payment.id, loc);
                 if let Some(r) = &payment.reference {
                     self.inner
                         .payment_refs
@@ -133,25 +141,30 @@ impl PaymentStore for MemoryStore {
     }
 
     async fn update_payment(&self, payment: &Payment) -> Result<()> {
-        let (shard, booking) = self
+        let (shard, slot) = self
             .shard_at(&self.inner.payments, &payment.id)
             .ok_or_else(|| Error::not_found("payment", payment.id))?;
-        if booking != payment.booking_id {
+        let mut s = shard.lock();
+        let booking = s.bookings.at(slot).map(|r| r.fields().id);
+        if booking != Some(payment.booking_id) {
             return Err(Error::invalid(
                 "booking_id",
                 "a payment stays with the booking it was made for",
             ));
         }
-        let mut s = shard.lock();
         self.update_payment_locked(&mut s, payment)
     }
 
     async fn insert_refund(&self, refund: &Refund) -> Result<()> {
-        let (shard, booking) = self
+        let (shard, slot) = self
             .shard_at(&self.inner.payments, &refund.payment_id)
             .ok_or_else(|| Error::not_found("payment", refund.payment_id))?;
         let mut guard = shard.lock();
         let s = &mut *guard;
+        let loc = Loc {
+            shard: s.number,
+            slot,
+        };
         if self.inner.refunds.contains_key(&refund.id) {
             return Err(Error::AlreadyExists {
                 entity: "refund",
@@ -162,9 +175,9 @@ impl PaymentStore for MemoryStore {
         let event_id = s.event.id;
         let rec = s
             .bookings
-            .get_mut(&booking)
+            .at_mut(slot)
             .ok_or_else(|| Error::not_found("payment", refund.payment_id))?;
-        if booking != refund.booking_id {
+        if rec.fields().id != refund.booking_id {
             return Err(Error::invalid(
                 "booking_id",
                 "refund names another booking than its payment",
@@ -172,7 +185,7 @@ impl PaymentStore for MemoryStore {
         }
         rec.check_refundable(refund, event_id, &s.gateways)?;
         rec.add_refund(refund.clone());
-        self.inner.refunds.insert(refund.id, booking);
+        self.inner.refunds.insert(refund.id, loc);
         self.record(
             refund.created_at,
             [DomainEvent::RefundRequested {
@@ -191,13 +204,13 @@ impl PaymentStore for MemoryStore {
     }
 
     async fn update_refund(&self, refund: &Refund) -> Result<()> {
-        let (shard, booking) = self
+        let (shard, slot) = self
             .shard_at(&self.inner.refunds, &refund.id)
             .ok_or_else(|| Error::not_found("refund", refund.id))?;
         let mut s = shard.lock();
         let rec = s
             .bookings
-            .get_mut(&booking)
+            .at_mut(slot)
             .ok_or_else(|| Error::not_found("refund", refund.id))?;
         let at = rec
             .refunds

@@ -176,11 +176,93 @@ pub(crate) struct Shard {
     pub(crate) expiry: BTreeSet<(DateTime<Utc>, HoldId)>,
     /// Ended holds without a booking, oldest first: what `purge_ended_holds` may forget.
     pub(crate) ended: VecDeque<(DateTime<Utc>, HoldId)>,
-    /// Each booking with its payments, refunds and tickets, boxed so that the
-    /// tree's nodes stay small and a split moves pointers, not records.
-    pub(crate) bookings: BTreeMap<BookingId, Box<BookingRec>>,
+    /// Each booking with its payments, refunds and tickets, in its slot.
+    pub(crate) bookings: Bookings,
+    /// This shard's number in the store (indexes name shards by it).
+    pub(crate) number: u32,
     /// Gateway names of the event's bookings and payments.
     pub(crate) gateways: Names,
+}
+
+/// An event's bookings. Each record is boxed in a slot whose number never
+/// changes (bookings are never removed), so the store's indexes name a booking
+/// by shard and slot in 8 bytes instead of by its 16-byte id; the slots are
+/// also kept by booking id, for lookups by id and listings in id order.
+#[derive(Default)]
+pub(crate) struct Bookings {
+    by_id: BTreeMap<BookingId, u32>,
+    #[allow(
+        clippy::vec_box,
+        reason = "a grown Vec's spare capacity costs 8 bytes per slot boxed, \
+                  a whole record unboxed, and growing copies pointers, not records"
+    )]
+    slots: Vec<Box<BookingRec>>,
+}
+
+impl Bookings {
+    /// Booking `id`'s record.
+    pub(crate) fn get(&self, id: &BookingId) -> Option<&BookingRec> {
+        self.by_id.get(id).and_then(|&n| self.at(n))
+    }
+
+    /// Booking `id`'s record, to change.
+    pub(crate) fn get_mut(&mut self, id: &BookingId) -> Option<&mut BookingRec> {
+        let n = *self.by_id.get(id)?;
+        self.at_mut(n)
+    }
+
+    /// The slot of booking `id`.
+    pub(crate) fn slot_of(&self, id: &BookingId) -> Option<u32> {
+        self.by_id.get(id).copied()
+    }
+
+    /// The record in slot `n`.
+    pub(crate) fn at(&self, n: u32) -> Option<&BookingRec> {
+        self.slots.get(n as usize).map(|r| &**r)
+    }
+
+    /// The record in slot `n`, to change.
+    pub(crate) fn at_mut(&mut self, n: u32) -> Option<&mut BookingRec> {
+        self.slots.get_mut(n as usize).map(|r| &mut **r)
+    }
+
+    /// Keeps `rec`, booking `id`'s (not kept yet: the caller checked), in a
+    /// new slot; returns the slot's number.
+    pub(crate) fn insert(&mut self, id: BookingId, rec: BookingRec) -> u32 {
+        // Four billion bookings of one event would need far more memory than a
+        // process has.
+        let n = u32::try_from(self.slots.len()).expect("fewer than 2^32 bookings per event");
+        self.slots.push(Box::new(rec));
+        self.by_id.insert(id, n);
+        n
+    }
+
+    /// The records in id order.
+    pub(crate) fn values(&self) -> impl Iterator<Item = &BookingRec> + '_ {
+        self.by_id.values().filter_map(|&n| self.at(n))
+    }
+
+    /// The records newest id first: all, or those with ids below `before`.
+    pub(crate) fn newest_first(
+        &self,
+        before: Option<BookingId>,
+    ) -> impl Iterator<Item = &BookingRec> + '_ {
+        let ids = match before {
+            Some(b) => self.by_id.range(..b),
+            None => self.by_id.range(..),
+        };
+        ids.rev().filter_map(|(_, &n)| self.at(n))
+    }
+}
+
+impl std::ops::Index<&BookingId> for Bookings {
+    type Output = BookingRec;
+
+    /// Booking `id`'s record; panics if the event has no such booking (as a
+    /// map's index does).
+    fn index(&self, id: &BookingId) -> &BookingRec {
+        self.get(id).expect("a booking of this event")
+    }
 }
 
 /// A hold as its event's shard keeps it. Its event and organization are the
@@ -643,7 +725,7 @@ impl BookingRec {
 }
 
 impl Shard {
-    pub(crate) fn new(event: Event, coupons: Arc<Mutex<CouponBook>>) -> Self {
+    pub(crate) fn new(event: Event, coupons: Arc<Mutex<CouponBook>>, number: u32) -> Self {
         Self {
             coupons,
             event,
@@ -654,7 +736,8 @@ impl Shard {
             holds: HashMap::default(),
             expiry: BTreeSet::new(),
             ended: VecDeque::new(),
-            bookings: BTreeMap::new(),
+            bookings: Bookings::default(),
+            number,
             gateways: Names::default(),
         }
     }

@@ -30,7 +30,7 @@ impl TicketStore for MemoryStore {
         event: EventId,
         now: DateTime<Utc>,
     ) -> Result<CheckIn> {
-        let Some((shard, booking)) = self.shard_at(&self.inner.tickets, &ticket) else {
+        let Some((shard, slot)) = self.shard_at(&self.inner.tickets, &ticket) else {
             return Ok(CheckIn::Refused {
                 refusal: CheckInRefusal::Unknown,
             });
@@ -39,7 +39,7 @@ impl TicketStore for MemoryStore {
         let ticket_event = s.event.id;
         let Some(t) = s
             .bookings
-            .get_mut(&booking)
+            .at_mut(slot)
             .and_then(|r| r.tickets.iter_mut().find(|t| t.id == ticket))
         else {
             return Ok(CheckIn::Refused {
@@ -62,7 +62,10 @@ impl TicketStore for MemoryStore {
             });
         }
         t.checked_in_at = Some(now);
-        let rec = &s.bookings[&booking];
+        let rec = s
+            .bookings
+            .at(slot)
+            .expect("changed above under the same lock");
         let admitted = s.ticket(
             rec,
             rec.tickets
