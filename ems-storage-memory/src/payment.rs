@@ -225,7 +225,7 @@ impl PaymentStore for MemoryStore {
                 .iter_mut()
                 .find(|p| p.id == refund.payment_id)
                 .ok_or_else(|| Error::not_found("payment", refund.payment_id))?;
-            payment.refunded = payment.refunded.checked_add(refund.amount)?;
+            payment.set_refunded(payment.refunded().checked_add(refund.amount)?);
             payment.version += 1;
             payment.updated_at = refund.updated_at;
         }

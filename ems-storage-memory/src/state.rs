@@ -499,21 +499,69 @@ pub(crate) struct BookingRec {
 }
 
 /// A payment as its booking's record keeps it: its booking and event are the
-/// record's, and the idempotency key every first payment of a checkout has
-/// (`booking-{booking id}`) is not spelled out.
+/// record's, its amounts take 8 bytes each, and the idempotency key every
+/// first payment of a checkout has (`booking-{booking id}`) is not spelled
+/// out; a key of its own and a failure message, which most payments lack,
+/// live in one box.
 pub(crate) struct StoredPayment {
     pub(crate) id: PaymentId,
     gateway: Name,
     reference: Option<Box<str>>,
-    pub(crate) amount: Money,
-    pub(crate) refunded: Money,
+    amounts: Amounts,
     pub(crate) status: PaymentStatus,
-    failure: Option<Box<str>>,
-    /// `None`: the booking's own key, `booking-{booking id}`.
-    key: Option<Box<str>>,
+    /// `None`: no failure and the booking's own key.
+    extra: Option<Box<PaymentExtra>>,
     created_at: DateTime<Utc>,
     pub(crate) updated_at: DateTime<Utc>,
     pub(crate) version: u64,
+}
+
+/// A payment's amount and what of it was refunded: packed when both are in
+/// one currency and fit [`Dec8`], else whole.
+enum Amounts {
+    Packed {
+        currency: Currency,
+        amount: Dec8,
+        refunded: Dec8,
+    },
+    Whole(Box<[Money; 2]>),
+}
+
+impl Amounts {
+    fn of(amount: Money, refunded: Money) -> Self {
+        let packed = (amount.currency() == refunded.currency())
+            .then(|| Some((Dec8::of(amount.amount())?, Dec8::of(refunded.amount())?)))
+            .flatten();
+        match packed {
+            Some((a, r)) => Amounts::Packed {
+                currency: amount.currency(),
+                amount: a,
+                refunded: r,
+            },
+            None => Amounts::Whole(Box::new([amount, refunded])),
+        }
+    }
+
+    fn get(&self) -> [Money; 2] {
+        match self {
+            Amounts::Packed {
+                currency,
+                amount,
+                refunded,
+            } => [
+                Money::new(amount.get(), *currency),
+                Money::new(refunded.get(), *currency),
+            ],
+            Amounts::Whole(whole) => **whole,
+        }
+    }
+}
+
+/// What few payments have: a failure message, a key other than the booking's own.
+struct PaymentExtra {
+    failure: Option<Box<str>>,
+    /// `None`: the booking's own key, `booking-{booking id}`.
+    key: Option<Box<str>>,
 }
 
 impl StoredPayment {
@@ -525,15 +573,17 @@ impl StoredPayment {
             .idempotency_key
             .strip_prefix("booking-")
             .is_some_and(|id| id == payment.booking_id.0.hyphenated().encode_lower(&mut buf));
+        let extra = PaymentExtra {
+            failure: payment.failure.as_deref().map(Into::into),
+            key: (!own_key).then(|| payment.idempotency_key.as_str().into()),
+        };
         Self {
             id: payment.id,
             gateway,
             reference: payment.reference.as_deref().map(Into::into),
-            amount: payment.amount,
-            refunded: payment.refunded,
+            amounts: Amounts::of(payment.amount, payment.refunded),
             status: payment.status,
-            failure: payment.failure.as_deref().map(Into::into),
-            key: (!own_key).then(|| payment.idempotency_key.as_str().into()),
+            extra: (extra.failure.is_some() || extra.key.is_some()).then(|| Box::new(extra)),
             created_at: payment.created_at,
             updated_at: payment.updated_at,
             version: payment.version,
@@ -543,24 +593,37 @@ impl StoredPayment {
     /// The payment, of `booking` for `event`; `names` are the event's gateway
     /// names.
     pub(crate) fn payment(&self, booking: BookingId, event: EventId, names: &Names) -> Payment {
+        let [amount, refunded] = self.amounts.get();
+        let extra = self.extra.as_deref();
         Payment {
             id: self.id,
             booking_id: booking,
             event_id: event,
             gateway: names.get(self.gateway).to_owned(),
             reference: self.reference.as_deref().map(str::to_owned),
-            amount: self.amount,
-            refunded: self.refunded,
+            amount,
+            refunded,
             status: self.status,
-            failure: self.failure.as_deref().map(str::to_owned),
-            idempotency_key: match &self.key {
-                Some(key) => key.to_string(),
+            failure: extra.and_then(|e| e.failure.as_deref()).map(str::to_owned),
+            idempotency_key: match extra.and_then(|e| e.key.as_deref()) {
+                Some(key) => key.to_owned(),
                 None => format!("booking-{booking}"),
             },
             created_at: self.created_at,
             updated_at: self.updated_at,
             version: self.version,
         }
+    }
+
+    /// What was refunded of the payment.
+    pub(crate) fn refunded(&self) -> Money {
+        self.amounts.get()[1]
+    }
+
+    /// Records that `refunded` of the payment is now refunded.
+    pub(crate) fn set_refunded(&mut self, refunded: Money) {
+        let [amount, _] = self.amounts.get();
+        self.amounts = Amounts::of(amount, refunded);
     }
 
     /// The gateway's reference, once it gave one.
@@ -1023,6 +1086,72 @@ mod tests {
                 None => prop_assert!(mantissa.abs() >= 1 << 55),
             }
         }
+    }
+
+    #[test]
+    fn a_payment_is_kept_exactly_in_any_shape() {
+        use ems_core::testkit::eur;
+        let booking = BookingId::new();
+        let event = EventId::new();
+        let base = Payment {
+            id: PaymentId::new(),
+            booking_id: booking,
+            event_id: event,
+            gateway: "fake".into(),
+            reference: Some("ref_1".into()),
+            amount: eur("120.50"),
+            refunded: eur("0"),
+            status: PaymentStatus::Succeeded,
+            failure: None,
+            idempotency_key: format!("booking-{booking}"),
+            created_at: DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap_or_default(),
+            updated_at: DateTime::<Utc>::from_timestamp(1_700_000_100, 0).unwrap_or_default(),
+            version: 3,
+        };
+        let usd = Money::parse("1", "USD").unwrap();
+        let shapes = [
+            base.clone(),
+            Payment {
+                failure: Some("card declined".into()),
+                status: PaymentStatus::Failed,
+                ..base.clone()
+            },
+            Payment {
+                idempotency_key: "retry-7".into(),
+                ..base.clone()
+            },
+            Payment {
+                idempotency_key: format!("booking-{}", BookingId::new()),
+                reference: None,
+                ..base.clone()
+            },
+            // Amounts that do not pack: too many digits, two currencies.
+            Payment {
+                amount: Money::new(Decimal::MAX, eur("1").currency()),
+                ..base.clone()
+            },
+            Payment {
+                refunded: usd,
+                ..base.clone()
+            },
+            Payment {
+                amount: eur("120.5000"),
+                refunded: eur("20.5"),
+                ..base.clone()
+            },
+        ];
+        let mut names = Names::default();
+        for p in shapes {
+            let kept = StoredPayment::of(&p, names.number(&p.gateway));
+            let back = kept.payment(booking, event, &names);
+            assert_eq!(back, p);
+            assert_eq!(back.amount.amount().scale(), p.amount.amount().scale());
+            assert_eq!(kept.refunded(), p.refunded);
+        }
+        let mut kept = StoredPayment::of(&base, names.number("fake"));
+        kept.set_refunded(eur("20.25"));
+        assert_eq!(kept.payment(booking, event, &names).refunded, eur("20.25"));
+        assert_eq!(kept.payment(booking, event, &names).amount, eur("120.50"));
     }
 
     #[test]
