@@ -33,6 +33,14 @@ impl MemoryStore {
         match self.inner.booking_keys.entry(key) {
             dashmap::Entry::Occupied(o) => Ok(Some(*o.get())),
             dashmap::Entry::Vacant(v) => {
+                // Held until the booking is in, so an id is taken once.
+                let dashmap::Entry::Vacant(by_id) = self.inner.bookings.entry(booking.id) else {
+                    return Err(Error::AlreadyExists {
+                        entity: "booking",
+                        field: "id",
+                        value: booking.id.to_string(),
+                    });
+                };
                 let mut out = Vec::new();
                 s.expire_due(booking.created_at, u32::MAX, &mut out);
                 // Holds expired just now are recorded whether or not this booking is.
@@ -60,12 +68,15 @@ impl MemoryStore {
                     slot: s.bookings.insert(booking.id, rec),
                 };
                 v.insert(loc);
-                self.inner.bookings.insert(booking.id, loc);
-                self.inner
+                by_id.insert(loc);
+                let mut mine = self
+                    .inner
                     .customer_bookings
                     .entry(booking.customer)
-                    .or_default()
-                    .insert(booking.id);
+                    .or_default();
+                // Ids grow with time (UUID v7), so this is nearly always the end.
+                let at = mine.partition_point(|b| *b < booking.id);
+                mine.insert(at, booking.id);
                 out.push(DomainEvent::BookingCreated {
                     event_id: booking.event_id,
                     booking_id: booking.id,
@@ -319,10 +330,15 @@ impl BookingStore for MemoryStore {
         limit: u32,
     ) -> Result<Vec<Booking>> {
         let ids: Vec<BookingId> = match self.inner.customer_bookings.get(&customer) {
-            Some(set) => match before {
-                Some(b) => set.range(..b).rev().take(limit as usize).copied().collect(),
-                None => set.iter().rev().take(limit as usize).copied().collect(),
-            },
+            Some(mine) => {
+                let end = before.map_or(mine.len(), |b| mine.partition_point(|id| *id < b));
+                mine[..end]
+                    .iter()
+                    .rev()
+                    .take(limit as usize)
+                    .copied()
+                    .collect()
+            }
             None => Vec::new(),
         };
         let mut out = Vec::with_capacity(ids.len());

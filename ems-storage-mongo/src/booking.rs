@@ -263,7 +263,17 @@ impl BookingStore for MongoStore {
                 .await?
             {
                 Some(existing) => Ok(existing),
-                None => Err(e),
+                // No booking has the key: the duplicate was the id.
+                None => Err(match e {
+                    Error::AlreadyExists {
+                        entity: "booking", ..
+                    } => Error::AlreadyExists {
+                        entity: "booking",
+                        field: "id",
+                        value: booking.id.to_string(),
+                    },
+                    e => e,
+                }),
             },
         }
     }

@@ -177,6 +177,7 @@ macro_rules! __conformance_suite {
             late_payment_is_refunded_when_sold_out,
             forged_webhook_signature_is_rejected,
             booking_a_foreign_hold_is_rejected,
+            a_booking_id_is_taken_once,
             customer_cancellation_refunds_per_policy,
             cancellation_after_the_last_deadline_is_refused,
             failed_refund_is_recorded_and_retry_pays_once,

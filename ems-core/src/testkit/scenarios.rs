@@ -3039,6 +3039,78 @@ pub async fn booking_a_foreign_hold_is_rejected(stores: TestStores) {
     );
 }
 
+/// A booking id is taken once: a second booking with it (another hold,
+/// another key) is refused and changes nothing.
+pub async fn a_booking_id_is_taken_once(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(10, &[("GA", "10", 10)]).await;
+    let owner = f.customer();
+    let customer = owner.user().expect("a user");
+    let mut holds = Vec::new();
+    for _ in 0..2 {
+        let hold = f
+            .ems
+            .place_hold(&owner, e.id, &items(tiers[0].id, 1), HoldOptions::default())
+            .await
+            .expect("hold");
+        holds.push(hold);
+    }
+    let now = f.clock_now();
+    let booking_on =
+        |hold: &crate::inventory::Hold, id: BookingId, key: &str| crate::booking::Booking {
+            id,
+            event_id: e.id,
+            organization: e.organization,
+            customer,
+            hold_id: hold.id,
+            lines: hold.lines.clone(),
+            quote: hold.quote.clone(),
+            total: hold.total,
+            status: BookingStatus::Pending,
+            reason: None,
+            idempotency_key: key.into(),
+            gateway: "fake".into(),
+            created_at: now,
+            updated_at: now,
+            version: 1,
+        };
+    let id = BookingId::new();
+    let first = booking_on(&holds[0], id, "first");
+    f.ems.store().create_booking(&first).await.expect("booked");
+    let again = booking_on(&holds[1], id, "second");
+    let err = f.ems.store().create_booking(&again).await;
+    assert!(
+        matches!(
+            err,
+            Err(Error::AlreadyExists {
+                entity: "booking",
+                field: "id",
+                ..
+            })
+        ),
+        "got {err:?}"
+    );
+    let store = f.ems.store();
+    assert_eq!(store.booking(id).await.expect("read"), Some(first.clone()));
+    assert_eq!(
+        store
+            .booking_by_key(customer, "second")
+            .await
+            .expect("read"),
+        None
+    );
+    let second_hold = store.hold(holds[1].id).await.expect("read").expect("kept");
+    assert_eq!(
+        second_hold.booking_id, None,
+        "the second hold stays unbooked"
+    );
+    let listed = store
+        .bookings_for_customer(customer, None, 10)
+        .await
+        .expect("list");
+    assert_eq!(listed, vec![first]);
+}
+
 /// A published event of 10 with `policy` and one tier at `price` EUR.
 async fn event_with_refund_policy(
     f: &Fixture,
