@@ -7,6 +7,7 @@ use ems_core::outbox::DomainEvent;
 use ems_core::ticket::TicketStatus;
 use ems_core::{Error, Result};
 
+use crate::payment::Inserted;
 use crate::state::{BookingRec, Shard, StoredTicket};
 use crate::{Loc, MemoryStore};
 
@@ -245,13 +246,18 @@ impl MemoryStore {
         };
         match existing {
             Err(loc) => Ok(Opened::Existing(self.keyed_booking(loc, booking)?)),
-            Ok(Ok(None)) => Ok(Opened::Created {
+            Ok(Ok(Inserted::Stored)) => Ok(Opened::Created {
                 booking: booking.clone(),
                 payment: payment.clone(),
             }),
-            Ok(Ok(Some(other))) => Ok(Opened::Created {
+            Ok(Ok(Inserted::Existing(other))) => Ok(Opened::Created {
                 booking: booking.clone(),
                 payment: self.keyed_payment(other, payment).await?,
+            }),
+            // The booking is in; its payment as `insert_payment` alone stores it.
+            Ok(Ok(Inserted::Busy)) => Ok(Opened::Created {
+                booking: booking.clone(),
+                payment: ems_core::payment::PaymentStore::insert_payment(self, payment).await?,
             }),
             Ok(Err(e)) => Err(e),
         }

@@ -92,7 +92,7 @@ struct Inner {
     customer_bookings: Index<UserId, Vec<BookingId>>,
     payments: Index<PaymentId, Loc>,
     payment_keys: Index<Fingerprint, PaymentId>,
-    payment_refs: Index<Fingerprint, PaymentId>,
+    payment_refs: Index<Fingerprint, Loc>,
     refunds: Index<RefundId, Loc>,
     tickets: Index<TicketId, Loc>,
     outbox: Mutex<Outbox>,

@@ -4,20 +4,47 @@ use ems_core::outbox::DomainEvent;
 use ems_core::payment::*;
 use ems_core::{Error, Result};
 
-use crate::state::{Shard, StoredPayment};
+use crate::state::{BookingRec, Shard, StoredPayment};
 use crate::{Loc, MemoryStore};
 
+/// What `insert_payment_locked` did.
+pub(crate) enum Inserted {
+    /// The payment is stored.
+    Stored,
+    /// Its idempotency key names payment `id` already (read it after
+    /// unlocking: it may live in another shard).
+    Existing(PaymentId),
+    /// The key names another event's booking whose shard was busy: try
+    /// again without this shard's lock (see `insert_payment_locked`).
+    Busy,
+}
+
+/// The booking whose own payment key `key` is (`booking-{id}`, as the
+/// checkout names a booking's first payment), if it is one.
+pub(crate) fn key_owner(key: &str) -> Option<BookingId> {
+    let id = uuid::Uuid::try_parse(key.strip_prefix("booking-")?).ok()?;
+    // Only the spelling `format!` gives is a booking's own key.
+    let mut buf = uuid::Uuid::encode_buffer();
+    (id.hyphenated().encode_lower(&mut buf) == &key["booking-".len()..]).then_some(BookingId(id))
+}
+
 impl MemoryStore {
-    /// `insert_payment` under the lock of the payment's shard: `Ok(None)` when
-    /// stored, `Ok(Some(id))` when its idempotency key already names payment
-    /// `id` (read it after unlocking: it may live in another shard).
+    /// `insert_payment` under the lock of the payment's shard.
+    ///
+    /// A booking's own payment key (`booking-{its id}`, every checkout's
+    /// first payment) is not indexed: the booking's record says whether a
+    /// payment has it. Every other key is, and a key that is another
+    /// booking's own key is checked against that booking's record too. That
+    /// booking may live in another shard: its lock is only tried (two shards
+    /// locked in opposite orders would deadlock), and `Busy` says to retry
+    /// without this lock. The key's index entry is held throughout, so a
+    /// key is given once even then.
     pub(crate) fn insert_payment_locked(
         &self,
         s: &mut Shard,
         payment: &Payment,
-    ) -> Result<Option<PaymentId>> {
+    ) -> Result<Inserted> {
         let event_id = s.event.id;
-        let gateway = s.gateways.number(&payment.gateway);
         let Some(slot) = s.bookings.slot_of(&payment.booking_id) else {
             return Err(Error::not_found("booking", payment.booking_id));
         };
@@ -28,36 +55,72 @@ impl MemoryStore {
             shard: s.number,
             slot,
         };
+        let key = &payment.idempotency_key;
+        let owner = key_owner(key);
+        let own = owner == Some(payment.booking_id);
+        let has_own =
+            |rec: &BookingRec| rec.payments.iter().find(|p| p.has_own_key()).map(|p| p.id);
+        if own {
+            if let Some(id) = s.bookings.at(slot).and_then(has_own) {
+                return Ok(Inserted::Existing(id));
+            }
+        }
+        let fingerprint = self.inner.keys.payment_key(key);
+        let by_key = match self.inner.payment_keys.entry(fingerprint) {
+            dashmap::Entry::Occupied(o) => return Ok(Inserted::Existing(*o.get())),
+            dashmap::Entry::Vacant(v) => v,
+        };
+        if let Some(other) = owner.filter(|_| !own) {
+            let taken = match self.inner.bookings.get(&other).map(|e| *e.value()) {
+                None => None,
+                Some(at) if at.shard == s.number => s.bookings.at(at.slot).and_then(has_own),
+                Some(at) => {
+                    let Some(shard) = self.numbered(at.shard) else {
+                        return Err(Error::not_found("booking", other));
+                    };
+                    let Some(theirs) = shard.try_lock() else {
+                        return Ok(Inserted::Busy);
+                    };
+                    theirs.bookings.at(at.slot).and_then(has_own)
+                }
+            };
+            if let Some(id) = taken {
+                return Ok(Inserted::Existing(id));
+            }
+        }
+        let dashmap::Entry::Vacant(by_id) = self.inner.payments.entry(payment.id) else {
+            return Err(Error::AlreadyExists {
+                entity: "payment",
+                field: "id",
+                value: payment.id.to_string(),
+            });
+        };
+        let gateway = s.gateways.number(&payment.gateway);
         let rec = s
             .bookings
             .at_mut(slot)
             .ok_or_else(|| Error::not_found("booking", payment.booking_id))?;
-        match self
-            .inner
-            .payment_keys
-            .entry(self.inner.keys.payment_key(&payment.idempotency_key))
-        {
-            dashmap::Entry::Occupied(o) => Ok(Some(*o.get())),
-            dashmap::Entry::Vacant(v) => {
-                rec.add_payment(payment, gateway);
-                v.insert(payment.id);
-                self.inner.payments.insert(payment.id, loc);
-                if let Some(r) = &payment.reference {
-                    self.inner
-                        .payment_refs
-                        .insert(self.inner.keys.reference(&payment.gateway, r), payment.id);
-                }
-                self.record(
-                    payment.created_at,
-                    [DomainEvent::PaymentStarted {
-                        booking_id: payment.booking_id,
-                        payment_id: payment.id,
-                        amount: payment.amount,
-                    }],
-                );
-                Ok(None)
-            }
+        rec.add_payment(payment, gateway);
+        by_id.insert(loc);
+        if own {
+            drop(by_key);
+        } else {
+            by_key.insert(payment.id);
         }
+        if let Some(r) = &payment.reference {
+            self.inner
+                .payment_refs
+                .insert(self.inner.keys.reference(&payment.gateway, r), loc);
+        }
+        self.record(
+            payment.created_at,
+            [DomainEvent::PaymentStarted {
+                booking_id: payment.booking_id,
+                payment_id: payment.id,
+                amount: payment.amount,
+            }],
+        );
+        Ok(Inserted::Stored)
     }
 
     /// Payment `id`, found under the idempotency key of `new` (checked, see
@@ -77,9 +140,17 @@ impl MemoryStore {
     /// `update_payment` under the lock of the payment's shard.
     pub(crate) fn update_payment_locked(&self, s: &mut Shard, payment: &Payment) -> Result<()> {
         let gateway = s.gateways.number(&payment.gateway);
+        let slot = s
+            .bookings
+            .slot_of(&payment.booking_id)
+            .ok_or_else(|| Error::not_found("payment", payment.id))?;
+        let loc = Loc {
+            shard: s.number,
+            slot,
+        };
         let current = s
             .bookings
-            .get_mut(&payment.booking_id)
+            .at_mut(slot)
             .and_then(|r| r.payments.iter_mut().find(|p| p.id == payment.id))
             .ok_or_else(|| Error::not_found("payment", payment.id))?;
         check_payment_version(payment, current.version)?;
@@ -88,7 +159,7 @@ impl MemoryStore {
             if current.reference() != Some(r.as_str()) {
                 self.inner
                     .payment_refs
-                    .insert(self.inner.keys.reference(&payment.gateway, r), payment.id);
+                    .insert(self.inner.keys.reference(&payment.gateway, r), loc);
             }
         }
         *current = StoredPayment::of(payment, gateway);
@@ -101,10 +172,16 @@ impl MemoryStore {
 impl PaymentStore for MemoryStore {
     async fn insert_payment(&self, payment: &Payment) -> Result<Payment> {
         let shard = self.shard_or_missing(payment.event_id)?;
-        let existing = self.insert_payment_locked(&mut shard.lock(), payment)?;
-        match existing {
-            None => Ok(payment.clone()),
-            Some(id) => self.keyed_payment(id, payment).await,
+        loop {
+            let inserted = self.insert_payment_locked(&mut shard.lock(), payment)?;
+            match inserted {
+                Inserted::Stored => return Ok(payment.clone()),
+                Inserted::Existing(id) => return self.keyed_payment(id, payment).await,
+                // Only a key naming another event's booking, while that
+                // event's shard is locked: a lock held for one short
+                // critical section (none awaits under it).
+                Inserted::Busy => std::thread::yield_now(),
+            }
         }
     }
 
@@ -120,18 +197,16 @@ impl PaymentStore for MemoryStore {
         gateway: &str,
         reference: &str,
     ) -> Result<Option<Payment>> {
-        let id = self
-            .inner
-            .payment_refs
-            .get(&self.inner.keys.reference(gateway, reference))
-            .map(|e| *e.value());
-        match id {
-            Some(id) => Ok(self
-                .payment(id)
-                .await?
-                .filter(|p| p.gateway == gateway && p.reference.as_deref() == Some(reference))),
-            None => Ok(None),
-        }
+        let fingerprint = self.inner.keys.reference(gateway, reference);
+        Ok(
+            self.read_at(&self.inner.payment_refs, &fingerprint, |s, r| {
+                r.payments
+                    .iter()
+                    .filter(|p| p.reference() == Some(reference))
+                    .map(|p| p.payment(r.fields().id, s.event.id, &s.gateways))
+                    .find(|p| p.gateway == gateway)
+            }),
+        )
     }
 
     async fn payments_for_booking(&self, booking: BookingId) -> Result<Vec<Payment>> {
@@ -239,5 +314,79 @@ impl PaymentStore for MemoryStore {
         Ok(self
             .read_booking(booking, |_, r| r.refunds.to_vec())
             .unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use ems_core::testkit::{Fixture, TestStores};
+
+    use super::*;
+
+    #[test]
+    fn only_the_spelling_a_checkout_gives_is_a_bookings_own_key() {
+        let id = BookingId::new();
+        assert_eq!(key_owner(&format!("booking-{id}")), Some(id));
+        let upper = format!("booking-{}", id.0.hyphenated().to_string().to_uppercase());
+        for other in [
+            format!("booking-{}", id.0.simple()),
+            upper,
+            format!("booking-{id}-2"),
+            format!("{id}"),
+            "booking-".into(),
+        ] {
+            assert_eq!(key_owner(&other), None, "{other}");
+        }
+    }
+
+    /// A payment under another event's booking's own key waits while that
+    /// event's shard is locked, then gets that booking's payment back.
+    #[test]
+    fn a_key_of_a_booking_in_a_locked_shard_waits_for_it() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let store = MemoryStore::new();
+        let (f, first, second) = rt.block_on(async {
+            let f = Fixture::new(TestStores::new(
+                Arc::new(store.clone()),
+                Arc::new(store.clone()),
+            ))
+            .await;
+            let (e1, t1) = f.published_event(10, &[("GA", "10", 10)]).await;
+            let (e2, t2) = f.published_event(10, &[("GA", "10", 10)]).await;
+            let buyer = f.customer();
+            let first = f.buy(&buyer, e1.id, t1[0].id, 1).await;
+            let second = f.buy(&buyer, e2.id, t2[0].id, 1).await;
+            (f, first, second)
+        });
+        let paid = first.payment.clone().expect("a payment");
+        let mut taking =
+            ems_core::booking::OpenCheckout::new(second.booking.clone(), f.clock_now()).payment;
+        taking.idempotency_key = format!("booking-{}", first.booking.id);
+
+        let shard = store
+            .shard(first.booking.event_id)
+            .expect("the event's shard");
+        let guard = shard.lock();
+        let inserting = {
+            let store = store.clone();
+            let handle = rt.handle().clone();
+            std::thread::spawn(move || handle.block_on(store.insert_payment(&taking)))
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!inserting.is_finished(), "it waits for the other shard");
+        drop(guard);
+        let answer = inserting.join().expect("no panic").expect("answered");
+        assert_eq!(answer, paid, "the key's payment is the first booking's");
+        let theirs = rt
+            .block_on(store.payments_for_booking(second.booking.id))
+            .expect("list");
+        assert_eq!(theirs.len(), 1, "no second payment for the second booking");
     }
 }

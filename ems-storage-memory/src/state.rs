@@ -568,11 +568,8 @@ impl StoredPayment {
     /// Keeps `payment` (whose booking and event the caller checked), through
     /// `gateway`, its gateway's number.
     pub(crate) fn of(payment: &Payment, gateway: Name) -> Self {
-        let mut buf = uuid::Uuid::encode_buffer();
-        let own_key = payment
-            .idempotency_key
-            .strip_prefix("booking-")
-            .is_some_and(|id| id == payment.booking_id.0.hyphenated().encode_lower(&mut buf));
+        let own_key =
+            crate::payment::key_owner(&payment.idempotency_key) == Some(payment.booking_id);
         let extra = PaymentExtra {
             failure: payment.failure.as_deref().map(Into::into),
             key: (!own_key).then(|| payment.idempotency_key.as_str().into()),
@@ -613,6 +610,11 @@ impl StoredPayment {
             updated_at: self.updated_at,
             version: self.version,
         }
+    }
+
+    /// Whether the payment has its booking's own key (`booking-{id}`).
+    pub(crate) fn has_own_key(&self) -> bool {
+        self.extra.as_ref().is_none_or(|e| e.key.is_none())
     }
 
     /// What was refunded of the payment.

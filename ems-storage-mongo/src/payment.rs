@@ -163,7 +163,12 @@ impl PaymentStore for MongoStore {
                 .map_err(db)?
                 .map(|d| from_body("payment", &d))
                 .transpose()?
-                .ok_or_else(|| Error::not_found("payment", &payment.idempotency_key)),
+                // No payment has the key: the duplicate was the id.
+                .ok_or_else(|| Error::AlreadyExists {
+                    entity: "payment",
+                    field: "id",
+                    value: payment.id.to_string(),
+                }),
             Err(e) => Err(e),
         }
     }

@@ -178,6 +178,7 @@ macro_rules! __conformance_suite {
             forged_webhook_signature_is_rejected,
             booking_a_foreign_hold_is_rejected,
             a_booking_id_is_taken_once,
+            a_payment_key_is_given_once_whoever_uses_it,
             customer_cancellation_refunds_per_policy,
             cancellation_after_the_last_deadline_is_refused,
             failed_refund_is_recorded_and_retry_pays_once,

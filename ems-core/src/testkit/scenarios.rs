@@ -3111,6 +3111,119 @@ pub async fn a_booking_id_is_taken_once(stores: TestStores) {
     assert_eq!(listed, vec![first]);
 }
 
+/// A booking stored directly through the port, on a fresh hold of one unit
+/// of `tier` of `event` for `customer`.
+async fn stored_booking(
+    f: &Fixture,
+    customer: &Actor,
+    event: &crate::event::Event,
+    tier: TierId,
+) -> crate::booking::Booking {
+    let hold = f
+        .ems
+        .place_hold(customer, event.id, &items(tier, 1), HoldOptions::default())
+        .await
+        .expect("hold");
+    let now = f.clock_now();
+    let booking = crate::booking::Booking {
+        id: BookingId::new(),
+        event_id: event.id,
+        organization: event.organization,
+        customer: customer.user().expect("a user"),
+        hold_id: hold.id,
+        lines: hold.lines.clone(),
+        quote: hold.quote.clone(),
+        total: hold.total,
+        status: BookingStatus::Pending,
+        reason: None,
+        idempotency_key: format!("key-{}", hold.id),
+        gateway: "fake".into(),
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    };
+    f.ems
+        .store()
+        .create_booking(&booking)
+        .await
+        .expect("booked")
+}
+
+/// A payment key is given once across every booking and event, the key a
+/// checkout gives a booking's first payment (`booking-{id}`) included, in
+/// whichever order its payments come; a payment id too.
+pub async fn a_payment_key_is_given_once_whoever_uses_it(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e1, t1) = f.published_event(10, &[("GA", "10", 10)]).await;
+    let (e2, t2) = f.published_event(10, &[("GA", "10", 10)]).await;
+    let buyer = f.customer();
+    let b1 = stored_booking(&f, &buyer, &e1, t1[0].id).await;
+    let b3 = stored_booking(&f, &buyer, &e1, t1[0].id).await;
+    let b2 = stored_booking(&f, &buyer, &e2, t2[0].id).await;
+    let store = f.ems.store();
+    let payment = |b: &crate::booking::Booking, key: String| {
+        let mut p = crate::booking::OpenCheckout::new(b.clone(), f.clock_now()).payment;
+        p.idempotency_key = key;
+        p
+    };
+    let own = |b: &crate::booking::Booking| format!("booking-{}", b.id);
+
+    // Another event's booking takes b1's own key first: b1's own payment
+    // then gets that payment back, and b1 has none of its own.
+    let p2 = payment(&b2, own(&b1));
+    assert_eq!(store.insert_payment(&p2).await.expect("stored"), p2);
+    let p1 = payment(&b1, own(&b1));
+    assert_eq!(store.insert_payment(&p1).await.expect("answered"), p2);
+    assert!(store.payment(p1.id).await.expect("read").is_none());
+    assert!(store
+        .payments_for_booking(b1.id)
+        .await
+        .expect("list")
+        .is_empty());
+
+    // b3 pays under its own key first: nobody else gets that key after,
+    // from another event or from the same one.
+    let p3 = payment(&b3, own(&b3));
+    assert_eq!(store.insert_payment(&p3).await.expect("stored"), p3);
+    for other in [&b2, &b1] {
+        let p = payment(other, own(&b3));
+        assert_eq!(store.insert_payment(&p).await.expect("answered"), p3);
+        assert!(store.payment(p.id).await.expect("read").is_none());
+    }
+    assert_eq!(
+        store.payments_for_booking(b2.id).await.expect("list"),
+        vec![p2.clone()]
+    );
+    assert_eq!(
+        store.payments_for_booking(b3.id).await.expect("list"),
+        vec![p3.clone()]
+    );
+
+    // A key of no booking's, and an id already taken.
+    let p4 = payment(&b1, "retry-1".into());
+    assert_eq!(store.insert_payment(&p4).await.expect("stored"), p4);
+    let same_id = crate::payment::Payment {
+        idempotency_key: "retry-2".into(),
+        ..p4.clone()
+    };
+    let err = store.insert_payment(&same_id).await;
+    assert!(
+        matches!(
+            err,
+            Err(Error::AlreadyExists {
+                entity: "payment",
+                field: "id",
+                ..
+            })
+        ),
+        "got {err:?}"
+    );
+    assert_eq!(
+        store.payments_for_booking(b1.id).await.expect("list"),
+        vec![p4]
+    );
+}
+
 /// A published event of 10 with `policy` and one tier at `price` EUR.
 async fn event_with_refund_policy(
     f: &Fixture,
