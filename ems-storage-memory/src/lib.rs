@@ -8,12 +8,16 @@
 //! event's inventory, holds, bookings, payments and tickets live behind one lock,
 //! so every domain-atomic port operation is a single critical section; different
 //! events never contend. A booking is one record with its payments, refunds and
-//! tickets; idempotency keys and gateway references are indexed by a keyed
-//! 128-bit digest, and every lookup checks the record it finds against the key
-//! asked for. Records keep each fact once: a booking takes its lines, quote and
-//! customer from its hold, a hold's quote keeps only what its lines do not say,
-//! and payments and tickets take their booking and event from the record they
-//! live in; what is read is rebuilt whole and equal to what was written.
+//! tickets, in a numbered slot of its event's shard; the store's indexes name
+//! a booking, payment, refund or ticket by shard and slot (8 bytes), and
+//! idempotency keys and gateway references by a keyed 128-bit digest, every
+//! lookup checking the record it finds against the key asked for (a
+//! booking's own payment key, `booking-{id}`, is not indexed at all: its
+//! record tells). Records keep each fact once: a booking takes its lines, quote and
+//! customer from its hold, a hold's quote keeps only what its lines do not say
+//! (amounts in 8 bytes each), and payments and tickets take their booking and
+//! event from the record they live in; what is read is rebuilt whole and
+//! equal to what was written.
 //! Listings are deterministic (ordered by keys, never by hash order). Nothing
 //! is persisted.
 //!
