@@ -265,13 +265,17 @@ impl MemoryStore {
         out: &mut Vec<DomainEvent>,
     ) -> Result<Hold> {
         s.expire_due(request.now, u32::MAX, out);
-        if s.holds.contains_key(&request.id) {
-            return Err(Error::AlreadyExists {
-                entity: "hold",
-                field: "id",
-                value: request.id.to_string(),
-            });
-        }
+        // Held until the hold is in, so an id is taken once across events.
+        let by_id = match self.inner.holds.entry(request.id) {
+            dashmap::Entry::Occupied(_) => {
+                return Err(Error::AlreadyExists {
+                    entity: "hold",
+                    field: "id",
+                    value: request.id.to_string(),
+                })
+            }
+            dashmap::Entry::Vacant(v) => v,
+        };
         // The coupon book (shared by every event) is locked only for orders with a
         // coupon: after the shard, and kept until the use is counted, so two holds
         // racing for a coupon's last use get it once.
@@ -310,7 +314,7 @@ impl MemoryStore {
         }
         s.expiry.insert((hold.expires_at, hold.id));
         s.holds.insert(hold.id, Box::new(HoldRec::of(&hold)));
-        self.inner.holds.insert(hold.id, s.number);
+        by_id.insert(s.number);
         out.push(hold.placed_event());
         Ok(hold)
     }

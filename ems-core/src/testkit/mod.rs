@@ -177,6 +177,7 @@ macro_rules! __conformance_suite {
             late_payment_is_refunded_when_sold_out,
             forged_webhook_signature_is_rejected,
             booking_a_foreign_hold_is_rejected,
+            a_hold_id_is_taken_once,
             a_booking_id_is_taken_once,
             a_payment_key_is_given_once_whoever_uses_it,
             customer_cancellation_refunds_per_policy,

@@ -3111,6 +3111,63 @@ pub async fn a_booking_id_is_taken_once(stores: TestStores) {
     assert_eq!(listed, vec![first]);
 }
 
+/// A hold id is taken once across events: a second hold with it, on the
+/// same event or another, is refused and takes no units.
+pub async fn a_hold_id_is_taken_once(stores: TestStores) {
+    let f = Fixture::new(stores).await;
+    let (e1, t1) = f.published_event(10, &[("GA", "10", 10)]).await;
+    let (e2, t2) = f.published_event(10, &[("GA", "10", 10)]).await;
+    let store = f.ems.store();
+    let first = hold_request(e1.id, t1[0].id, 2, f.clock_now(), 15);
+    let held = store.try_hold(&first).await.expect("held");
+    for (event, tier) in [(e1.id, t1[0].id), (e2.id, t2[0].id)] {
+        let again = crate::inventory::HoldRequest {
+            id: first.id,
+            ..hold_request(event, tier, 3, f.clock_now(), 15)
+        };
+        let err = store.try_hold(&again).await;
+        assert!(
+            matches!(
+                err,
+                Err(Error::AlreadyExists {
+                    entity: "hold",
+                    field: "id",
+                    ..
+                })
+            ),
+            "got {err:?}"
+        );
+    }
+    // In a batch, the request with a taken id alone is refused.
+    let fresh = hold_request(e2.id, t2[0].id, 1, f.clock_now(), 15);
+    let taken = crate::inventory::HoldRequest {
+        id: first.id,
+        ..hold_request(e2.id, t2[0].id, 1, f.clock_now(), 15)
+    };
+    let answers = store.try_hold_batch(&[fresh.clone(), taken]).await;
+    assert_eq!(answers.len(), 2);
+    assert!(answers[0].is_ok(), "got {:?}", answers[0]);
+    assert!(
+        matches!(
+            answers[1],
+            Err(Error::AlreadyExists {
+                entity: "hold",
+                field: "id",
+                ..
+            })
+        ),
+        "got {:?}",
+        answers[1]
+    );
+    assert_eq!(store.hold(first.id).await.expect("read"), Some(held));
+    assert_eq!(f.available(e1.id, t1[0].id).await, 8);
+    assert_eq!(
+        f.available(e2.id, t2[0].id).await,
+        9,
+        "only the fresh hold's unit"
+    );
+}
+
 /// A booking stored directly through the port, on a fresh hold of one unit
 /// of `tier` of `event` for `customer`.
 async fn stored_booking(
