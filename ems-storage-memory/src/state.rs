@@ -307,7 +307,16 @@ impl Dec8 {
     }
 
     fn get(self) -> Decimal {
-        Decimal::from_i128_with_scale(i128::from(self.0 >> 8), (self.0 & 0xff) as u32)
+        let mantissa = self.0 >> 8;
+        let magnitude = mantissa.unsigned_abs();
+        // Below 2^55: the low two of the decimal's three 32-bit words.
+        Decimal::from_parts(
+            magnitude as u32,
+            (magnitude >> 32) as u32,
+            0,
+            mantissa < 0,
+            (self.0 & 0xff) as u32,
+        )
     }
 }
 
@@ -362,27 +371,27 @@ impl CompactQuote {
             return None;
         }
         let dec = |m: Money| Dec8::of(m.amount());
+        // Sized exactly up front: collecting into an `Option` would grow a
+        // vector from nothing and then shrink it into the box.
+        let mut lines = Vec::with_capacity(quote.lines.len());
+        for q in &quote.lines {
+            lines.push(CompactQuoteLine {
+                first_position: q.first_position,
+                base_price: dec(q.base_price)?,
+                rules_applied: q.rules_applied.as_slice().into(),
+                discount: dec(q.discount)?,
+                fees: dec(q.fees)?,
+                tax: dec(q.tax)?,
+                total: dec(q.total)?,
+            });
+        }
         Some(Self {
             currency: c,
             tax_mode: quote.tax_mode,
             order_fee: dec(quote.order_fee)?,
             order_fee_tax: dec(quote.order_fee_tax)?,
             total: dec(quote.total)?,
-            lines: quote
-                .lines
-                .iter()
-                .map(|q| {
-                    Some(CompactQuoteLine {
-                        first_position: q.first_position,
-                        base_price: dec(q.base_price)?,
-                        rules_applied: q.rules_applied.as_slice().into(),
-                        discount: dec(q.discount)?,
-                        fees: dec(q.fees)?,
-                        tax: dec(q.tax)?,
-                        total: dec(q.total)?,
-                    })
-                })
-                .collect::<Option<_>>()?,
+            lines: lines.into_boxed_slice(),
         })
     }
 
