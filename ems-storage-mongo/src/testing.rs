@@ -88,16 +88,11 @@ mod tests {
     #[tokio::test]
     async fn the_first_call_drops_its_prefixs_stale_databases_only() {
         let client = client().await.expect("the test MongoDB");
-        // A prefix of this test alone, so this is its first call here.
-        let prefix = format!(
-            "ems_sweep_{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
-        let old = SystemTime::now() - throwaway::STALE_AFTER - Duration::from_secs(60);
-        let old = old.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
-        let old = uuid::Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, old, 0));
-        let stale = format!("{prefix}_{}", old.simple());
-        let recent = throwaway::name(&prefix).unwrap();
+        let throwaway::SweepCase {
+            prefix,
+            stale,
+            recent,
+        } = throwaway::SweepCase::new();
         for name in [&stale, &recent] {
             // A database exists once it holds something.
             client

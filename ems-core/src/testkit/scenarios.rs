@@ -48,6 +48,32 @@ fn hold_request(
     }
 }
 
+/// A pending booking of all of `hold`, for its customer, under `key`, made
+/// `now`.
+fn booking_of(
+    hold: &crate::inventory::Hold,
+    key: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> crate::booking::Booking {
+    crate::booking::Booking {
+        id: BookingId::new(),
+        event_id: hold.event_id,
+        organization: hold.organization,
+        customer: hold.customer,
+        hold_id: hold.id,
+        lines: hold.lines.clone(),
+        quote: hold.quote.clone(),
+        total: hold.total,
+        status: BookingStatus::Pending,
+        reason: None,
+        idempotency_key: key.into(),
+        gateway: "fake".into(),
+        created_at: now,
+        updated_at: now,
+        version: 1,
+    }
+}
+
 /// A second profile with an email already used (in any case) is refused.
 pub async fn duplicate_email_is_rejected(stores: TestStores) {
     let f = Fixture::new(stores).await;
@@ -2998,21 +3024,8 @@ pub async fn booking_a_foreign_hold_is_rejected(stores: TestStores) {
     let now = f.clock_now();
     let thief = UserId::new();
     let booking = crate::booking::Booking {
-        id: BookingId::new(),
-        event_id: e.id,
-        organization: e.organization,
         customer: thief,
-        hold_id: hold.id,
-        lines: hold.lines.clone(),
-        quote: hold.quote.clone(),
-        total: hold.total,
-        status: BookingStatus::Pending,
-        reason: None,
-        idempotency_key: "steal".into(),
-        gateway: "fake".into(),
-        created_at: now,
-        updated_at: now,
-        version: 1,
+        ..booking_of(&hold, "steal", now)
     };
     let err = f.ems.store().create_booking(&booking).await;
     assert!(matches!(err, Err(Error::Forbidden { .. })), "got {err:?}");
@@ -3059,20 +3072,7 @@ pub async fn a_booking_id_is_taken_once(stores: TestStores) {
     let booking_on =
         |hold: &crate::inventory::Hold, id: BookingId, key: &str| crate::booking::Booking {
             id,
-            event_id: e.id,
-            organization: e.organization,
-            customer,
-            hold_id: hold.id,
-            lines: hold.lines.clone(),
-            quote: hold.quote.clone(),
-            total: hold.total,
-            status: BookingStatus::Pending,
-            reason: None,
-            idempotency_key: key.into(),
-            gateway: "fake".into(),
-            created_at: now,
-            updated_at: now,
-            version: 1,
+            ..booking_of(hold, key, now)
         };
     let id = BookingId::new();
     let first = booking_on(&holds[0], id, "first");
@@ -3181,24 +3181,7 @@ async fn stored_booking(
         .place_hold(customer, event.id, &items(tier, 1), HoldOptions::default())
         .await
         .expect("hold");
-    let now = f.clock_now();
-    let booking = crate::booking::Booking {
-        id: BookingId::new(),
-        event_id: event.id,
-        organization: event.organization,
-        customer: customer.user().expect("a user"),
-        hold_id: hold.id,
-        lines: hold.lines.clone(),
-        quote: hold.quote.clone(),
-        total: hold.total,
-        status: BookingStatus::Pending,
-        reason: None,
-        idempotency_key: format!("key-{}", hold.id),
-        gateway: "fake".into(),
-        created_at: now,
-        updated_at: now,
-        version: 1,
-    };
+    let booking = booking_of(&hold, &format!("key-{}", hold.id), f.clock_now());
     f.ems
         .store()
         .create_booking(&booking)
@@ -3888,26 +3871,8 @@ pub async fn concurrent_checkouts_sell_exactly_capacity(stores: TestStores) {
 /// A pending booking on `hold` under `key`, and its first payment record, as
 /// the checkout saga builds them.
 fn opening(f: &Fixture, hold: &crate::inventory::Hold, key: &str) -> crate::booking::OpenCheckout {
-    use crate::booking::Booking;
     let now = f.clock_now();
-    let booking = Booking {
-        id: BookingId::new(),
-        event_id: hold.event_id,
-        organization: hold.organization,
-        customer: hold.customer,
-        hold_id: hold.id,
-        lines: hold.lines.clone(),
-        quote: hold.quote.clone(),
-        total: hold.total,
-        status: BookingStatus::Pending,
-        reason: None,
-        idempotency_key: key.into(),
-        gateway: "fake".into(),
-        created_at: now,
-        updated_at: now,
-        version: 1,
-    };
-    crate::booking::OpenCheckout::new(booking, now)
+    crate::booking::OpenCheckout::new(booking_of(hold, key, now), now)
 }
 
 /// The settlement of an opened checkout: payment succeeded (with `version`),

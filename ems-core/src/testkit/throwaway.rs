@@ -23,6 +23,12 @@ pub const MAX_PREFIX: usize = 30;
 /// ASCII letter, then lowercase letters, digits and `_`, at most
 /// [`MAX_PREFIX`] bytes.
 pub fn name(prefix: &str) -> Result<String> {
+    name_at(prefix, SystemTime::now())
+}
+
+/// The name [`name`] would have given at time `at` (tests of the sweep make
+/// databases that look old with it).
+pub fn name_at(prefix: &str, at: SystemTime) -> Result<String> {
     let well_formed = prefix.starts_with(|c: char| c.is_ascii_lowercase())
         && prefix
             .bytes()
@@ -36,7 +42,9 @@ pub fn name(prefix: &str) -> Result<String> {
             ),
         ));
     }
-    Ok(format!("{prefix}_{}", uuid::Uuid::now_v7().simple()))
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let ts = uuid::Timestamp::from_unix(uuid::NoContext, since.as_secs(), since.subsec_nanos());
+    Ok(format!("{prefix}_{}", uuid::Uuid::new_v7(ts).simple()))
 }
 
 /// The creation time `name` spells, if it is one of `prefix`'s throwaway
@@ -49,6 +57,41 @@ pub fn created_at(name: &str, prefix: &str) -> Option<SystemTime> {
     let id = uuid::Uuid::try_parse(id).ok()?;
     let (secs, nanos) = id.get_timestamp()?.to_unix();
     Some(UNIX_EPOCH + Duration::new(secs, nanos))
+}
+
+/// Names for a backend's test of its sweep: a prefix of that test alone (so
+/// its first call is the test's), a name of it made long enough ago to be
+/// stale, and a recent one.
+#[derive(Debug, Clone)]
+pub struct SweepCase {
+    /// The prefix.
+    pub prefix: String,
+    /// A name made more than [`STALE_AFTER`] ago.
+    pub stale: String,
+    /// A name made now.
+    pub recent: String,
+}
+
+impl SweepCase {
+    /// A fresh case.
+    pub fn new() -> Self {
+        let prefix = format!(
+            "ems_sweep_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let long_ago = SystemTime::now() - STALE_AFTER - Duration::from_secs(60);
+        Self {
+            stale: name_at(&prefix, long_ago).expect("a well-formed prefix"),
+            recent: name(&prefix).expect("a well-formed prefix"),
+            prefix,
+        }
+    }
+}
+
+impl Default for SweepCase {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// Whether `name` is one of `prefix`'s throwaway databases, made more than
