@@ -93,14 +93,10 @@ impl MemoryStore {
     fn confirm_locked(&self, s: &mut Shard, request: &ConfirmBooking) -> Result<ConfirmOutcome> {
         let id = request.booking_id;
         let now = request.now;
-        let loc = Loc {
-            shard: s.number,
-            slot: s
-                .bookings
-                .slot_of(&id)
-                .ok_or_else(|| Error::not_found("booking", id))?,
-        };
-        let rec = &s.bookings[&id];
+        let loc = s
+            .loc_of(&id)
+            .ok_or_else(|| Error::not_found("booking", id))?;
+        let rec = s.bookings.at(loc.slot).expect("its slot, read above");
         let fields = rec.fields();
         match fields.status {
             BookingStatus::Confirmed => {
@@ -281,11 +277,7 @@ impl MemoryStore {
     /// booking with that key (checked, see [`crate::Fingerprint`]).
     fn keyed_booking(&self, loc: Loc, new: &Booking) -> Result<Booking> {
         let b = self
-            .numbered(loc.shard)
-            .and_then(|shard| {
-                let s = shard.lock();
-                s.bookings.at(loc.slot).map(|r| s.booking(r))
-            })
+            .read_loc(loc, |s, r| Some(s.booking(r)))
             .ok_or_else(|| Error::not_found("booking", new.id))?;
         if b.customer != new.customer || b.idempotency_key != new.idempotency_key {
             return Err(Error::AlreadyExists {
@@ -429,17 +421,13 @@ impl BookingStore for MemoryStore {
 
     async fn cancel_booking(&self, request: &CancelBooking) -> Result<Booking> {
         let id = request.booking_id;
-        let (shard, slot) = self
+        let (shard, loc) = self
             .shard_at(&self.inner.bookings, &id)
             .ok_or_else(|| Error::not_found("booking", id))?;
         let mut s = shard.lock();
-        let loc = Loc {
-            shard: s.number,
-            slot,
-        };
         let rec = s
             .bookings
-            .at(slot)
+            .at(loc.slot)
             .expect("the index names only bookings stored in its shard");
         match rec.fields().status {
             BookingStatus::Cancelled => return Ok(s.booking(rec)),

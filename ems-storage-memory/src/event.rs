@@ -41,7 +41,6 @@ impl EventStore for MemoryStore {
                 let shard = Arc::new(Mutex::new(Shard::new(
                     event.clone(),
                     Arc::clone(&self.inner.coupons),
-                    0,
                 )));
                 let n = self.inner.numbered.push(Arc::clone(&shard));
                 // Four billion events would need far more memory than a process has.

@@ -176,14 +176,25 @@ impl MemoryStore {
     }
 
     /// Where `key` of `index` (a booking, payment, refund or ticket id, or a
-    /// booking's key) is kept: its shard and its booking's slot.
+    /// booking's key) is kept: its shard, and where its booking is there.
     fn shard_at<K: std::hash::Hash + Eq>(
         &self,
         index: &Index<K, Loc>,
         key: &K,
-    ) -> Option<(Arc<Mutex<Shard>>, u32)> {
+    ) -> Option<(Arc<Mutex<Shard>>, Loc)> {
         let loc = *index.get(key)?.value();
-        Some((self.numbered(loc.shard)?, loc.slot))
+        Some((self.numbered(loc.shard)?, loc))
+    }
+
+    /// Reads from the booking record at `loc`.
+    fn read_loc<T>(
+        &self,
+        loc: Loc,
+        read: impl FnOnce(&Shard, &state::BookingRec) -> Option<T>,
+    ) -> Option<T> {
+        let shard = self.numbered(loc.shard)?;
+        let s = shard.lock();
+        s.bookings.at(loc.slot).and_then(|r| read(&s, r))
     }
 
     /// Reads from the booking record that holds `key` of `index` (see
@@ -194,9 +205,8 @@ impl MemoryStore {
         key: &K,
         read: impl FnOnce(&Shard, &state::BookingRec) -> Option<T>,
     ) -> Option<T> {
-        let (shard, slot) = self.shard_at(index, key)?;
-        let s = shard.lock();
-        s.bookings.at(slot).and_then(|r| read(&s, r))
+        let loc = *index.get(key)?.value();
+        self.read_loc(loc, read)
     }
 
     /// Reads from booking `id`'s record.

@@ -5,7 +5,7 @@ use ems_core::payment::*;
 use ems_core::{Error, Result};
 
 use crate::state::{BookingRec, Shard, StoredPayment};
-use crate::{Loc, MemoryStore};
+use crate::MemoryStore;
 
 /// What `insert_payment_locked` did.
 pub(crate) enum Inserted {
@@ -44,17 +44,13 @@ impl MemoryStore {
         s: &mut Shard,
         payment: &Payment,
     ) -> Result<Inserted> {
-        let event_id = s.event.id;
-        let Some(slot) = s.bookings.slot_of(&payment.booking_id) else {
+        let Some(loc) = s.loc_of(&payment.booking_id) else {
             return Err(Error::not_found("booking", payment.booking_id));
         };
-        if event_id != payment.event_id {
+        if s.event.id != payment.event_id {
             return Err(Error::not_found("booking", payment.booking_id));
         }
-        let loc = Loc {
-            shard: s.number,
-            slot,
-        };
+        let slot = loc.slot;
         let key = &payment.idempotency_key;
         let owner = key_owner(key);
         let own = owner == Some(payment.booking_id);
@@ -98,7 +94,7 @@ impl MemoryStore {
         let gateway = s.gateways.number(&payment.gateway);
         let rec = s
             .bookings
-            .at_mut(slot)
+            .at_mut(loc.slot)
             .ok_or_else(|| Error::not_found("booking", payment.booking_id))?;
         rec.add_payment(payment, gateway);
         by_id.insert(loc);
@@ -140,17 +136,12 @@ impl MemoryStore {
     /// `update_payment` under the lock of the payment's shard.
     pub(crate) fn update_payment_locked(&self, s: &mut Shard, payment: &Payment) -> Result<()> {
         let gateway = s.gateways.number(&payment.gateway);
-        let slot = s
-            .bookings
-            .slot_of(&payment.booking_id)
+        let loc = s
+            .loc_of(&payment.booking_id)
             .ok_or_else(|| Error::not_found("payment", payment.id))?;
-        let loc = Loc {
-            shard: s.number,
-            slot,
-        };
         let current = s
             .bookings
-            .at_mut(slot)
+            .at_mut(loc.slot)
             .and_then(|r| r.payments.iter_mut().find(|p| p.id == payment.id))
             .ok_or_else(|| Error::not_found("payment", payment.id))?;
         check_payment_version(payment, current.version)?;
@@ -216,11 +207,11 @@ impl PaymentStore for MemoryStore {
     }
 
     async fn update_payment(&self, payment: &Payment) -> Result<()> {
-        let (shard, slot) = self
+        let (shard, loc) = self
             .shard_at(&self.inner.payments, &payment.id)
             .ok_or_else(|| Error::not_found("payment", payment.id))?;
         let mut s = shard.lock();
-        let booking = s.bookings.at(slot).map(|r| r.fields().id);
+        let booking = s.bookings.at(loc.slot).map(|r| r.fields().id);
         if booking != Some(payment.booking_id) {
             return Err(Error::invalid(
                 "booking_id",
@@ -231,15 +222,11 @@ impl PaymentStore for MemoryStore {
     }
 
     async fn insert_refund(&self, refund: &Refund) -> Result<()> {
-        let (shard, slot) = self
+        let (shard, loc) = self
             .shard_at(&self.inner.payments, &refund.payment_id)
             .ok_or_else(|| Error::not_found("payment", refund.payment_id))?;
         let mut guard = shard.lock();
         let s = &mut *guard;
-        let loc = Loc {
-            shard: s.number,
-            slot,
-        };
         if self.inner.refunds.contains_key(&refund.id) {
             return Err(Error::AlreadyExists {
                 entity: "refund",
@@ -250,7 +237,7 @@ impl PaymentStore for MemoryStore {
         let event_id = s.event.id;
         let rec = s
             .bookings
-            .at_mut(slot)
+            .at_mut(loc.slot)
             .ok_or_else(|| Error::not_found("payment", refund.payment_id))?;
         if rec.fields().id != refund.booking_id {
             return Err(Error::invalid(
@@ -279,13 +266,13 @@ impl PaymentStore for MemoryStore {
     }
 
     async fn update_refund(&self, refund: &Refund) -> Result<()> {
-        let (shard, slot) = self
+        let (shard, loc) = self
             .shard_at(&self.inner.refunds, &refund.id)
             .ok_or_else(|| Error::not_found("refund", refund.id))?;
         let mut s = shard.lock();
         let rec = s
             .bookings
-            .at_mut(slot)
+            .at_mut(loc.slot)
             .ok_or_else(|| Error::not_found("refund", refund.id))?;
         let at = rec
             .refunds
@@ -379,6 +366,10 @@ mod tests {
             let handle = rt.handle().clone();
             std::thread::spawn(move || handle.block_on(store.insert_payment(&taking)))
         };
+        // Not a wait for an event: time for the insert to have finished had
+        // it not waited. It cannot finish while the lock is held, so this
+        // never fails spuriously; at worst it passes without the insert
+        // having started.
         std::thread::sleep(Duration::from_millis(50));
         assert!(!inserting.is_finished(), "it waits for the other shard");
         drop(guard);

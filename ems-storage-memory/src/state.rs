@@ -799,7 +799,8 @@ impl BookingRec {
 }
 
 impl Shard {
-    pub(crate) fn new(event: Event, coupons: Arc<Mutex<CouponBook>>, number: u32) -> Self {
+    /// The shard of `event`, numbered 0 until the store numbers it.
+    pub(crate) fn new(event: Event, coupons: Arc<Mutex<CouponBook>>) -> Self {
         Self {
             coupons,
             event,
@@ -811,9 +812,17 @@ impl Shard {
             expiry: BTreeSet::new(),
             ended: VecDeque::new(),
             bookings: Bookings::default(),
-            number,
+            number: 0,
             gateways: Names::default(),
         }
+    }
+
+    /// Where booking `id` is kept, in the store's terms.
+    pub(crate) fn loc_of(&self, id: &BookingId) -> Option<crate::Loc> {
+        Some(crate::Loc {
+            shard: self.number,
+            slot: self.bookings.slot_of(id)?,
+        })
     }
 
     /// The hold booking `rec` was made on.

@@ -30,7 +30,7 @@ impl TicketStore for MemoryStore {
         event: EventId,
         now: DateTime<Utc>,
     ) -> Result<CheckIn> {
-        let Some((shard, slot)) = self.shard_at(&self.inner.tickets, &ticket) else {
+        let Some((shard, loc)) = self.shard_at(&self.inner.tickets, &ticket) else {
             return Ok(CheckIn::Refused {
                 refusal: CheckInRefusal::Unknown,
             });
@@ -39,7 +39,7 @@ impl TicketStore for MemoryStore {
         let ticket_event = s.event.id;
         let Some(t) = s
             .bookings
-            .at_mut(slot)
+            .at_mut(loc.slot)
             .and_then(|r| r.tickets.iter_mut().find(|t| t.id == ticket))
         else {
             return Ok(CheckIn::Refused {
@@ -64,7 +64,7 @@ impl TicketStore for MemoryStore {
         t.checked_in_at = Some(now);
         let rec = s
             .bookings
-            .at(slot)
+            .at(loc.slot)
             .expect("changed above under the same lock");
         let admitted = s.ticket(
             rec,
