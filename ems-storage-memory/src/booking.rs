@@ -14,10 +14,7 @@ use crate::{Loc, MemoryStore};
 impl MemoryStore {
     /// The shard holding booking `id`; the booking is in it whenever this is `Ok`
     /// (bookings are never removed).
-    fn booking_shard(
-        &self,
-        id: BookingId,
-    ) -> Result<std::sync::Arc<parking_lot::Mutex<crate::state::Shard>>> {
+    fn booking_shard(&self, id: BookingId) -> Result<&crate::lock::Mutex<crate::state::Shard>> {
         self.shard_at(&self.inner.bookings, &id)
             .map(|(shard, _)| shard)
             .ok_or_else(|| Error::not_found("booking", id))

@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use crate::lock::Mutex;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ems_core::booking::{BookingReason, BookingStatus};
@@ -8,7 +9,6 @@ use ems_core::id::EventId;
 use ems_core::inventory::{HoldStatus, QuotaKey};
 use ems_core::outbox::DomainEvent;
 use ems_core::{Error, Result};
-use parking_lot::Mutex;
 
 use crate::state::Shard;
 use crate::MemoryStore;
@@ -38,14 +38,15 @@ impl EventStore for MemoryStore {
                 // Numbered while the entry is held: no other call can add
                 // this event meanwhile, and nothing names the number before
                 // the shard knows it.
-                let shard = Arc::new(Mutex::new(Shard::new(
-                    event.clone(),
-                    Arc::clone(&self.inner.coupons),
-                )));
-                let n = self.inner.numbered.push(Arc::clone(&shard));
+                let shard = Shard::new(event.clone(), Arc::clone(&self.inner.coupons));
+                let n = self
+                    .inner
+                    .numbered
+                    .push(crate::ShardCell(Mutex::new(shard)));
                 // Four billion events would need far more memory than a process has.
-                shard.lock().number = u32::try_from(n).expect("fewer than 2^32 events");
-                v.insert(shard);
+                let n = u32::try_from(n).expect("fewer than 2^32 events");
+                self.inner.numbered[n as usize].0.lock().number = n;
+                v.insert(n);
             }
         }
         index.by_start.insert((event.starts_at, event.id));

@@ -35,6 +35,7 @@ mod directory;
 mod event;
 mod facility;
 mod inventory;
+mod lock;
 mod outbox;
 mod payment;
 mod pricing;
@@ -46,7 +47,8 @@ use std::sync::Arc;
 use dashmap::DashMap;
 use ems_core::id::*;
 use ems_core::{Error, Result};
-use parking_lot::{Mutex, RwLock};
+use lock::Mutex;
+use parking_lot::RwLock;
 
 use state::{CouponBook, Directory, EventIndex, Outbox, Shard};
 
@@ -78,13 +80,21 @@ struct Loc {
     slot: u32,
 }
 
+/// A shard's lock and data on cache lines of their own: shards sit side by
+/// side in [`Inner::numbered`], and one hot event's lock must not share a
+/// line with its neighbour's data.
+#[repr(align(128))]
+struct ShardCell(Mutex<Shard>);
+
 #[derive(Default)]
 struct Inner {
     directory: RwLock<Directory>,
-    events: Index<EventId, Arc<Mutex<Shard>>>,
-    /// The same shards by number, in order of creation (events are never
-    /// removed, so a number never changes).
-    numbered: boxcar::Vec<Arc<Mutex<Shard>>>,
+    /// Each event's shard number.
+    events: Index<EventId, u32>,
+    /// Every event's shard, by number, in order of creation (events are never
+    /// removed, so a number never changes and a shard lives as long as the
+    /// store: callers borrow it instead of counting references to it).
+    numbered: boxcar::Vec<ShardCell>,
     event_index: RwLock<EventIndex>,
     /// Each hold's shard number.
     holds: Index<HoldId, u32>,
@@ -144,33 +154,30 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn shard(&self, event: EventId) -> Option<Arc<Mutex<Shard>>> {
-        // Clone the Arc so the map's internal lock is released before the shard is locked.
-        self.inner.events.get(&event).map(|s| Arc::clone(s.value()))
+    fn shard(&self, event: EventId) -> Option<&Mutex<Shard>> {
+        // The number is copied out, so the map's internal lock is released
+        // before the shard is locked.
+        let n = *self.inner.events.get(&event)?.value();
+        self.numbered(n)
     }
 
-    /// Every event's shard, collected first so no map lock is held while the
-    /// caller locks them one by one.
-    fn all_shards(&self) -> Vec<Arc<Mutex<Shard>>> {
-        self.inner
-            .events
-            .iter()
-            .map(|e| Arc::clone(e.value()))
-            .collect()
+    /// Every event's shard.
+    fn all_shards(&self) -> impl Iterator<Item = &Mutex<Shard>> {
+        self.inner.numbered.iter().map(|(_, cell)| &cell.0)
     }
 
-    fn shard_or_missing(&self, event: EventId) -> Result<Arc<Mutex<Shard>>> {
+    fn shard_or_missing(&self, event: EventId) -> Result<&Mutex<Shard>> {
         self.shard(event)
             .ok_or_else(|| Error::not_found("event", event))
     }
 
     /// Shard number `n`.
-    fn numbered(&self, n: u32) -> Option<Arc<Mutex<Shard>>> {
-        self.inner.numbered.get(n as usize).map(Arc::clone)
+    fn numbered(&self, n: u32) -> Option<&Mutex<Shard>> {
+        self.inner.numbered.get(n as usize).map(|cell| &cell.0)
     }
 
     /// The shard of hold `id`.
-    fn hold_shard(&self, id: &HoldId) -> Option<Arc<Mutex<Shard>>> {
+    fn hold_shard(&self, id: &HoldId) -> Option<&Mutex<Shard>> {
         let n = *self.inner.holds.get(id)?.value();
         self.numbered(n)
     }
@@ -181,7 +188,7 @@ impl MemoryStore {
         &self,
         index: &Index<K, Loc>,
         key: &K,
-    ) -> Option<(Arc<Mutex<Shard>>, Loc)> {
+    ) -> Option<(&Mutex<Shard>, Loc)> {
         let loc = *index.get(key)?.value();
         Some((self.numbered(loc.shard)?, loc))
     }

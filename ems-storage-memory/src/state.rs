@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use crate::lock::Mutex;
 use chrono::{DateTime, Utc};
 use ems_core::booking::{Booking, BookingReason, BookingStatus};
 use ems_core::directory::{Organization, UserProfile};
@@ -14,7 +15,6 @@ use ems_core::payment::{Payment, PaymentStatus, Refund};
 use ems_core::pricing::{Coupon, Quote, QuoteLine, TaxMode};
 use ems_core::ticket::{Ticket, TicketStatus};
 use ems_core::{Error, Result};
-use parking_lot::Mutex;
 use rust_decimal::Decimal;
 use std::sync::Arc;
 
