@@ -95,17 +95,27 @@ fn main() {
         .build()
         .expect("runtime starts");
     pairs_per_sec(&rt, &w, event, 8, secs / 2); // warm-up
-    let mut ratios = Vec::new();
+    let (mut ratios, mut ones, mut eights) = (Vec::new(), Vec::new(), Vec::new());
     println!("round  1 task (pairs/s)  8 tasks (pairs/s)  ratio");
     for round in 1..=rounds {
         let one = pairs_per_sec(&rt, &w, event, 1, secs);
         let eight = pairs_per_sec(&rt, &w, event, 8, secs);
         ratios.push(eight / one);
+        ones.push(one);
+        eights.push(eight);
         println!(
             "{round:>5}  {one:>17.0}  {eight:>17.0}  {:>5.2}",
             eight / one
         );
     }
-    ratios.sort_by(f64::total_cmp);
-    println!("median ratio: {:.2}", ratios[ratios.len() / 2]);
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "medians: 1 task {:.0} pairs/s, 8 tasks {:.0} pairs/s, ratio {:.2}",
+        median(ones),
+        median(eights),
+        median(ratios)
+    );
 }

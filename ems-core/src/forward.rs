@@ -15,7 +15,8 @@ use crate::event::{Event, EventCancellation, EventQuery, EventStore};
 use crate::facility::{FacilityBooking, FacilityStore, Resource, ResourceKind};
 use crate::id::*;
 use crate::inventory::{
-    EventAvailability, Hold, HoldRelease, HoldRequest, InventoryStore, SharedQuota, TicketTier,
+    EventAvailability, Hold, HoldOwner, HoldRelease, HoldRequest, InventoryStore, SharedQuota,
+    TicketTier,
 };
 use crate::outbox::{DomainEvent, OutboxStore, RecordedEvent};
 use crate::payment::{Payment, PaymentStore, Refund};
@@ -110,6 +111,9 @@ macro_rules! forward_ports {
             }
             fn prefers_hold_batching(&self) -> bool {
                 (**self).prefers_hold_batching()
+            }
+            async fn hold_owner(&self, id: HoldId) -> Result<Option<HoldOwner>> {
+                (**self).hold_owner(id).await
             }
             async fn hold(&self, id: HoldId) -> Result<Option<Hold>> {
                 (**self).hold(id).await

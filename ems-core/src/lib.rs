@@ -284,12 +284,8 @@ impl Ems {
         }
     }
 
-    /// Gives a hold up: through its event's queue when batching, else directly.
-    pub(crate) async fn unreserve(&self, hold: &inventory::Hold) -> Result<inventory::Hold> {
-        self.unreserve_hold(hold.id, hold.event_id).await
-    }
-
-    /// Gives hold `hold_id` of `event_id` up (see [`Ems::unreserve`]).
+    /// Gives hold `hold_id` of `event_id` up: through its event's queue when
+    /// batching, else directly.
     pub(crate) async fn unreserve_hold(
         &self,
         hold_id: id::HoldId,

@@ -142,6 +142,19 @@ impl InventoryStore for MemoryStore {
         }))
     }
 
+    /// Copies three ids under the shard's lock, where `hold` rebuilds the
+    /// whole hold.
+    async fn hold_owner(&self, id: HoldId) -> Result<Option<HoldOwner>> {
+        Ok(self.hold_shard(&id).and_then(|s| {
+            let s = s.lock();
+            s.holds.get(&id).map(|h| HoldOwner {
+                event_id: s.event.id,
+                organization: s.event.organization,
+                customer: h.customer,
+            })
+        }))
+    }
+
     async fn release_hold(&self, id: HoldId, now: DateTime<Utc>) -> Result<Hold> {
         self.release_one(id, now)
     }

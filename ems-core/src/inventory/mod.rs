@@ -244,6 +244,29 @@ pub struct Hold {
     pub expires_at: DateTime<Utc>,
 }
 
+/// Whose a hold is and of which event: see
+/// [`InventoryStore::hold_owner`](store::InventoryStore::hold_owner).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldOwner {
+    /// The event.
+    pub event_id: EventId,
+    /// The event's organization.
+    pub organization: OrganizationId,
+    /// Who holds it.
+    pub customer: UserId,
+}
+
+impl HoldOwner {
+    /// `hold`'s owner.
+    pub fn of(hold: &Hold) -> Self {
+        Self {
+            event_id: hold.event_id,
+            organization: hold.organization,
+            customer: hold.customer,
+        }
+    }
+}
+
 impl Hold {
     /// Units held across all lines.
     pub fn quantity(&self) -> u32 {

@@ -330,8 +330,19 @@ impl Ems {
 
     /// Gives a hold up before it expires, returning its units.
     pub async fn release_hold(&self, actor: &Actor, id: HoldId) -> Result<Hold> {
-        let hold = self.hold(actor, id).await?;
-        self.unreserve(&hold).await
+        let owner = self
+            .store()
+            .hold_owner(id)
+            .await?
+            .ok_or_else(|| Error::not_found("hold", id))?;
+        // As for a read: who may not act on the hold learns nothing of it.
+        if actor
+            .require_owner_or_manager(owner.customer, owner.organization, "release hold")
+            .is_err()
+        {
+            return Err(Error::not_found("hold", id));
+        }
+        self.unreserve_hold(id, owner.event_id).await
     }
 
     /// Forgets released and expired holds without a booking that are older than

@@ -1,7 +1,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{EventAvailability, Hold, HoldRelease, HoldRequest, SharedQuota, TicketTier};
+use super::{
+    EventAvailability, Hold, HoldOwner, HoldRelease, HoldRequest, SharedQuota, TicketTier,
+};
 use crate::id::{EventId, HoldId};
 use crate::Result;
 
@@ -61,6 +63,13 @@ pub trait InventoryStore: Send + Sync + 'static {
     }
     /// Reads a hold.
     async fn hold(&self, id: HoldId) -> Result<Option<Hold>>;
+    /// Whose hold `id` is and of which event (`None` if there is no such
+    /// hold): what authorizing an action on it needs, without its lines and
+    /// quote. The default reads the whole hold; a store overrides it to read
+    /// less.
+    async fn hold_owner(&self, id: HoldId) -> Result<Option<HoldOwner>> {
+        Ok(self.hold(id).await?.as_ref().map(HoldOwner::of))
+    }
     /// Gives a hold up.
     async fn release_hold(&self, id: HoldId, now: DateTime<Utc>) -> Result<Hold>;
     /// Gives holds up in their order: the result at position `i` is what

@@ -13,7 +13,7 @@ use crate::booking::{BookingReason, BookingStatus, RefundPolicy};
 use crate::directory::{NewUser, Role};
 use crate::event::{EventFilter, EventPatch, EventStatus, NewEvent};
 use crate::id::*;
-use crate::inventory::{HoldItem, HoldOptions, HoldStatus, NewTier, QuotaKey};
+use crate::inventory::{HoldItem, HoldOptions, HoldOwner, HoldStatus, NewTier, QuotaKey};
 use crate::money::{Currency, Money};
 use crate::outbox::DomainEvent;
 use crate::page::PageRequest;
@@ -951,7 +951,8 @@ pub async fn sweep_expires_holds_and_their_pending_bookings(stores: TestStores) 
     ));
 }
 
-/// Releasing returns the units once; releasing again changes nothing.
+/// Releasing returns the units once; releasing again changes nothing; only
+/// the holder (or the event's managers) may, and the store tells who that is.
 pub async fn released_hold_returns_units_once(stores: TestStores) {
     let f = Fixture::new(stores).await;
     let (e, tiers) = f.published_event(10, &[("GA", "10", 10)]).await;
@@ -978,8 +979,28 @@ pub async fn released_hold_returns_units_once(stores: TestStores) {
         ),
         "a stranger cannot see it"
     );
+    // What authorizing a release reads: the hold's owner, on either handle.
+    let owner = Some(HoldOwner::of(&hold));
+    assert_eq!(
+        f.ems.store().hold_owner(hold.id).await.expect("read"),
+        owner
+    );
+    assert_eq!(
+        f.ems_b.store().hold_owner(hold.id).await.expect("read"),
+        owner
+    );
+    assert_eq!(
+        f.ems.store().hold_owner(HoldId::new()).await.expect("read"),
+        None,
+        "no such hold"
+    );
     let released = f.ems.release_hold(&buyer, hold.id).await.expect("released");
     assert_eq!(released.status, HoldStatus::Released);
+    assert_eq!(
+        f.ems_b.store().hold_owner(hold.id).await.expect("read"),
+        owner,
+        "an ended hold keeps its owner"
+    );
     let again = f
         .ems_b
         .release_hold(&buyer, hold.id)
