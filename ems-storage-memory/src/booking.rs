@@ -8,7 +8,7 @@ use ems_core::ticket::TicketStatus;
 use ems_core::{Error, Result};
 
 use crate::payment::Inserted;
-use crate::state::{BookingRec, Shard, StoredTicket};
+use crate::state::{BookingRec, Events, Shard, StoredTicket};
 use crate::{Loc, MemoryStore};
 
 impl MemoryStore {
@@ -39,7 +39,7 @@ impl MemoryStore {
                         value: booking.id.to_string(),
                     });
                 };
-                let mut out = Vec::new();
+                let mut out = Events::new();
                 s.expire_due(booking.created_at, u32::MAX, &mut out);
                 // Holds expired just now are recorded whether or not this booking is.
                 let hold = match s.holds.get(&booking.hold_id) {
@@ -126,7 +126,7 @@ impl MemoryStore {
             .iter()
             .map(|t| StoredTicket::of(t, lines, customer))
             .collect();
-        let mut out = Vec::new();
+        let mut out = Events::new();
         s.expire_due(now, u32::MAX, &mut out);
         let hold_active = s
             .holds
@@ -391,7 +391,7 @@ impl BookingStore for MemoryStore {
             BookingStatus::Pending => {}
             other => return Err(Error::invalid_state("booking", id, other, "fail")),
         }
-        let mut out = Vec::new();
+        let mut out = Events::new();
         let event_id = s.event.id;
         s.expire_due(now, u32::MAX, &mut out);
         s.end_hold(hold_id, HoldStatus::Released, None, now, &mut out);

@@ -10,7 +10,7 @@ use ems_core::inventory::{HoldStatus, QuotaKey};
 use ems_core::outbox::DomainEvent;
 use ems_core::{Error, Result};
 
-use crate::state::Shard;
+use crate::state::{Events, Shard};
 use crate::MemoryStore;
 
 fn conflict(event: &Event, expected: u64) -> Error {
@@ -103,7 +103,8 @@ impl EventStore for MemoryStore {
         if s.event.status.is_final() {
             return Err(Error::invalid_state("event", id, s.event.status, "cancel"));
         }
-        let mut out = vec![DomainEvent::EventCancelled { event_id: id }];
+        let mut out = Events::new();
+        out.push(DomainEvent::EventCancelled { event_id: id });
         s.event.status = EventStatus::Cancelled;
         s.event.version += 1;
         s.event.updated_at = now;

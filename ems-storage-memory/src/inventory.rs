@@ -6,7 +6,7 @@ use ems_core::inventory::*;
 use ems_core::outbox::DomainEvent;
 use ems_core::{Error, Result};
 
-use crate::state::{HoldRec, Shard};
+use crate::state::{Events, HoldRec, Shard};
 use crate::MemoryStore;
 
 #[async_trait]
@@ -91,7 +91,7 @@ impl InventoryStore for MemoryStore {
     async fn availability(&self, event: EventId, now: DateTime<Utc>) -> Result<EventAvailability> {
         let shard = self.shard_or_missing(event)?;
         let mut s = shard.lock();
-        let mut out = Vec::new();
+        let mut out = Events::new();
         s.expire_due(now, u32::MAX, &mut out);
         self.record(now, out);
         Ok(availability_of(
@@ -106,7 +106,7 @@ impl InventoryStore for MemoryStore {
     async fn try_hold(&self, request: &HoldRequest) -> Result<Hold> {
         let shard = self.shard_or_missing(request.event_id)?;
         let mut s = shard.lock();
-        let mut out = Vec::new();
+        let mut out = Events::new();
         let hold = self.try_hold_locked(&mut s, request, &mut out);
         self.record(request.now, out);
         hold
@@ -127,7 +127,7 @@ impl InventoryStore for MemoryStore {
             let mut s = shard.lock();
             for request in run {
                 // Each request's events carry its own instant.
-                let mut out = Vec::new();
+                let mut out = Events::new();
                 results.push(self.try_hold_locked(&mut s, request, &mut out));
                 self.record(request.now, out);
             }
@@ -169,7 +169,7 @@ impl InventoryStore for MemoryStore {
             for r in run {
                 match guard.as_mut() {
                     Some(s) if s.holds.contains_key(&r.hold_id) => {
-                        let mut out = Vec::new();
+                        let mut out = Events::new();
                         results.push(release_locked(s, r.hold_id, r.now, &mut out));
                         self.record(r.now, out);
                     }
@@ -194,7 +194,7 @@ impl InventoryStore for MemoryStore {
                 break;
             }
             let mut s = shard.lock();
-            let mut out = Vec::new();
+            let mut out = Events::new();
             total += s.expire_due(now, limit - total, &mut out);
             self.record(now, out);
         }
@@ -230,12 +230,7 @@ impl InventoryStore for MemoryStore {
 }
 
 /// `release_hold` under the lock of the hold's shard.
-fn release_locked(
-    s: &mut Shard,
-    id: HoldId,
-    now: DateTime<Utc>,
-    out: &mut Vec<DomainEvent>,
-) -> Result<Hold> {
+fn release_locked(s: &mut Shard, id: HoldId, now: DateTime<Utc>, out: &mut Events) -> Result<Hold> {
     s.expire_due(now, u32::MAX, out);
     let status = s
         .holds
@@ -263,7 +258,7 @@ impl MemoryStore {
             .hold_shard(&id)
             .ok_or_else(|| Error::not_found("hold", id))?;
         let mut s = shard.lock();
-        let mut out = Vec::new();
+        let mut out = Events::new();
         let hold = release_locked(&mut s, id, now, &mut out);
         self.record(now, out);
         hold
@@ -275,7 +270,7 @@ impl MemoryStore {
         &self,
         s: &mut Shard,
         request: &HoldRequest,
-        out: &mut Vec<DomainEvent>,
+        out: &mut Events,
     ) -> Result<Hold> {
         s.expire_due(request.now, u32::MAX, out);
         // Held until the hold is in, so an id is taken once across events.

@@ -161,6 +161,11 @@ impl Names {
     }
 }
 
+/// The domain events one operation causes, gathered under the shard's lock
+/// and recorded before it is released: most operations cause one or two, and
+/// keeping those inline spares a heap allocation inside the critical section.
+pub(crate) type Events = smallvec::SmallVec<[DomainEvent; 2]>;
+
 /// Everything of one event, changed only under its lock.
 pub(crate) struct Shard {
     pub(crate) coupons: Arc<Mutex<CouponBook>>,
@@ -996,7 +1001,7 @@ impl Shard {
         status: HoldStatus,
         booking_outcome: Option<(BookingStatus, BookingReason)>,
         now: DateTime<Utc>,
-        out: &mut Vec<DomainEvent>,
+        out: &mut Events,
     ) {
         let Some(hold) = self.holds.get_mut(&id) else {
             return;
@@ -1056,12 +1061,7 @@ impl Shard {
     }
 
     /// Expires every active hold due at `now` (at most `limit`); returns how many.
-    pub(crate) fn expire_due(
-        &mut self,
-        now: DateTime<Utc>,
-        limit: u32,
-        out: &mut Vec<DomainEvent>,
-    ) -> u32 {
+    pub(crate) fn expire_due(&mut self, now: DateTime<Utc>, limit: u32, out: &mut Events) -> u32 {
         let mut n = 0;
         while n < limit {
             let Some(&(at, id)) = self.expiry.first() else {
