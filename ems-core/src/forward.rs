@@ -121,6 +121,14 @@ macro_rules! forward_ports {
             async fn release_hold(&self, id: HoldId, now: DateTime<Utc>) -> Result<Hold> {
                 (**self).release_hold(id, now).await
             }
+            async fn release_customer_hold(
+                &self,
+                id: HoldId,
+                customer: UserId,
+                now: DateTime<Utc>,
+            ) -> Result<Hold> {
+                (**self).release_customer_hold(id, customer, now).await
+            }
             async fn release_hold_batch(&self, requests: &[HoldRelease]) -> Vec<Result<Hold>> {
                 (**self).release_hold_batch(requests).await
             }

@@ -1,7 +1,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ems_core::booking::{BookingReason, BookingStatus};
-use ems_core::id::{EventId, HoldId};
+use ems_core::id::{EventId, HoldId, UserId};
 use ems_core::inventory::*;
 use ems_core::outbox::DomainEvent;
 use ems_core::{Error, Result};
@@ -157,6 +157,26 @@ impl InventoryStore for MemoryStore {
 
     async fn release_hold(&self, id: HoldId, now: DateTime<Utc>) -> Result<Hold> {
         self.release_one(id, now)
+    }
+
+    /// Checks the customer and releases under one lock.
+    async fn release_customer_hold(
+        &self,
+        id: HoldId,
+        customer: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Hold> {
+        let shard = self
+            .hold_shard(&id)
+            .ok_or_else(|| Error::not_found("hold", id))?;
+        let mut s = shard.lock();
+        if s.holds.get(&id).is_none_or(|h| h.customer != customer) {
+            return Err(Error::not_found("hold", id));
+        }
+        let mut out = Events::new();
+        let hold = release_locked(&mut s, id, now, &mut out);
+        self.record(now, out);
+        hold
     }
 
     /// Releases a batch's holds in order, taking each event's lock once for

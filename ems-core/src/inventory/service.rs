@@ -330,6 +330,14 @@ impl Ems {
 
     /// Gives a hold up before it expires, returning its units.
     pub async fn release_hold(&self, actor: &Actor, id: HoldId) -> Result<Hold> {
+        // A customer releasing their own hold, with no queue to join: the
+        // store checks whose it is in the same step.
+        if let (Actor::Customer { user }, false) = (actor, self.batches_holds()) {
+            return self
+                .store()
+                .release_customer_hold(id, *user, self.now())
+                .await;
+        }
         let owner = self
             .store()
             .hold_owner(id)

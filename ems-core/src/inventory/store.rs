@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use super::{
     EventAvailability, Hold, HoldOwner, HoldRelease, HoldRequest, SharedQuota, TicketTier,
 };
-use crate::id::{EventId, HoldId};
+use crate::id::{EventId, HoldId, UserId};
 use crate::Result;
 
 /// Storage port for tiers, quotas and holds.
@@ -72,6 +72,25 @@ pub trait InventoryStore: Send + Sync + 'static {
     }
     /// Gives a hold up.
     async fn release_hold(&self, id: HoldId, now: DateTime<Utc>) -> Result<Hold>;
+    /// Gives hold `id` up if `customer` holds it, as [`release_hold`]
+    /// would; a hold of another customer is `NotFound`, exactly as if it
+    /// were not there, and stays as it is. A customer giving up their own
+    /// hold is the common case: a store overrides this to check and release
+    /// in one step. The default reads the owner, then releases (a hold's
+    /// customer never changes, so nothing can come between).
+    ///
+    /// [`release_hold`]: InventoryStore::release_hold
+    async fn release_customer_hold(
+        &self,
+        id: HoldId,
+        customer: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Hold> {
+        match self.hold_owner(id).await? {
+            Some(owner) if owner.customer == customer => self.release_hold(id, now).await,
+            _ => Err(crate::Error::not_found("hold", id)),
+        }
+    }
     /// Gives holds up in their order: the result at position `i` is what
     /// `release_hold(requests[i].hold_id, requests[i].now)` would return right
     /// after the requests before it. A store overrides this to return a batch's

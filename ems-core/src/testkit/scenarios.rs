@@ -994,8 +994,38 @@ pub async fn released_hold_returns_units_once(stores: TestStores) {
         None,
         "no such hold"
     );
+    // The store's own check, whichever path the service takes.
+    assert!(
+        matches!(
+            f.ems_b
+                .store()
+                .release_customer_hold(hold.id, UserId::new(), f.clock_now())
+                .await,
+            Err(Error::NotFound { .. })
+        ),
+        "another customer's release is refused as if there were no such hold"
+    );
+    assert!(matches!(
+        f.ems
+            .store()
+            .release_customer_hold(HoldId::new(), hold.customer, f.clock_now())
+            .await,
+        Err(Error::NotFound { .. })
+    ));
+    assert_eq!(
+        f.event_taken(e.id).await,
+        5,
+        "both holds still take their units"
+    );
     let released = f.ems.release_hold(&buyer, hold.id).await.expect("released");
     assert_eq!(released.status, HoldStatus::Released);
+    let again = f
+        .ems_b
+        .store()
+        .release_customer_hold(hold.id, hold.customer, f.clock_now())
+        .await
+        .expect("the holder's second release is a no-op");
+    assert_eq!(again.status, HoldStatus::Released);
     assert_eq!(
         f.ems_b.store().hold_owner(hold.id).await.expect("read"),
         owner,
