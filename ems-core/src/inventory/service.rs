@@ -314,18 +314,10 @@ impl Ems {
 
     /// Reads a hold: its customer, the event's organizers, admins.
     pub async fn hold(&self, actor: &Actor, id: HoldId) -> Result<Hold> {
-        let hold = self
-            .store()
-            .hold(id)
-            .await?
-            .ok_or_else(|| Error::not_found("hold", id))?;
-        if actor
-            .require_owner_or_manager(hold.customer, hold.organization, "read hold")
-            .is_err()
-        {
-            return Err(Error::not_found("hold", id));
-        }
-        Ok(hold)
+        let hold = self.store().hold(id).await?;
+        let owner = hold.as_ref().map(HoldOwner::of);
+        visible(actor, id, owner, "read hold")?;
+        hold.ok_or_else(|| Error::not_found("hold", id))
     }
 
     /// Gives a hold up before it expires, returning its units.
@@ -338,18 +330,8 @@ impl Ems {
                 .release_customer_hold(id, *user, self.now())
                 .await;
         }
-        let owner = self
-            .store()
-            .hold_owner(id)
-            .await?
-            .ok_or_else(|| Error::not_found("hold", id))?;
-        // As for a read: who may not act on the hold learns nothing of it.
-        if actor
-            .require_owner_or_manager(owner.customer, owner.organization, "release hold")
-            .is_err()
-        {
-            return Err(Error::not_found("hold", id));
-        }
+        let owner = self.store().hold_owner(id).await?;
+        let owner = visible(actor, id, owner, "release hold")?;
         self.unreserve_hold(id, owner.event_id).await
     }
 
@@ -376,4 +358,22 @@ impl Ems {
         actor.require_privileged("sweep expired holds")?;
         self.store().sweep_expired(self.now(), limit).await
     }
+}
+
+/// `owner`, the owner of hold `id` if there is one, when `actor` may `action`
+/// the hold (its customer, the event's organizers, admins); `NotFound`
+/// otherwise: who may not act on a hold learns nothing of it.
+fn visible(
+    actor: &Actor,
+    id: HoldId,
+    owner: Option<HoldOwner>,
+    action: &'static str,
+) -> Result<HoldOwner> {
+    owner
+        .filter(|o| {
+            actor
+                .require_owner_or_manager(o.customer, o.organization, action)
+                .is_ok()
+        })
+        .ok_or_else(|| Error::not_found("hold", id))
 }
