@@ -756,33 +756,22 @@ impl InventoryStore for MongoStore {
             .await?
             .ok_or_else(|| Error::not_found("hold", id))?
             .event_id;
-        transaction!(self, |s| {
-            let mut locked = lock_existing(self, &mut s, event, Some(now)).await?;
-            let hold = read_hold(self, Some(&mut s), id)
-                .await?
-                .ok_or_else(|| Error::not_found("hold", id))?;
-            match hold.status {
-                HoldStatus::Active => {
-                    let events = end_holds(
-                        self,
-                        &mut s,
-                        &mut locked,
-                        vec![hold],
-                        HoldStatus::Released,
-                        Some((BookingStatus::Failed, BookingReason::Abandoned)),
-                        now,
-                    )
-                    .await?;
-                    record(self, &mut s, now, events).await?;
-                }
-                HoldStatus::Released | HoldStatus::Expired => {}
-                other => return Err(Error::invalid_state("hold", id, other, "release")),
-            }
-            locked.seal(self, &mut s).await?;
-            read_hold(self, Some(&mut s), id)
-                .await?
-                .ok_or_else(|| Error::not_found("hold", id))
-        })
+        self.release_of_event(id, event, now).await
+    }
+
+    /// The read `release_hold` makes anyway tells the customer: no round
+    /// trip more than a release.
+    async fn release_customer_hold(
+        &self,
+        id: HoldId,
+        customer: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Hold> {
+        let hold = read_hold(self, None, id)
+            .await?
+            .filter(|h| h.customer == customer)
+            .ok_or_else(|| Error::not_found("hold", id))?;
+        self.release_of_event(id, hold.event_id, now).await
     }
 
     async fn sweep_expired(&self, now: DateTime<Utc>, limit: u32) -> Result<u32> {
@@ -978,6 +967,45 @@ impl MongoStore {
             )
             .await?;
             Ok(Some(out))
+        })
+    }
+}
+
+impl MongoStore {
+    /// `release_hold` of a hold of `event`, in one transaction that takes
+    /// the event's counters.
+    async fn release_of_event(
+        &self,
+        id: HoldId,
+        event: EventId,
+        now: DateTime<Utc>,
+    ) -> Result<Hold> {
+        transaction!(self, |s| {
+            let mut locked = lock_existing(self, &mut s, event, Some(now)).await?;
+            let hold = read_hold(self, Some(&mut s), id)
+                .await?
+                .ok_or_else(|| Error::not_found("hold", id))?;
+            match hold.status {
+                HoldStatus::Active => {
+                    let events = end_holds(
+                        self,
+                        &mut s,
+                        &mut locked,
+                        vec![hold],
+                        HoldStatus::Released,
+                        Some((BookingStatus::Failed, BookingReason::Abandoned)),
+                        now,
+                    )
+                    .await?;
+                    record(self, &mut s, now, events).await?;
+                }
+                HoldStatus::Released | HoldStatus::Expired => {}
+                other => return Err(Error::invalid_state("hold", id, other, "release")),
+            }
+            locked.seal(self, &mut s).await?;
+            read_hold(self, Some(&mut s), id)
+                .await?
+                .ok_or_else(|| Error::not_found("hold", id))
         })
     }
 }

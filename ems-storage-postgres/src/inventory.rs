@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ems_core::booking::{BookingReason, BookingStatus};
 use ems_core::event::Event;
-use ems_core::id::{CouponId, EventId, HoldId, TierId, UserId};
+use ems_core::id::{CouponId, EventId, HoldId, OrganizationId, TierId, UserId};
 use ems_core::inventory::*;
 use ems_core::outbox::DomainEvent;
 use ems_core::pricing::{check_coupon_uses, coupon_code_key, unknown_coupon, Coupon};
@@ -701,37 +701,47 @@ impl InventoryStore for PostgresStore {
         read_hold(&self.pool, id, false).await
     }
 
+    /// Three columns, where `hold` reads and parses the whole record.
+    async fn hold_owner(&self, id: HoldId) -> Result<Option<HoldOwner>> {
+        let row = sqlx::query(
+            "SELECT h.event_id, h.customer, e.organization FROM ems_holds h \
+             JOIN ems_events e ON e.id = h.event_id WHERE h.id = $1",
+        )
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.map(|r| {
+            Ok(HoldOwner {
+                event_id: EventId(r.try_get("event_id").map_err(db)?),
+                customer: UserId(r.try_get("customer").map_err(db)?),
+                organization: OrganizationId(r.try_get("organization").map_err(db)?),
+            })
+        })
+        .transpose()
+    }
+
     async fn release_hold(&self, id: HoldId, now: DateTime<Utc>) -> Result<Hold> {
         let event = read_hold(&self.pool, id, false)
             .await?
             .ok_or_else(|| Error::not_found("hold", id))?
             .event_id;
-        let mut tx = begin(&self.pool).await?;
-        let mut s = lock_existing(&mut tx, event, now).await?;
-        let hold = read_hold(&mut *tx, id, true)
+        self.release_of_event(id, event, now).await
+    }
+
+    /// The read `release_hold` makes anyway tells the customer: no round
+    /// trip more than a release.
+    async fn release_customer_hold(
+        &self,
+        id: HoldId,
+        customer: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<Hold> {
+        let hold = read_hold(&self.pool, id, false)
             .await?
+            .filter(|h| h.customer == customer)
             .ok_or_else(|| Error::not_found("hold", id))?;
-        match hold.status {
-            HoldStatus::Active => {
-                let events = end_holds(
-                    &mut tx,
-                    &mut s,
-                    vec![hold],
-                    HoldStatus::Released,
-                    Some((BookingStatus::Failed, BookingReason::Abandoned)),
-                    now,
-                )
-                .await?;
-                record(&mut tx, now, events).await?;
-            }
-            HoldStatus::Released | HoldStatus::Expired => {}
-            other => return Err(Error::invalid_state("hold", id, other, "release")),
-        }
-        let hold = read_hold(&mut *tx, id, false)
-            .await?
-            .ok_or_else(|| Error::not_found("hold", id))?;
-        commit(tx).await?;
-        Ok(hold)
+        self.release_of_event(id, hold.event_id, now).await
     }
 
     async fn release_hold_batch(&self, requests: &[HoldRelease]) -> Vec<Result<Hold>> {
@@ -1320,5 +1330,43 @@ impl PostgresStore {
                 })
             })
             .collect())
+    }
+}
+
+impl PostgresStore {
+    /// `release_hold` of a hold of `event`, in one transaction that takes
+    /// the event's counters.
+    async fn release_of_event(
+        &self,
+        id: HoldId,
+        event: EventId,
+        now: DateTime<Utc>,
+    ) -> Result<Hold> {
+        let mut tx = begin(&self.pool).await?;
+        let mut s = lock_existing(&mut tx, event, now).await?;
+        let hold = read_hold(&mut *tx, id, true)
+            .await?
+            .ok_or_else(|| Error::not_found("hold", id))?;
+        match hold.status {
+            HoldStatus::Active => {
+                let events = end_holds(
+                    &mut tx,
+                    &mut s,
+                    vec![hold],
+                    HoldStatus::Released,
+                    Some((BookingStatus::Failed, BookingReason::Abandoned)),
+                    now,
+                )
+                .await?;
+                record(&mut tx, now, events).await?;
+            }
+            HoldStatus::Released | HoldStatus::Expired => {}
+            other => return Err(Error::invalid_state("hold", id, other, "release")),
+        }
+        let hold = read_hold(&mut *tx, id, false)
+            .await?
+            .ok_or_else(|| Error::not_found("hold", id))?;
+        commit(tx).await?;
+        Ok(hold)
     }
 }
