@@ -245,7 +245,7 @@ pub struct Hold {
 }
 
 /// Whose a hold is and of which event: see
-/// [`InventoryStore::hold_owner`](store::InventoryStore::hold_owner).
+/// [`InventoryStore::hold_owner`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HoldOwner {
     /// The event.
