@@ -1,6 +1,5 @@
 use std::sync::Arc;
 
-use crate::lock::Mutex;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ems_core::booking::{BookingReason, BookingStatus};
@@ -10,6 +9,7 @@ use ems_core::inventory::{HoldStatus, QuotaKey};
 use ems_core::outbox::DomainEvent;
 use ems_core::{Error, Result};
 
+use crate::lock::Mutex;
 use crate::state::{Events, Shard};
 use crate::MemoryStore;
 

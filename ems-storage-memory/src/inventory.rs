@@ -156,7 +156,7 @@ impl InventoryStore for MemoryStore {
     }
 
     async fn release_hold(&self, id: HoldId, now: DateTime<Utc>) -> Result<Hold> {
-        self.release_one(id, now)
+        self.release_one(id, None, now)
     }
 
     /// Checks the customer and releases under one lock.
@@ -166,17 +166,7 @@ impl InventoryStore for MemoryStore {
         customer: UserId,
         now: DateTime<Utc>,
     ) -> Result<Hold> {
-        let shard = self
-            .hold_shard(&id)
-            .ok_or_else(|| Error::not_found("hold", id))?;
-        let mut s = shard.lock();
-        if s.holds.get(&id).is_none_or(|h| h.customer != customer) {
-            return Err(Error::not_found("hold", id));
-        }
-        let mut out = Events::new();
-        let hold = release_locked(&mut s, id, now, &mut out);
-        self.record(now, out);
-        hold
+        self.release_one(id, Some(customer), now)
     }
 
     /// Releases a batch's holds in order, taking each event's lock once for
@@ -197,7 +187,7 @@ impl InventoryStore for MemoryStore {
                     // answers it, with this shard unlocked meanwhile.
                     _ => {
                         drop(guard.take());
-                        results.push(self.release_one(r.hold_id, r.now));
+                        results.push(self.release_one(r.hold_id, None, r.now));
                         guard = shard.as_ref().map(|s| s.lock());
                     }
                 }
@@ -272,12 +262,21 @@ fn release_locked(s: &mut Shard, id: HoldId, now: DateTime<Utc>, out: &mut Event
 }
 
 impl MemoryStore {
-    /// `release_hold`, wherever the hold lives.
-    fn release_one(&self, id: HoldId, now: DateTime<Utc>) -> Result<Hold> {
+    /// `release_hold`, wherever the hold lives; with `customer`, only a hold
+    /// of theirs (another's is `NotFound`), checked under the same lock.
+    fn release_one(
+        &self,
+        id: HoldId,
+        customer: Option<UserId>,
+        now: DateTime<Utc>,
+    ) -> Result<Hold> {
         let shard = self
             .hold_shard(&id)
             .ok_or_else(|| Error::not_found("hold", id))?;
         let mut s = shard.lock();
+        if customer.is_some_and(|c| s.holds.get(&id).is_some_and(|h| h.customer != c)) {
+            return Err(Error::not_found("hold", id));
+        }
         let mut out = Events::new();
         let hold = release_locked(&mut s, id, now, &mut out);
         self.record(now, out);

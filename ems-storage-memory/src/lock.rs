@@ -5,9 +5,9 @@
 //! (`futex`) and being woken cost more than the whole critical section, and
 //! `parking_lot`'s own wait yields to the scheduler first, a system call per
 //! attempt. [`Mutex::lock`] therefore retries with a growing pause for a
-//! bounded time ([`SPINS`] looks, tens of microseconds at most) and only then waits in
-//! `parking_lot`'s queue, so a holder that was preempted costs its waiters
-//! little more than a parked wait would.
+//! bounded time ([`SPINS`] looks, tens of microseconds at most) and only
+//! then waits in `parking_lot`'s queue, so a holder that was preempted costs
+//! its waiters little more than a parked wait would.
 
 use parking_lot::MutexGuard;
 
@@ -25,7 +25,7 @@ impl<T> Mutex<T> {
         Self(parking_lot::Mutex::new(value))
     }
 
-    /// Locks, spinning for a few microseconds before parking.
+    /// Locks, spinning for a bounded time before parking.
     pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
         if let Some(guard) = self.0.try_lock() {
             return guard;

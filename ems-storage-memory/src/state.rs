@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-use crate::lock::Mutex;
 use chrono::{DateTime, Utc};
 use ems_core::booking::{Booking, BookingReason, BookingStatus};
 use ems_core::directory::{Organization, UserProfile};
@@ -17,6 +16,8 @@ use ems_core::ticket::{Ticket, TicketStatus};
 use ems_core::{Error, Result};
 use rust_decimal::Decimal;
 use std::sync::Arc;
+
+use crate::lock::Mutex;
 
 /// Hash maps keyed by ids (see `Index` for why aHash).
 pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;

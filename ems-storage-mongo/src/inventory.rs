@@ -752,11 +752,7 @@ impl InventoryStore for MongoStore {
     }
 
     async fn release_hold(&self, id: HoldId, now: DateTime<Utc>) -> Result<Hold> {
-        let event = read_hold(self, None, id)
-            .await?
-            .ok_or_else(|| Error::not_found("hold", id))?
-            .event_id;
-        self.release_of_event(id, event, now).await
+        self.release_as(id, None, now).await
     }
 
     /// The read `release_hold` makes anyway tells the customer: no round
@@ -767,11 +763,7 @@ impl InventoryStore for MongoStore {
         customer: UserId,
         now: DateTime<Utc>,
     ) -> Result<Hold> {
-        let hold = read_hold(self, None, id)
-            .await?
-            .filter(|h| h.customer == customer)
-            .ok_or_else(|| Error::not_found("hold", id))?;
-        self.release_of_event(id, hold.event_id, now).await
+        self.release_as(id, Some(customer), now).await
     }
 
     async fn sweep_expired(&self, now: DateTime<Utc>, limit: u32) -> Result<u32> {
@@ -969,17 +961,21 @@ impl MongoStore {
             Ok(Some(out))
         })
     }
-}
 
-impl MongoStore {
-    /// `release_hold` of a hold of `event`, in one transaction that takes
-    /// the event's counters.
-    async fn release_of_event(
+    /// `release_hold`; with `customer`, only a hold of theirs (another's is
+    /// `NotFound`). The hold, read first to know which event's counters to
+    /// take, says both; a hold's event and customer never change.
+    async fn release_as(
         &self,
         id: HoldId,
-        event: EventId,
+        customer: Option<UserId>,
         now: DateTime<Utc>,
     ) -> Result<Hold> {
+        let event = read_hold(self, None, id)
+            .await?
+            .filter(|h| customer.is_none_or(|c| h.customer == c))
+            .ok_or_else(|| Error::not_found("hold", id))?
+            .event_id;
         transaction!(self, |s| {
             let mut locked = lock_existing(self, &mut s, event, Some(now)).await?;
             let hold = read_hold(self, Some(&mut s), id)

@@ -722,11 +722,7 @@ impl InventoryStore for PostgresStore {
     }
 
     async fn release_hold(&self, id: HoldId, now: DateTime<Utc>) -> Result<Hold> {
-        let event = read_hold(&self.pool, id, false)
-            .await?
-            .ok_or_else(|| Error::not_found("hold", id))?
-            .event_id;
-        self.release_of_event(id, event, now).await
+        self.release_as(id, None, now).await
     }
 
     /// The read `release_hold` makes anyway tells the customer: no round
@@ -737,11 +733,7 @@ impl InventoryStore for PostgresStore {
         customer: UserId,
         now: DateTime<Utc>,
     ) -> Result<Hold> {
-        let hold = read_hold(&self.pool, id, false)
-            .await?
-            .filter(|h| h.customer == customer)
-            .ok_or_else(|| Error::not_found("hold", id))?;
-        self.release_of_event(id, hold.event_id, now).await
+        self.release_as(id, Some(customer), now).await
     }
 
     async fn release_hold_batch(&self, requests: &[HoldRelease]) -> Vec<Result<Hold>> {
@@ -1331,19 +1323,23 @@ impl PostgresStore {
             })
             .collect())
     }
-}
 
-impl PostgresStore {
-    /// `release_hold` of a hold of `event`, in one transaction that takes
-    /// the event's counters.
-    async fn release_of_event(
+    /// `release_hold`; with `customer`, only a hold of theirs (another's is
+    /// `NotFound`). The hold's owner (read first, to know which event's
+    /// counters to take) says both; a hold's event and customer never change.
+    async fn release_as(
         &self,
         id: HoldId,
-        event: EventId,
+        customer: Option<UserId>,
         now: DateTime<Utc>,
     ) -> Result<Hold> {
+        let owner = self
+            .hold_owner(id)
+            .await?
+            .filter(|o| customer.is_none_or(|c| o.customer == c))
+            .ok_or_else(|| Error::not_found("hold", id))?;
         let mut tx = begin(&self.pool).await?;
-        let mut s = lock_existing(&mut tx, event, now).await?;
+        let mut s = lock_existing(&mut tx, owner.event_id, now).await?;
         let hold = read_hold(&mut *tx, id, true)
             .await?
             .ok_or_else(|| Error::not_found("hold", id))?;
