@@ -45,7 +45,7 @@ impl MemoryStore {
                 let hold = match s.holds.get(&booking.hold_id) {
                     None => Err(Error::not_found("hold", booking.hold_id)),
                     Some(hold) => {
-                        let hold = hold.hold(&s.event);
+                        let hold = hold.hold(&s.config.event);
                         check_bookable(&hold, booking).map(|()| hold)
                     }
                 };
@@ -104,7 +104,7 @@ impl MemoryStore {
             }
             _ => {}
         }
-        let (event_id, hold_id) = (s.event.id, fields.hold_id);
+        let (event_id, hold_id) = (s.config.event.id, fields.hold_id);
         let customer = s.booking_customer(rec);
         let lines = s.booking_lines(rec);
         let expected: u32 = lines.iter().map(|l| l.quantity).sum();
@@ -119,7 +119,7 @@ impl MemoryStore {
                 format!("one ticket per unit of booking {id} ({expected})"),
             ));
         }
-        let demand = demand_of(&s.tiers, lines);
+        let demand = demand_of(&s.config.tiers, lines);
         // Built while the lines are at hand; kept only if the booking is confirmed.
         let stored: Box<[StoredTicket]> = request
             .tickets
@@ -134,7 +134,7 @@ impl MemoryStore {
             .is_some_and(|h| h.status == HoldStatus::Active);
         let reason = if hold_active {
             None
-        } else if s.event.status.is_final() {
+        } else if s.config.event.status.is_final() {
             Some(Err(BookingReason::EventCancelled))
         } else {
             match check_capacity(&demand, |k| s.available(k)) {
@@ -392,7 +392,7 @@ impl BookingStore for MemoryStore {
             other => return Err(Error::invalid_state("booking", id, other, "fail")),
         }
         let mut out = Events::new();
-        let event_id = s.event.id;
+        let event_id = s.config.event.id;
         s.expire_due(now, u32::MAX, &mut out);
         s.end_hold(hold_id, HoldStatus::Released, None, now, &mut out);
         let b = s
@@ -434,10 +434,10 @@ impl BookingStore for MemoryStore {
         let checked_in = rec.tickets.iter().any(|t| t.checked_in_at.is_some());
         check_cancel(request, checked_in)?;
         if let Some(r) = &request.refund {
-            rec.check_refundable(r, s.event.id, &s.gateways)?;
+            rec.check_refundable(r, s.config.event.id, &s.gateways)?;
         }
-        let demand = demand_of(&s.tiers, s.booking_lines(rec));
-        let (event_id, hold_id) = (s.event.id, rec.fields().hold_id);
+        let demand = demand_of(&s.config.tiers, s.booking_lines(rec));
+        let (event_id, hold_id) = (s.config.event.id, rec.fields().hold_id);
         s.give_back(&demand);
         if let Some(h) = s.holds.get_mut(&hold_id) {
             h.status = HoldStatus::Released;

@@ -9,7 +9,6 @@ use ems_core::inventory::{HoldStatus, QuotaKey};
 use ems_core::outbox::DomainEvent;
 use ems_core::{Error, Result};
 
-use crate::lock::Mutex;
 use crate::state::{Events, Shard};
 use crate::MemoryStore;
 
@@ -39,13 +38,10 @@ impl EventStore for MemoryStore {
                 // this event meanwhile, and nothing names the number before
                 // the shard knows it.
                 let shard = Shard::new(event.clone(), Arc::clone(&self.inner.coupons));
-                let n = self
-                    .inner
-                    .numbered
-                    .push(crate::ShardCell(Mutex::new(shard)));
+                let n = self.inner.numbered.push(crate::ShardCell::new(shard));
                 // Four billion events would need far more memory than a process has.
                 let n = u32::try_from(n).expect("fewer than 2^32 events");
-                self.inner.numbered[n as usize].0.lock().number = n;
+                self.inner.numbered[n as usize].lock.lock().number = n;
                 v.insert(n);
             }
         }
@@ -61,7 +57,7 @@ impl EventStore for MemoryStore {
     }
 
     async fn event(&self, id: EventId) -> Result<Option<Event>> {
-        Ok(self.shard(id).map(|s| s.lock().event.clone()))
+        Ok(self.shard(id).map(|s| s.lock().config.event.clone()))
     }
 
     async fn update_event(&self, event: &Event, change: DomainEvent) -> Result<()> {
@@ -70,8 +66,8 @@ impl EventStore for MemoryStore {
         let mut index = self.inner.event_index.write();
         let mut s = shard.lock();
         let expected = event.version.saturating_sub(1);
-        if s.event.version != expected {
-            return Err(conflict(&s.event, expected));
+        if s.config.event.version != expected {
+            return Err(conflict(&s.config.event, expected));
         }
         let taken = s.taken(QuotaKey::Event);
         if event.capacity < taken {
@@ -80,11 +76,11 @@ impl EventStore for MemoryStore {
                 format!("{} units are already taken", taken),
             ));
         }
-        if s.event.starts_at != event.starts_at {
-            index.by_start.remove(&(s.event.starts_at, event.id));
+        if s.config.event.starts_at != event.starts_at {
+            index.by_start.remove(&(s.config.event.starts_at, event.id));
             index.by_start.insert((event.starts_at, event.id));
         }
-        s.event = event.clone();
+        s.config_mut().event = event.clone();
         self.record(event.updated_at, [change]);
         Ok(())
     }
@@ -97,17 +93,23 @@ impl EventStore for MemoryStore {
     ) -> Result<EventCancellation> {
         let shard = self.shard_or_missing(id)?;
         let mut s = shard.lock();
-        if s.event.version != expected_version {
-            return Err(conflict(&s.event, expected_version));
+        if s.config.event.version != expected_version {
+            return Err(conflict(&s.config.event, expected_version));
         }
-        if s.event.status.is_final() {
-            return Err(Error::invalid_state("event", id, s.event.status, "cancel"));
+        if s.config.event.status.is_final() {
+            return Err(Error::invalid_state(
+                "event",
+                id,
+                s.config.event.status,
+                "cancel",
+            ));
         }
         let mut out = Events::new();
         out.push(DomainEvent::EventCancelled { event_id: id });
-        s.event.status = EventStatus::Cancelled;
-        s.event.version += 1;
-        s.event.updated_at = now;
+        let cancelled = &mut s.config_mut().event;
+        cancelled.status = EventStatus::Cancelled;
+        cancelled.version += 1;
+        cancelled.updated_at = now;
         let mut active: Vec<_> = s
             .holds
             .values()
@@ -137,7 +139,7 @@ impl EventStore for MemoryStore {
             .collect();
         self.record(now, out);
         Ok(EventCancellation {
-            event: s.event.clone(),
+            event: s.config.event.clone(),
             released_holds: active.len() as u32,
             failed_bookings: failed,
             confirmed_bookings: confirmed,
@@ -166,8 +168,10 @@ impl EventStore for MemoryStore {
                 position = Some(key);
                 if let Some(shard) = self.shard(key.1) {
                     let s = shard.lock();
-                    if s.event.starts_at == key.0 && query.filter.matches(&s.event, query.drafts) {
-                        out.push(s.event.clone());
+                    if s.config.event.starts_at == key.0
+                        && query.filter.matches(&s.config.event, query.drafts)
+                    {
+                        out.push(s.config.event.clone());
                         if out.len() >= query.limit as usize {
                             return Ok(out);
                         }

@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ems_core::booking::{BookingReason, BookingStatus};
@@ -14,10 +16,10 @@ impl InventoryStore for MemoryStore {
     async fn insert_tier(&self, tier: &TicketTier) -> Result<()> {
         let shard = self.shard_or_missing(tier.event_id)?;
         let mut s = shard.lock();
-        check_new_tier(&s.event, &s.tiers, &s.shared, tier)?;
-        s.tiers.push(tier.clone());
+        check_new_tier(&s.config.event, &s.config.tiers, &s.config.shared, tier)?;
+        s.config_mut().tiers.push(tier.clone());
         s.taken.push((QuotaKey::Tier(tier.id), 0));
-        let at = s.event.updated_at;
+        let at = s.config.event.updated_at;
         self.record(
             at,
             [DomainEvent::TierChanged {
@@ -32,14 +34,15 @@ impl InventoryStore for MemoryStore {
         let shard = self.shard_or_missing(tier.event_id)?;
         let mut s = shard.lock();
         let taken = s.taken(QuotaKey::Tier(tier.id));
-        check_tier_change(&s.tiers, &s.shared, tier, taken)?;
+        check_tier_change(&s.config.tiers, &s.config.shared, tier, taken)?;
         let current = s
+            .config_mut()
             .tiers
             .iter_mut()
             .find(|t| t.id == tier.id)
             .ok_or_else(|| Error::not_found("tier", tier.id))?;
         *current = tier.clone();
-        let at = s.event.updated_at;
+        let at = s.config.event.updated_at;
         self.record(
             at,
             [DomainEvent::TierChanged {
@@ -53,24 +56,24 @@ impl InventoryStore for MemoryStore {
     async fn tiers(&self, event: EventId) -> Result<Vec<TicketTier>> {
         Ok(self
             .shard(event)
-            .map(|s| s.lock().tiers.clone())
+            .map(|s| s.lock().config.tiers.clone())
             .unwrap_or_default())
     }
 
     async fn insert_shared_quota(&self, quota: &SharedQuota) -> Result<()> {
         let shard = self.shard_or_missing(quota.event_id)?;
         let mut s = shard.lock();
-        if s.event.status.is_final() {
+        if s.config.event.status.is_final() {
             return Err(Error::invalid_state(
                 "event",
                 quota.event_id,
-                s.event.status,
+                s.config.event.status,
                 "add quota to",
             ));
         }
-        s.shared.push(quota.clone());
+        s.config_mut().shared.push(quota.clone());
         s.taken.push((QuotaKey::Shared(quota.id), 0));
-        let at = s.event.updated_at;
+        let at = s.config.event.updated_at;
         self.record(
             at,
             [DomainEvent::QuotaAdded {
@@ -84,7 +87,7 @@ impl InventoryStore for MemoryStore {
     async fn shared_quotas(&self, event: EventId) -> Result<Vec<SharedQuota>> {
         Ok(self
             .shard(event)
-            .map(|s| s.lock().shared.clone())
+            .map(|s| s.lock().config.shared.clone())
             .unwrap_or_default())
     }
 
@@ -95,19 +98,46 @@ impl InventoryStore for MemoryStore {
         s.expire_due(now, u32::MAX, &mut out);
         self.record(now, out);
         Ok(availability_of(
-            &s.event,
-            &s.tiers,
-            &s.shared,
+            &s.config.event,
+            &s.config.tiers,
+            &s.config.shared,
             &|k| s.taken(k),
             &|t| s.recent(t, now),
         ))
     }
 
+    /// Prices the hold before taking the event's lock when its price cannot
+    /// depend on what is taken (see [`plan_ignores_sales`]), from the shard's
+    /// published config; under the lock that plan is used only if the config
+    /// is still the one it was made from, and moved to the positions counted
+    /// there. Otherwise (or when the early plan failed, so that the answer
+    /// is the one the lock decides) the hold is planned under the lock.
     async fn try_hold(&self, request: &HoldRequest) -> Result<Hold> {
-        let shard = self.shard_or_missing(request.event_id)?;
-        let mut s = shard.lock();
+        let cell = self
+            .cell(request.event_id)
+            .ok_or_else(|| Error::not_found("event", request.event_id))?;
+        let config = cell.published.load();
+        let early = plan_ignores_sales(&config.tiers, request)
+            .then(|| {
+                plan_hold(
+                    &config.event,
+                    &config.tiers,
+                    request,
+                    &|_| 0,
+                    &|_| [0; 4],
+                    None,
+                )
+                .ok()
+            })
+            .flatten();
+        let mut s = cell.lock.lock();
+        let current = Arc::ptr_eq(&config, &s.config);
+        if !current {
+            // The config changed since it was published: publish it now.
+            cell.published.store(Arc::clone(&s.config));
+        }
         let mut out = Events::new();
-        let hold = self.try_hold_locked(&mut s, request, &mut out);
+        let hold = self.try_hold_locked(&mut s, request, early.filter(|_| current), &mut out);
         self.record(request.now, out);
         hold
     }
@@ -128,7 +158,7 @@ impl InventoryStore for MemoryStore {
             for request in run {
                 // Each request's events carry its own instant.
                 let mut out = Events::new();
-                results.push(self.try_hold_locked(&mut s, request, &mut out));
+                results.push(self.try_hold_locked(&mut s, request, None, &mut out));
                 self.record(request.now, out);
             }
         }
@@ -138,7 +168,7 @@ impl InventoryStore for MemoryStore {
     async fn hold(&self, id: HoldId) -> Result<Option<Hold>> {
         Ok(self.hold_shard(&id).and_then(|s| {
             let s = s.lock();
-            s.holds.get(&id).map(|h| h.hold(&s.event))
+            s.holds.get(&id).map(|h| h.hold(&s.config.event))
         }))
     }
 
@@ -148,8 +178,8 @@ impl InventoryStore for MemoryStore {
         Ok(self.hold_shard(&id).and_then(|s| {
             let s = s.lock();
             s.holds.get(&id).map(|h| HoldOwner {
-                event_id: s.event.id,
-                organization: s.event.organization,
+                event_id: s.config.event.id,
+                organization: s.config.event.organization,
                 customer: h.customer,
             })
         }))
@@ -258,7 +288,7 @@ fn release_locked(s: &mut Shard, id: HoldId, now: DateTime<Utc>, out: &mut Event
         HoldStatus::Released | HoldStatus::Expired => {}
         other => return Err(Error::invalid_state("hold", id, other, "release")),
     }
-    Ok(s.holds[&id].hold(&s.event))
+    Ok(s.holds[&id].hold(&s.config.event))
 }
 
 impl MemoryStore {
@@ -284,11 +314,14 @@ impl MemoryStore {
     }
 
     /// `try_hold` under the lock of the event's shard; the domain events it
-    /// causes go to `out`.
+    /// causes go to `out`. `early` is the request's plan made with nothing
+    /// taken from the shard's current config, if there is one (no coupon, a
+    /// price that does not read sales); otherwise it is planned here.
     fn try_hold_locked(
         &self,
         s: &mut Shard,
         request: &HoldRequest,
+        early: Option<HoldPlan>,
         out: &mut Events,
     ) -> Result<Hold> {
         s.expire_due(request.now, u32::MAX, out);
@@ -314,27 +347,33 @@ impl MemoryStore {
         let coupon = match (&request.coupon, book.as_deref()) {
             (Some(code), Some(book)) => Some(crate::pricing::resolve(
                 book,
-                s.event.organization,
+                s.config.event.organization,
                 code,
                 request.customer,
             )?),
             _ => None,
         };
-        let plan = plan_hold(
-            &s.event,
-            &s.tiers,
-            request,
-            &|k| s.taken(k),
-            &|t| s.recent(t, request.now),
-            coupon,
-        )?;
+        let plan = match early {
+            Some(mut plan) => {
+                plan.shift_positions(|k| s.taken(k));
+                plan
+            }
+            None => plan_hold(
+                &s.config.event,
+                &s.config.tiers,
+                request,
+                &|k| s.taken(k),
+                &|t| s.recent(t, request.now),
+                coupon,
+            )?,
+        };
         check_capacity(&plan.demand, |k| s.available(k))?;
         let coupon = coupon.map(|c| c.id);
         if let (Some(id), Some(book)) = (coupon, book.as_mut()) {
             book.take(id, request.customer);
         }
         drop(book);
-        let (hold, demand) = plan.into_hold(request, s.event.organization, coupon);
+        let (hold, demand) = plan.into_hold(request, s.config.event.organization, coupon);
         s.take(&demand);
         for item in &request.items {
             s.note_sale(item.tier_id, item.quantity, request.now);

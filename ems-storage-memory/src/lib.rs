@@ -44,13 +44,14 @@ mod ticket;
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use ems_core::id::*;
 use ems_core::{Error, Result};
 use lock::Mutex;
 use parking_lot::RwLock;
 
-use state::{CouponBook, Directory, EventIndex, Outbox, Shard};
+use state::{Config, CouponBook, Directory, EventIndex, Outbox, Shard};
 
 /// The in-memory store. See the crate docs.
 #[derive(Clone, Default)]
@@ -83,8 +84,28 @@ struct Loc {
 /// A shard's lock and data on cache lines of their own: shards sit side by
 /// side in [`Inner::numbered`], and one hot event's lock must not share a
 /// line with its neighbour's data.
+///
+/// Beside the lock, the shard's [`Config`] as last published: a hold is
+/// planned from it before the lock is taken (pricing is most of a hold's
+/// work, and on a hot event every core can price at once), and under the lock
+/// the plan is used only if the shard's config is still that very version.
+/// Reading it writes nothing shared, so planners on different cores do not
+/// contend. A change to the config is published by the first hold that finds
+/// the published version behind.
 #[repr(align(128))]
-struct ShardCell(Mutex<Shard>);
+struct ShardCell {
+    lock: Mutex<Shard>,
+    published: ArcSwap<Config>,
+}
+
+impl ShardCell {
+    fn new(shard: Shard) -> Self {
+        Self {
+            published: ArcSwap::new(Arc::clone(&shard.config)),
+            lock: Mutex::new(shard),
+        }
+    }
+}
 
 #[derive(Default)]
 struct Inner {
@@ -155,15 +176,20 @@ impl MemoryStore {
     }
 
     fn shard(&self, event: EventId) -> Option<&Mutex<Shard>> {
+        self.cell(event).map(|cell| &cell.lock)
+    }
+
+    /// The shard of `event` with its published config.
+    fn cell(&self, event: EventId) -> Option<&ShardCell> {
         // The number is copied out, so the map's internal lock is released
         // before the shard is locked.
         let n = *self.inner.events.get(&event)?.value();
-        self.numbered(n)
+        self.inner.numbered.get(n as usize)
     }
 
     /// Every event's shard.
     fn all_shards(&self) -> impl Iterator<Item = &Mutex<Shard>> {
-        self.inner.numbered.iter().map(|(_, cell)| &cell.0)
+        self.inner.numbered.iter().map(|(_, cell)| &cell.lock)
     }
 
     fn shard_or_missing(&self, event: EventId) -> Result<&Mutex<Shard>> {
@@ -173,7 +199,7 @@ impl MemoryStore {
 
     /// Shard number `n`.
     fn numbered(&self, n: u32) -> Option<&Mutex<Shard>> {
-        self.inner.numbered.get(n as usize).map(|cell| &cell.0)
+        self.inner.numbered.get(n as usize).map(|cell| &cell.lock)
     }
 
     /// The shard of hold `id`.

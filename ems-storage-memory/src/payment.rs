@@ -47,7 +47,7 @@ impl MemoryStore {
         let Some(loc) = s.loc_of(&payment.booking_id) else {
             return Err(Error::not_found("booking", payment.booking_id));
         };
-        if s.event.id != payment.event_id {
+        if s.config.event.id != payment.event_id {
             return Err(Error::not_found("booking", payment.booking_id));
         }
         let slot = loc.slot;
@@ -179,7 +179,7 @@ impl PaymentStore for MemoryStore {
     async fn payment(&self, id: PaymentId) -> Result<Option<Payment>> {
         Ok(self.read_at(&self.inner.payments, &id, |s, r| {
             let p = r.payments.iter().find(|p| p.id == id)?;
-            Some(p.payment(r.fields().id, s.event.id, &s.gateways))
+            Some(p.payment(r.fields().id, s.config.event.id, &s.gateways))
         }))
     }
 
@@ -194,7 +194,7 @@ impl PaymentStore for MemoryStore {
                 r.payments
                     .iter()
                     .filter(|p| p.reference() == Some(reference))
-                    .map(|p| p.payment(r.fields().id, s.event.id, &s.gateways))
+                    .map(|p| p.payment(r.fields().id, s.config.event.id, &s.gateways))
                     .find(|p| p.gateway == gateway)
             }),
         )
@@ -202,7 +202,7 @@ impl PaymentStore for MemoryStore {
 
     async fn payments_for_booking(&self, booking: BookingId) -> Result<Vec<Payment>> {
         Ok(self
-            .read_booking(booking, |s, r| r.payments(s.event.id, &s.gateways))
+            .read_booking(booking, |s, r| r.payments(s.config.event.id, &s.gateways))
             .unwrap_or_default())
     }
 
@@ -234,7 +234,7 @@ impl PaymentStore for MemoryStore {
                 value: refund.id.to_string(),
             });
         }
-        let event_id = s.event.id;
+        let event_id = s.config.event.id;
         let rec = s
             .bookings
             .at_mut(loc.slot)

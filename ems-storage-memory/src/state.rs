@@ -168,11 +168,26 @@ impl Names {
 pub(crate) type Events = smallvec::SmallVec<[DomainEvent; 2]>;
 
 /// Everything of one event, changed only under its lock.
-pub(crate) struct Shard {
-    pub(crate) coupons: Arc<Mutex<CouponBook>>,
+/// What an event's holds are planned against: the event, its tiers and its
+/// shared quotas.
+///
+/// A shard shares it with holds planned before its lock is taken (see
+/// [`crate::ShardCell`]); every change goes through [`Shard::config_mut`],
+/// which copies it whenever anyone else still has it, so a plan made from an
+/// older version is told apart by the address of the version it was made
+/// from.
+#[derive(Clone)]
+pub(crate) struct Config {
     pub(crate) event: Event,
     pub(crate) tiers: Vec<TicketTier>,
     pub(crate) shared: Vec<SharedQuota>,
+}
+
+pub(crate) struct Shard {
+    pub(crate) coupons: Arc<Mutex<CouponBook>>,
+    /// The event, its tiers and shared quotas: what holds are planned
+    /// against. Changed only through [`Shard::config_mut`].
+    pub(crate) config: Arc<Config>,
     /// Per tier with velocity rules: (when, units) of recent holds, oldest first,
     /// kept as long as the tier's longest velocity window.
     pub(crate) recent: HashMap<TierId, VecDeque<(DateTime<Utc>, u32)>>,
@@ -809,9 +824,11 @@ impl Shard {
     pub(crate) fn new(event: Event, coupons: Arc<Mutex<CouponBook>>) -> Self {
         Self {
             coupons,
-            event,
-            tiers: Vec::new(),
-            shared: Vec::new(),
+            config: Arc::new(Config {
+                event,
+                tiers: Vec::new(),
+                shared: Vec::new(),
+            }),
             recent: HashMap::default(),
             taken: vec![(QuotaKey::Event, 0)],
             holds: HashMap::default(),
@@ -821,6 +838,12 @@ impl Shard {
             number: 0,
             gateways: Names::default(),
         }
+    }
+
+    /// The event, its tiers and shared quotas, to change: a copy of its own
+    /// whenever a planner (or the published version) still has them.
+    pub(crate) fn config_mut(&mut self) -> &mut Config {
+        Arc::make_mut(&mut self.config)
     }
 
     /// Where booking `id` is kept, in the store's terms.
@@ -864,8 +887,8 @@ impl Shard {
                 let h = self.booked_hold(rec);
                 Booking {
                     id: f.id,
-                    event_id: self.event.id,
-                    organization: self.event.organization,
+                    event_id: self.config.event.id,
+                    organization: self.config.event.organization,
                     customer: h.customer,
                     hold_id: f.hold_id,
                     lines: h.lines.to_vec(),
@@ -900,7 +923,7 @@ impl Shard {
     pub(crate) fn ticket(&self, rec: &BookingRec, t: &StoredTicket) -> Ticket {
         t.ticket(
             rec.fields.id,
-            self.event.id,
+            self.config.event.id,
             self.booking_lines(rec),
             self.booking_customer(rec),
         )
@@ -922,14 +945,19 @@ impl Shard {
     }
 
     pub(crate) fn capacity(&self, key: QuotaKey) -> u32 {
-        ems_core::inventory::quota_capacity(&self.event, &self.tiers, &self.shared, key)
+        ems_core::inventory::quota_capacity(
+            &self.config.event,
+            &self.config.tiers,
+            &self.config.shared,
+            key,
+        )
     }
 
     /// Units of `tier` held within each of its velocity windows before `now`.
     pub(crate) fn recent(&self, tier: TierId, now: DateTime<Utc>) -> [u32; 4] {
         let mut out = [0u32; 4];
         let (Some(t), Some(log)) = (
-            self.tiers.iter().find(|t| t.id == tier),
+            self.config.tiers.iter().find(|t| t.id == tier),
             self.recent.get(&tier),
         ) else {
             return out;
@@ -950,6 +978,7 @@ impl Shard {
     /// what is older than the tier's longest window.
     pub(crate) fn note_sale(&mut self, tier: TierId, units: u32, now: DateTime<Utc>) {
         let Some(longest) = self
+            .config
             .tiers
             .iter()
             .find(|t| t.id == tier)
@@ -1015,9 +1044,9 @@ impl Shard {
             hold.expires_at,
             hold.booking_id,
             hold.quantity(),
-            self.event.id,
+            self.config.event.id,
         );
-        let demand = ems_core::inventory::demand_of(&self.tiers, &hold.lines);
+        let demand = ems_core::inventory::demand_of(&self.config.tiers, &hold.lines);
         if let Some(coupon) = hold.coupon {
             self.coupons.lock().give_back(coupon, hold.customer);
         }

@@ -36,7 +36,7 @@ impl TicketStore for MemoryStore {
             });
         };
         let mut s = shard.lock();
-        let ticket_event = s.event.id;
+        let ticket_event = s.config.event.id;
         let Some(t) = s
             .bookings
             .at_mut(loc.slot)

@@ -17,8 +17,8 @@ pub use combiner::HoldBatching;
 pub(crate) use combiner::{HoldCombiner, ReleaseOp};
 pub use rules::{
     availability_of, check_capacity, check_new_tier, check_tier_change, demand_of, hold_end_events,
-    merge_demand, plan_hold, quota_capacity, velocity_lookback, Demand, HoldPlan, QuotaKey,
-    RecentSales,
+    merge_demand, plan_hold, plan_ignores_sales, quota_capacity, velocity_lookback, Demand,
+    HoldPlan, QuotaKey, RecentSales,
 };
 pub use service::{HoldOptions, MAX_PER_ORDER};
 pub use store::InventoryStore;

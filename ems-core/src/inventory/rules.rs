@@ -67,6 +67,26 @@ pub struct HoldPlan {
     pub demand: Demand,
 }
 
+/// Whether [`plan_hold`] gives `request` the same prices whatever the store
+/// counts as taken or recently sold: it names no coupon, and every tier it
+/// names (all of them in `tiers`) prices by time alone (no rule of its
+/// [`SurgePolicy`](crate::pricing::SurgePolicy) reads sales).
+///
+/// Such a request can be planned before the store's atomic operation, with
+/// nothing counted as taken; inside it, [`HoldPlan::shift_positions`] moves
+/// the plan's lines to the positions the store counts, which gives exactly
+/// the plan `plan_hold` would have made there (the store still checks that
+/// the event and tiers are the ones planned with, and the capacity).
+pub fn plan_ignores_sales(tiers: &[TicketTier], request: &HoldRequest) -> bool {
+    request.coupon.is_none()
+        && request.items.iter().all(|item| {
+            tiers
+                .iter()
+                .find(|t| t.id == item.tier_id)
+                .is_some_and(|t| !t.pricing.reads_sales())
+        })
+}
+
 impl HoldPlan {
     /// The active hold this plan makes for `request` (of an event of
     /// `organization`, holding a use of `coupon`), and the units it takes.
@@ -91,6 +111,18 @@ impl HoldPlan {
             expires_at: request.expires_at,
         };
         (hold, self.demand)
+    }
+
+    /// Moves a plan made with nothing taken to the positions `taken(quota)`
+    /// counts: each quote line's first position grows by its tier's taken
+    /// units. For a request [`plan_ignores_sales`] accepts, the result equals
+    /// the plan [`plan_hold`] makes with `taken`.
+    pub fn shift_positions(&mut self, taken: impl Fn(QuotaKey) -> u32) {
+        for line in &mut self.quote.lines {
+            line.first_position = line
+                .first_position
+                .saturating_add(taken(QuotaKey::Tier(line.tier_id)));
+        }
     }
 }
 
@@ -628,5 +660,152 @@ mod tests {
             Some((vec![fast.id, slow.id], Duration::minutes(60)))
         );
         assert_eq!(velocity_lookback(&[plain]), None);
+    }
+    fn on_sale_event(now: chrono::DateTime<Utc>, capacity: u32) -> Event {
+        Event {
+            id: EventId::new(),
+            organization: crate::id::OrganizationId::new(),
+            title: "Concert".into(),
+            description: String::new(),
+            category: String::new(),
+            venue: crate::event::VenueInfo {
+                name: "Hall".into(),
+                city: "Lyon".into(),
+                address: None,
+            },
+            time_zone: chrono_tz::UTC,
+            starts_at: now + Duration::days(10),
+            ends_at: now + Duration::days(11),
+            capacity,
+            currency: crate::money::Currency::EUR,
+            refund_policy: crate::booking::RefundPolicy::none(),
+            fees: crate::pricing::Fees {
+                per_ticket: Some(Money::parse("1.50", "EUR").expect("valid fee")),
+                per_order: None,
+            },
+            tax: None,
+            status: crate::event::EventStatus::Published,
+            rescheduled_from: None,
+            version: 2,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    fn request(event: &Event, items: &[(TierId, u32)], now: chrono::DateTime<Utc>) -> HoldRequest {
+        HoldRequest {
+            id: crate::id::HoldId::new(),
+            event_id: event.id,
+            customer: crate::id::UserId::new(),
+            items: items
+                .iter()
+                .map(|&(tier_id, quantity)| super::super::HoldItem { tier_id, quantity })
+                .collect(),
+            now,
+            expires_at: now + Duration::minutes(10),
+            coupon: None,
+        }
+    }
+
+    /// A tier of `event` priced by time only: dearer in the last `days` days.
+    fn timed_tier(event: &Event, days: i64) -> TicketTier {
+        let mut t = tier(&[]);
+        t.event_id = event.id;
+        t.capacity = 1_000;
+        t.pricing.rules.push(SurgeRule {
+            trigger: Trigger::TimeToStart {
+                min_before: None,
+                max_before: Some(Duration::days(days)),
+            },
+            effect: Effect::Multiply(rust_decimal::Decimal::new(15, 1)),
+        });
+        t
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn a_time_priced_plan_made_with_nothing_taken_shifts_to_the_counted_positions(
+            days in 1i64..20,
+            taken_a in 0u32..900,
+            taken_b in 0u32..900,
+            qa in 1u32..=10,
+            qb in 0u32..=10,
+        ) {
+            let now = Utc.with_ymd_and_hms(2026, 6, 1, 20, 0, 0).single().expect("valid");
+            let event = on_sale_event(now, 5_000);
+            let (a, b) = (timed_tier(&event, days), timed_tier(&event, 30));
+            let mut items = vec![(a.id, qa)];
+            if qb > 0 {
+                items.push((b.id, qb));
+            }
+            let request = request(&event, &items, now);
+            let tiers = [a.clone(), b.clone()];
+            proptest::prop_assert!(plan_ignores_sales(&tiers, &request));
+            let taken = |k| match k {
+                QuotaKey::Tier(t) if t == a.id => taken_a,
+                QuotaKey::Tier(t) if t == b.id => taken_b,
+                QuotaKey::Event => taken_a + taken_b,
+                _ => 0,
+            };
+            let counted = plan_hold(&event, &tiers, &request, &taken, &|_| [0; 4], None)
+                .expect("a valid request");
+            let mut early = plan_hold(&event, &tiers, &request, &|_| 0, &|_| [0; 4], None)
+                .expect("a valid request");
+            early.shift_positions(taken);
+            proptest::prop_assert_eq!(early, counted);
+        }
+    }
+
+    #[test]
+    fn a_plan_that_reads_sales_or_a_coupon_is_not_made_early() {
+        let now = Utc
+            .with_ymd_and_hms(2026, 6, 1, 20, 0, 0)
+            .single()
+            .expect("valid");
+        let event = on_sale_event(now, 5_000);
+        let timed = timed_tier(&event, 5);
+        let mut scarce = timed_tier(&event, 5);
+        scarce.pricing.rules.push(SurgeRule::below_remaining(
+            10,
+            Money::parse("99", "EUR").expect("valid price"),
+        ));
+        let mut recent = tier(&[30]);
+        recent.event_id = event.id;
+        let tiers = [timed.clone(), scarce.clone(), recent.clone()];
+        assert!(plan_ignores_sales(
+            &tiers,
+            &request(&event, &[(timed.id, 2)], now)
+        ));
+        assert!(!plan_ignores_sales(
+            &tiers,
+            &request(&event, &[(timed.id, 2), (scarce.id, 1)], now)
+        ));
+        assert!(!plan_ignores_sales(
+            &tiers,
+            &request(&event, &[(recent.id, 1)], now)
+        ));
+        let mut with_coupon = request(&event, &[(timed.id, 2)], now);
+        with_coupon.coupon = Some("SPRING".into());
+        assert!(!plan_ignores_sales(&tiers, &with_coupon));
+        assert!(
+            !plan_ignores_sales(&tiers, &request(&event, &[(TierId::new(), 1)], now)),
+            "a tier the event does not have"
+        );
+        // Why it matters: near the end the scarce tier's price depends on
+        // what is taken, which a plan made with nothing taken cannot know.
+        let request = request(&event, &[(scarce.id, 1)], now);
+        let near_end = |k| {
+            if k == QuotaKey::Tier(scarce.id) {
+                995
+            } else {
+                0
+            }
+        };
+        let counted = plan_hold(&event, &tiers, &request, &near_end, &|_| [0; 4], None)
+            .expect("a valid request");
+        let mut early = plan_hold(&event, &tiers, &request, &|_| 0, &|_| [0; 4], None)
+            .expect("a valid request");
+        early.shift_positions(near_end);
+        assert_ne!(early.total, counted.total);
     }
 }

@@ -271,6 +271,15 @@ impl SurgePolicy {
         Ok(())
     }
 
+    /// Whether any rule reads what is sold (a sell-through ratio, the units
+    /// remaining, recent sales): without such rules a unit's price depends on
+    /// when it is sold, never on how many were sold before it.
+    pub fn reads_sales(&self) -> bool {
+        self.rules
+            .iter()
+            .any(|r| !matches!(r.trigger, Trigger::TimeToStart { .. }))
+    }
+
     /// The windows of the velocity rules, in rule order (what
     /// [`UnitPosition::sold_in_windows`] counts).
     pub fn velocity_windows(&self) -> impl Iterator<Item = Duration> + '_ {

@@ -197,6 +197,7 @@ macro_rules! __conformance_suite {
             release_batches_match_one_by_one,
             hold_batch_grants_what_fits_in_arrival_order,
             hold_batches_see_changes_made_between_them,
+            holds_see_changes_to_the_event_and_its_tiers,
             retry_after_selling_out_returns_the_booking,
         );
 

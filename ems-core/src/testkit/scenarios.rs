@@ -4302,6 +4302,76 @@ pub async fn hold_batch_grants_what_fits_in_arrival_order(stores: TestStores) {
     assert_eq!(second.quote.lines[0].first_position, 3);
 }
 
+/// Single holds see every change made to the event and its tiers before
+/// them, through either store handle: a new price and per-order limit, a new
+/// tier, the event cancelled; and their positions stay exact (a store that
+/// prices holds from a copy of the event must check the copy is current).
+pub async fn holds_see_changes_to_the_event_and_its_tiers(stores: TestStores) {
+    use crate::event::EventStore;
+    use crate::inventory::InventoryStore;
+    let f = Fixture::new(stores).await;
+    let (a, b) = (f.ems.store(), f.ems_b.store());
+    let (event, tiers) = f.published_event(100, &[("GA", "20", 50)]).await;
+    let now = f.clock_now();
+    let ga = |quantity| hold_request(event.id, tiers[0].id, quantity, now, 10);
+    let priced = |h: &crate::inventory::Hold| {
+        (
+            h.lines[0].unit_price,
+            h.quote.lines[0].first_position,
+            h.total,
+        )
+    };
+
+    let first = a.try_hold(&ga(2)).await.expect("granted");
+    assert_eq!(priced(&first), (eur("20"), 0, eur("40")));
+
+    let mut dearer = tiers[0].clone();
+    dearer.price = eur("30");
+    dearer.max_per_order = 3;
+    dearer.version += 1;
+    b.update_tier(&dearer).await.expect("tier updated");
+    for position in [2, 4] {
+        let h = a.try_hold(&ga(2)).await.expect("granted");
+        assert_eq!(
+            priced(&h),
+            (eur("30"), position, eur("60")),
+            "the new price"
+        );
+        let stored = a.hold(h.id).await.expect("readable").expect("stored");
+        assert_eq!(stored, h, "stored as returned");
+    }
+    let too_many = a.try_hold(&ga(4)).await;
+    assert!(
+        matches!(too_many, Err(Error::InvalidInput { .. })),
+        "the new per-order limit: {too_many:?}"
+    );
+
+    let mut balcony = tiers[0].clone();
+    balcony.id = TierId::new();
+    balcony.name = "Balcony".into();
+    balcony.price = eur("15");
+    balcony.capacity = 10;
+    balcony.version = 1;
+    b.insert_tier(&balcony).await.expect("tier added");
+    let h = a
+        .try_hold(&hold_request(event.id, balcony.id, 3, now, 10))
+        .await
+        .expect("a hold of the new tier");
+    assert_eq!(priced(&h), (eur("15"), 0, eur("45")));
+    assert_eq!(f.event_taken(event.id).await, 9);
+
+    let current = b.event(event.id).await.expect("readable").expect("exists");
+    b.cancel_event(event.id, current.version, now)
+        .await
+        .expect("cancelled");
+    let refused = a.try_hold(&ga(1)).await;
+    assert!(
+        matches!(refused, Err(Error::InvalidState { .. })),
+        "a cancelled event sells nothing: {refused:?}"
+    );
+    assert_eq!(f.event_taken(event.id).await, 0, "its holds were released");
+}
+
 /// Consecutive hold batches see every change made between them, through
 /// either store handle: holds and releases by the other handle, holds that
 /// lapsed in between, and refusals are decided against the event as it is
