@@ -3,7 +3,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ems_core::booking::{BookingReason, BookingStatus};
-use ems_core::id::{EventId, HoldId, UserId};
+use ems_core::id::{EventId, HoldId, OrganizationId, UserId};
 use ems_core::inventory::*;
 use ems_core::outbox::DomainEvent;
 use ems_core::{Error, Result};
@@ -129,7 +129,8 @@ impl InventoryStore for MemoryStore {
                 )
                 .ok()
             })
-            .flatten();
+            .flatten()
+            .map(|plan| EarlyHold::of(plan, request, config.event.organization));
         let mut s = cell.lock.lock();
         let current = Arc::ptr_eq(&config, &s.config);
         if !current {
@@ -321,7 +322,7 @@ impl MemoryStore {
         &self,
         s: &mut Shard,
         request: &HoldRequest,
-        early: Option<HoldPlan>,
+        early: Option<EarlyHold>,
         out: &mut Events,
     ) -> Result<Hold> {
         s.expire_due(request.now, u32::MAX, out);
@@ -353,35 +354,59 @@ impl MemoryStore {
             )?),
             _ => None,
         };
-        let plan = match early {
-            Some(mut plan) => {
-                plan.shift_positions(|k| s.taken(k));
-                plan
+        let (hold, demand, rec) = match early {
+            Some(mut early) => {
+                let taken = |tier| s.taken(QuotaKey::Tier(tier));
+                early.hold.quote.shift_positions(taken);
+                early.rec.shift_positions(taken);
+                check_capacity(&early.demand, |k| s.available(k))?;
+                (early.hold, early.demand, early.rec)
             }
-            None => plan_hold(
-                &s.config.event,
-                &s.config.tiers,
-                request,
-                &|k| s.taken(k),
-                &|t| s.recent(t, request.now),
-                coupon,
-            )?,
+            None => {
+                let plan = plan_hold(
+                    &s.config.event,
+                    &s.config.tiers,
+                    request,
+                    &|k| s.taken(k),
+                    &|t| s.recent(t, request.now),
+                    coupon,
+                )?;
+                check_capacity(&plan.demand, |k| s.available(k))?;
+                let coupon = coupon.map(|c| c.id);
+                if let (Some(id), Some(book)) = (coupon, book.as_mut()) {
+                    book.take(id, request.customer);
+                }
+                let (hold, demand) = plan.into_hold(request, s.config.event.organization, coupon);
+                let rec = Box::new(HoldRec::of(&hold));
+                (hold, demand, rec)
+            }
         };
-        check_capacity(&plan.demand, |k| s.available(k))?;
-        let coupon = coupon.map(|c| c.id);
-        if let (Some(id), Some(book)) = (coupon, book.as_mut()) {
-            book.take(id, request.customer);
-        }
         drop(book);
-        let (hold, demand) = plan.into_hold(request, s.config.event.organization, coupon);
         s.take(&demand);
         for item in &request.items {
             s.note_sale(item.tier_id, item.quantity, request.now);
         }
         s.expiry.insert((hold.expires_at, hold.id));
-        s.holds.insert(hold.id, Box::new(HoldRec::of(&hold)));
+        s.holds.insert(hold.id, rec);
         by_id.insert(s.number);
         out.push(hold.placed_event());
         Ok(hold)
+    }
+}
+
+/// A hold made before its event's lock (see `try_hold`), from a plan made
+/// with nothing taken: the hold, its record and the units it takes, all at
+/// positions from 0 until moved to the shard's counts under the lock.
+struct EarlyHold {
+    hold: Hold,
+    rec: Box<HoldRec>,
+    demand: Demand,
+}
+
+impl EarlyHold {
+    fn of(plan: HoldPlan, request: &HoldRequest, organization: OrganizationId) -> Self {
+        let (hold, demand) = plan.into_hold(request, organization, None);
+        let rec = Box::new(HoldRec::of(&hold));
+        Self { hold, rec, demand }
     }
 }

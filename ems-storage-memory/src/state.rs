@@ -466,6 +466,22 @@ impl HoldRec {
         }
     }
 
+    /// Moves the quote's lines on by `sold_before(tier)`, as
+    /// [`Quote::shift_positions`] does.
+    pub(crate) fn shift_positions(&mut self, sold_before: impl Fn(TierId) -> u32) {
+        match &mut self.priced {
+            // A compact quote's lines are the hold's, tier by tier.
+            Priced::Compact(q) => {
+                for (line, held) in q.lines.iter_mut().zip(self.lines.iter()) {
+                    line.first_position = line
+                        .first_position
+                        .saturating_add(sold_before(held.tier_id));
+                }
+            }
+            Priced::Whole(whole) => whole.0.shift_positions(sold_before),
+        }
+    }
+
     /// Units held.
     pub(crate) fn quantity(&self) -> u32 {
         self.lines.iter().map(|l| l.quantity).sum()

@@ -118,11 +118,8 @@ impl HoldPlan {
     /// units. For a request [`plan_ignores_sales`] accepts, the result equals
     /// the plan [`plan_hold`] makes with `taken`.
     pub fn shift_positions(&mut self, taken: impl Fn(QuotaKey) -> u32) {
-        for line in &mut self.quote.lines {
-            line.first_position = line
-                .first_position
-                .saturating_add(taken(QuotaKey::Tier(line.tier_id)));
-        }
+        self.quote
+            .shift_positions(|tier| taken(QuotaKey::Tier(tier)));
     }
 }
 

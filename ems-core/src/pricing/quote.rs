@@ -189,6 +189,19 @@ impl Quote {
     pub fn quantity(&self) -> u32 {
         self.lines.iter().map(|l| l.quantity).sum()
     }
+
+    /// Moves every line's first position on by `sold_before(tier)`, the
+    /// units of its tier sold before the order: a quote made as if nothing
+    /// were sold becomes the one made at the real positions, when no rule
+    /// of its tiers reads sales (see
+    /// [`plan_ignores_sales`](crate::inventory::plan_ignores_sales)).
+    pub fn shift_positions(&mut self, sold_before: impl Fn(TierId) -> u32) {
+        for line in &mut self.lines {
+            line.first_position = line
+                .first_position
+                .saturating_add(sold_before(line.tier_id));
+        }
+    }
 }
 
 fn percent_of(amount: Money, pct: Decimal, mode: Rounding) -> Result<Money> {
