@@ -7,7 +7,6 @@ use ems_core::outbox::DomainEvent;
 use ems_core::payment::check_refundable;
 use ems_core::ticket::Ticket;
 use ems_core::{Error, Result};
-use serde_json::Value;
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -64,14 +63,14 @@ async fn set_state(
 
 /// Stores a confirmed booking's tickets.
 async fn insert_tickets(tx: &mut Tx, tickets: &[Ticket]) -> Result<()> {
-    let docs = tickets.iter().map(json).collect::<Result<Vec<_>>>()?;
+    let docs = json(tickets)?;
     sqlx::query(
         "INSERT INTO ems_tickets (id, booking_id, event_id, status, checked_in_at, doc) \
          SELECT (t->>'id')::uuid, (t->>'booking_id')::uuid, (t->>'event_id')::uuid, t->>'status', \
                 (t->>'checked_in_at')::timestamptz, t \
          FROM jsonb_array_elements($1) WITH ORDINALITY AS x(t, n) ORDER BY n",
     )
-    .bind(Value::Array(docs))
+    .bind(docs)
     .execute(&mut **tx)
     .await
     .map_err(db)?;
@@ -281,11 +280,7 @@ impl BookingStore for PostgresStore {
             customer: booking.customer,
             tickets: booking.quantity(),
         };
-        let tickets = request
-            .tickets
-            .iter()
-            .map(json)
-            .collect::<Result<Vec<_>>>()?;
+        let tickets = json(&request.tickets)?;
         let row = sqlx::query(&format!(
             "WITH h AS (UPDATE ems_holds SET status = 'confirmed' \
                  WHERE id = $2 AND status = 'active' AND expires_at > $3 AND booking_id = $1 \
@@ -304,7 +299,7 @@ impl BookingStore for PostgresStore {
         .bind(id.0)
         .bind(booking.hold_id.0)
         .bind(now)
-        .bind(Value::Array(tickets))
+        .bind(tickets)
         .bind(json(&confirmed_event)?)
         .fetch_optional(&self.pool)
         .await

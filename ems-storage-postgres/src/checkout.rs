@@ -20,14 +20,14 @@ use ems_core::booking::{
 };
 use ems_core::outbox::DomainEvent;
 use ems_core::payment::{payment_change_event, Payment, PaymentStatus, PaymentStore};
+use ems_core::ticket::Ticket;
 use ems_core::Result;
 use rust_decimal::Decimal;
-use serde_json::Value;
 use sqlx::Row;
 use uuid::Uuid;
 
 use crate::booking::check_tickets;
-use crate::row::{self, json, tag, BOOKING};
+use crate::row::{self, json, tag, Jsonb, BOOKING};
 use crate::{db, PostgresStore};
 
 /// The answer of a request decided by the batch (after its commit, a request's
@@ -190,8 +190,8 @@ impl PostgresStore {
             .collect();
         let mut payments = PaymentColumns::default();
         let mut nows: Vec<DateTime<Utc>> = Vec::with_capacity(chosen.len());
-        let mut confirmed_events = Vec::with_capacity(chosen.len());
-        let mut tickets = Vec::new();
+        let mut confirmed_events: Vec<Jsonb> = Vec::with_capacity(chosen.len());
+        let mut tickets: Vec<&Ticket> = Vec::new();
         for r in &chosen {
             payments.push(&r.payment)?;
             nows.push(r.confirm.now);
@@ -201,9 +201,7 @@ impl PostgresStore {
                 customer: r.booking.customer,
                 tickets: r.booking.quantity(),
             })?);
-            for t in &r.confirm.tickets {
-                tickets.push(json(t)?);
-            }
+            tickets.extend(&r.confirm.tickets);
         }
         // One statement: move the payments that are still pending at the
         // expected version to succeeded; for those, confirm the bookings still
@@ -259,7 +257,7 @@ impl PostgresStore {
         .bind(&payments.booking)
         .bind(&nows)
         .bind(&confirmed_events)
-        .bind(Value::Array(tickets))
+        .bind(json(&tickets)?)
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
@@ -376,15 +374,15 @@ struct BookingColumns {
     hold: Vec<Uuid>,
     key: Vec<String>,
     status: Vec<String>,
-    reason: Vec<Option<Value>>,
+    reason: Vec<Option<Jsonb>>,
     total: Vec<Decimal>,
     currency: Vec<String>,
     created: Vec<DateTime<Utc>>,
     updated: Vec<DateTime<Utc>>,
     version: Vec<i64>,
-    doc: Vec<Value>,
-    lines: Vec<Value>,
-    event_doc: Vec<Value>,
+    doc: Vec<Jsonb>,
+    lines: Vec<Jsonb>,
+    event_doc: Vec<Jsonb>,
 }
 
 impl BookingColumns {
@@ -427,13 +425,13 @@ struct PaymentColumns {
     status: Vec<String>,
     key: Vec<String>,
     version: Vec<i64>,
-    doc: Vec<Value>,
+    doc: Vec<Jsonb>,
     at: Vec<DateTime<Utc>>,
     updated: Vec<DateTime<Utc>>,
     /// `PaymentStarted`, for a new record.
-    event_doc: Vec<Value>,
+    event_doc: Vec<Jsonb>,
     /// The status change's event, for an updated record.
-    change_doc: Vec<Option<Value>>,
+    change_doc: Vec<Option<Jsonb>>,
 }
 
 impl PaymentColumns {

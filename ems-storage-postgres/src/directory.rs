@@ -4,7 +4,7 @@ use ems_core::id::{OrganizationId, UserId};
 use ems_core::outbox::DomainEvent;
 use ems_core::{Error, Result};
 
-use crate::row::{begin, commit, from_json, get, json, record, tag};
+use crate::row::{begin, commit, from_doc, get, json, record, tag};
 use crate::{db, PostgresStore};
 
 #[async_trait]
@@ -47,7 +47,7 @@ impl DirectoryStore for PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?;
-        row.map(|r| from_json("organization", id, get(&r, "doc")?))
+        row.map(|r| from_doc("organization", id, get(&r, "doc")?))
             .transpose()
     }
 
@@ -95,7 +95,7 @@ impl DirectoryStore for PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?;
-        row.map(|r| from_json("user", id, get(&r, "doc")?))
+        row.map(|r| from_doc("user", id, get(&r, "doc")?))
             .transpose()
     }
 
@@ -106,7 +106,7 @@ impl DirectoryStore for PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?;
-        row.map(|r| from_json("user", get::<uuid::Uuid>(&r, "id")?, get(&r, "doc")?))
+        row.map(|r| from_doc("user", get::<uuid::Uuid>(&r, "id")?, get(&r, "doc")?))
             .transpose()
     }
 }

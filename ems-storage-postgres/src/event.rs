@@ -12,7 +12,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::inventory::{end_holds, lock_event};
-use crate::row::{self, begin, commit, from_json, get, json, record, tag, Tx, HOLD};
+use crate::row::{self, begin, commit, from_doc, get, json, record, tag, Tx, HOLD};
 use crate::{db, PostgresStore};
 
 fn conflict(event: &Event, expected: u64) -> Error {
@@ -115,7 +115,7 @@ impl EventStore for PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?;
-        row.map(|r| from_json("event", id, get(&r, "doc")?))
+        row.map(|r| from_doc("event", id, get(&r, "doc")?))
             .transpose()
     }
 
@@ -285,7 +285,7 @@ impl EventStore for PostgresStore {
             let exhausted = (rows.len() as i64) < want;
             for r in &rows {
                 let id: Uuid = get(r, "id")?;
-                let event: Event = from_json("event", id, get(r, "doc")?)?;
+                let event: Event = from_doc("event", id, get(r, "doc")?)?;
                 position = Some((get(r, "starts_at")?, EventId(id)));
                 if f.matches(&event, query.drafts) {
                     out.push(event);

@@ -7,7 +7,7 @@ use ems_core::{Error, Result};
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
-use crate::row::{begin, commit, from_json, get, json, record, tag};
+use crate::row::{begin, commit, from_doc, get, json, record, tag};
 use crate::{db, PostgresStore};
 
 /// Columns of a facility booking row, in the order [`booking_row`] reads them.
@@ -15,13 +15,13 @@ const FB: &str = "id, doc, status";
 
 fn booking_row(row: &PgRow) -> Result<FacilityBooking> {
     let id: Uuid = get(row, "id")?;
-    let mut b: FacilityBooking = from_json("facility booking", id, get(row, "doc")?)?;
+    let mut b: FacilityBooking = from_doc("facility booking", id, get(row, "doc")?)?;
     b.status = crate::row::untag("facility booking", id, get(row, "status")?)?;
     Ok(b)
 }
 
 fn resource_row(row: &PgRow) -> Result<Resource> {
-    from_json("resource", get::<Uuid>(row, "id")?, get(row, "doc")?)
+    from_doc("resource", get::<Uuid>(row, "id")?, get(row, "doc")?)
 }
 
 #[async_trait]

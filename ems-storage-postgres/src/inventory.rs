@@ -7,11 +7,10 @@ use ems_core::inventory::*;
 use ems_core::outbox::DomainEvent;
 use ems_core::pricing::{check_coupon_uses, coupon_code_key, unknown_coupon, Coupon};
 use ems_core::{Error, Result};
-use serde_json::Value;
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::row::{self, begin, commit, count, from_json, get, json, record, tag, Tx, HOLD};
+use crate::row::{self, begin, commit, count, from_doc, get, json, record, tag, Jsonb, Tx, HOLD};
 use crate::{db, PostgresStore};
 
 /// An event with its tiers, shared quotas and counters, read under the event's
@@ -118,19 +117,18 @@ async fn read_locked(
     let Some(row) = row else {
         return Ok(None);
     };
-    let event: Event = from_json("event", id, get(&row, "doc")?)?;
+    let event: Event = from_doc("event", id, get(&row, "doc")?)?;
     let mut taken = vec![(QuotaKey::Event, count("event", id.0, get(&row, "taken")?)?)];
-    let pairs =
-        |v: Value| -> Result<Vec<(Value, i64)>> { from_json::<Vec<(Value, i64)>>("event", id, v) };
     let mut tiers = Vec::new();
-    for (doc, n) in pairs(get(&row, "tiers")?)? {
-        let t: TicketTier = from_json("tier", id, doc)?;
+    let rows: Vec<(TicketTier, i64)> = from_doc("event's tiers", id, get(&row, "tiers")?)?;
+    for (t, n) in rows {
         taken.push((QuotaKey::Tier(t.id), count("tier", t.id.0, n)?));
         tiers.push(t);
     }
     let mut shared = Vec::new();
-    for (doc, n) in pairs(get(&row, "shared")?)? {
-        let q: SharedQuota = from_json("shared quota", id, doc)?;
+    let rows: Vec<(SharedQuota, i64)> =
+        from_doc("event's shared quotas", id, get(&row, "shared")?)?;
+    for (q, n) in rows {
         taken.push((QuotaKey::Shared(q.id), count("shared quota", q.id.0, n)?));
         shared.push(q);
     }
@@ -410,7 +408,7 @@ async fn lock_coupon(tx: &mut Tx, locked: &Locked, code: &str, customer: UserId)
     .map_err(db)?
     .ok_or_else(|| unknown_coupon(code))?;
     let id: Uuid = get(&row, "id")?;
-    let coupon: Coupon = from_json("coupon", id, get(&row, "doc")?)?;
+    let coupon: Coupon = from_doc("coupon", id, get(&row, "doc")?)?;
     let uses = count("coupon", id, get(&row, "uses")?)?;
     let mine = count("coupon", id, get(&row, "mine")?)?;
     check_coupon_uses(&coupon, code, uses, mine)?;
@@ -478,7 +476,7 @@ async fn of_event<T: serde::de::DeserializeOwned>(
     .await
     .map_err(db)?
     .iter()
-    .map(|r| from_json(entity, get::<Uuid>(r, "id")?, get(r, "doc")?))
+    .map(|r| from_doc(entity, get::<Uuid>(r, "id")?, get(r, "doc")?))
     .collect()
 }
 
@@ -967,8 +965,8 @@ struct HoldRows {
     currencies: Vec<String>,
     created: Vec<DateTime<Utc>>,
     expires: Vec<DateTime<Utc>>,
-    docs: Vec<Value>,
-    events: Vec<Value>,
+    docs: Vec<Jsonb>,
+    events: Vec<Jsonb>,
 }
 
 /// The holds and domain events of `$7` to `$17` of [`HoldRows`] (after

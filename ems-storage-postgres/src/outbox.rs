@@ -3,7 +3,7 @@ use chrono::{DateTime, Utc};
 use ems_core::outbox::{OutboxStore, RecordedEvent};
 use ems_core::Result;
 
-use crate::row::{begin, commit, from_json, get};
+use crate::row::{begin, commit, from_doc, get};
 use crate::{db, PostgresStore};
 
 impl PostgresStore {
@@ -59,7 +59,7 @@ impl OutboxStore for PostgresStore {
                 Ok(RecordedEvent {
                     seq: seq as u64,
                     occurred_at,
-                    event: from_json("domain event", seq, get(r, "doc")?)?,
+                    event: from_doc("domain event", seq, get(r, "doc")?)?,
                 })
             })
             .collect()

@@ -5,15 +5,15 @@ use ems_core::payment::*;
 use ems_core::{Error, Result};
 use uuid::Uuid;
 
-use crate::row::{begin, commit, from_json, get, json, record, tag, Tx};
+use crate::row::{begin, commit, from_doc, get, json, record, tag, Tx};
 use crate::{db, PostgresStore};
 
 fn payment_row(row: &sqlx::postgres::PgRow) -> Result<Payment> {
-    from_json("payment", get::<Uuid>(row, "id")?, get(row, "doc")?)
+    from_doc("payment", get::<Uuid>(row, "id")?, get(row, "doc")?)
 }
 
 fn refund_row(row: &sqlx::postgres::PgRow) -> Result<Refund> {
-    from_json("refund", get::<Uuid>(row, "id")?, get(row, "doc")?)
+    from_doc("refund", get::<Uuid>(row, "id")?, get(row, "doc")?)
 }
 
 /// Locks and reads a payment.

@@ -4,7 +4,7 @@ use ems_core::pricing::{coupon_code_key, Coupon, CouponStore};
 use ems_core::{Error, Result};
 use uuid::Uuid;
 
-use crate::row::{count, from_json, get, json};
+use crate::row::{count, from_doc, get, json};
 use crate::{db, PostgresStore};
 
 #[async_trait]
@@ -40,7 +40,7 @@ impl CouponStore for PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?
-            .map(|r| from_json("coupon", id, get(&r, "doc")?))
+            .map(|r| from_doc("coupon", id, get(&r, "doc")?))
             .transpose()
     }
 
@@ -55,7 +55,7 @@ impl CouponStore for PostgresStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?
-            .map(|r| from_json("coupon", get::<Uuid>(&r, "id")?, get(&r, "doc")?))
+            .map(|r| from_doc("coupon", get::<Uuid>(&r, "id")?, get(&r, "doc")?))
             .transpose()
     }
 

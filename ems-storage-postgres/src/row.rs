@@ -20,18 +20,41 @@ use crate::db;
 /// An open transaction.
 pub(crate) type Tx = sqlx::Transaction<'static, Postgres>;
 
-/// A record as JSON.
-pub(crate) fn json<T: Serialize>(value: &T) -> Result<Value> {
-    serde_json::to_value(value).map_err(|e| Error::invalid("record", e.to_string()))
+/// A record serialized for a `jsonb` parameter (or an element of a `jsonb[]`).
+///
+/// Kept as the JSON text itself: a record becomes one string, where a
+/// `serde_json::Value` would be a tree of maps and strings built only to be
+/// written out again when the statement is sent.
+pub(crate) type Jsonb = sqlx::types::Json<Box<serde_json::value::RawValue>>;
+
+/// A record as JSON, for a `jsonb` parameter.
+pub(crate) fn json<T: Serialize + ?Sized>(value: &T) -> Result<Jsonb> {
+    serde_json::value::to_raw_value(value)
+        .map(sqlx::types::Json)
+        .map_err(|e| Error::invalid("record", e.to_string()))
 }
 
-/// A record read back from JSON; a malformed one is `Corrupt`, naming it.
-pub(crate) fn from_json<T: DeserializeOwned>(
+/// A value read back from JSON; a malformed one is `Corrupt`, naming it.
+fn from_json<T: DeserializeOwned>(
     entity: &'static str,
     id: impl Display,
     value: Value,
 ) -> Result<T> {
     serde_json::from_value(value).map_err(|e| Error::Corrupt {
+        entity,
+        id: id.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// A record read back from a `jsonb` column, parsed straight from its text;
+/// a malformed one is `Corrupt`, naming it.
+pub(crate) fn from_doc<T: DeserializeOwned>(
+    entity: &'static str,
+    id: impl Display,
+    doc: Jsonb,
+) -> Result<T> {
+    serde_json::from_str(doc.0.get()).map_err(|e| Error::Corrupt {
         entity,
         id: id.to_string(),
         reason: e.to_string(),
@@ -74,7 +97,7 @@ pub(crate) const HOLD: &str = "id, doc, status, booking_id";
 /// A hold: its body with the live state columns on top.
 pub(crate) fn hold(row: &PgRow) -> Result<Hold> {
     let id: Uuid = get(row, "id")?;
-    let mut h: Hold = from_json("hold", id, get(row, "doc")?)?;
+    let mut h: Hold = from_doc("hold", id, get(row, "doc")?)?;
     h.status = untag::<HoldStatus>("hold", id, get(row, "status")?)?;
     h.booking_id = get::<Option<Uuid>>(row, "booking_id")?.map(Into::into);
     Ok(h)
@@ -86,10 +109,10 @@ pub(crate) const BOOKING: &str = "id, doc, status, reason, updated_at, version";
 /// A booking: its body with the live state columns on top.
 pub(crate) fn booking(row: &PgRow) -> Result<Booking> {
     let id: Uuid = get(row, "id")?;
-    let mut b: Booking = from_json("booking", id, get(row, "doc")?)?;
+    let mut b: Booking = from_doc("booking", id, get(row, "doc")?)?;
     b.status = untag::<BookingStatus>("booking", id, get(row, "status")?)?;
-    b.reason = match get::<Option<Value>>(row, "reason")? {
-        Some(r) => Some(from_json::<BookingReason>("booking", id, r)?),
+    b.reason = match get::<Option<Jsonb>>(row, "reason")? {
+        Some(r) => Some(from_doc::<BookingReason>("booking", id, r)?),
         None => None,
     };
     b.updated_at = get(row, "updated_at")?;
@@ -103,7 +126,7 @@ pub(crate) const TICKET: &str = "id, doc, status, checked_in_at";
 /// A ticket: its body with the live state columns on top.
 pub(crate) fn ticket(row: &PgRow) -> Result<Ticket> {
     let id: Uuid = get(row, "id")?;
-    let mut t: Ticket = from_json("ticket", id, get(row, "doc")?)?;
+    let mut t: Ticket = from_doc("ticket", id, get(row, "doc")?)?;
     t.status = untag::<TicketStatus>("ticket", id, get(row, "status")?)?;
     t.checked_in_at = get(row, "checked_in_at")?;
     Ok(t)
@@ -115,19 +138,17 @@ pub(crate) async fn record(
     at: DateTime<Utc>,
     events: impl IntoIterator<Item = DomainEvent>,
 ) -> Result<()> {
-    let docs = events
-        .into_iter()
-        .map(|e| json(&e))
-        .collect::<Result<Vec<_>>>()?;
-    if docs.is_empty() {
+    let events: Vec<DomainEvent> = events.into_iter().collect();
+    if events.is_empty() {
         return Ok(());
     }
+    let docs = json(&events)?;
     sqlx::query(
         "INSERT INTO ems_outbox (occurred_at, doc) \
          SELECT $1, e FROM jsonb_array_elements($2) WITH ORDINALITY AS x(e, n) ORDER BY n",
     )
     .bind(at)
-    .bind(Value::Array(docs))
+    .bind(docs)
     .execute(&mut **tx)
     .await
     .map_err(db)?;
