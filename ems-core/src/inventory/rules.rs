@@ -627,12 +627,16 @@ mod tests {
         }
     }
 
+    /// The tests' "now".
+    fn evening() -> chrono::DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 6, 1, 20, 0, 0)
+            .single()
+            .expect("valid")
+    }
+
     #[test]
     fn recent_sales_count_each_window_of_each_tier_from_its_start() {
-        let now = Utc
-            .with_ymd_and_hms(2026, 6, 1, 20, 0, 0)
-            .single()
-            .expect("valid");
+        let now = evening();
         let (fast, slow, plain) = (tier(&[10, 60]), tier(&[30]), tier(&[]));
         let tiers = [fast.clone(), slow.clone(), plain.clone()];
         let ago = |m| now - Duration::minutes(m);
@@ -728,7 +732,7 @@ mod tests {
             qa in 1u32..=10,
             qb in 0u32..=10,
         ) {
-            let now = Utc.with_ymd_and_hms(2026, 6, 1, 20, 0, 0).single().expect("valid");
+            let now = evening();
             let event = on_sale_event(now, 5_000);
             let (a, b) = (timed_tier(&event, days), timed_tier(&event, 30));
             let mut items = vec![(a.id, qa)];
@@ -755,10 +759,7 @@ mod tests {
 
     #[test]
     fn a_plan_that_reads_sales_or_a_coupon_is_not_made_early() {
-        let now = Utc
-            .with_ymd_and_hms(2026, 6, 1, 20, 0, 0)
-            .single()
-            .expect("valid");
+        let now = evening();
         let event = on_sale_event(now, 5_000);
         let timed = timed_tier(&event, 5);
         let mut scarce = timed_tier(&event, 5);
