@@ -2,7 +2,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ems_core::booking::{BookingReason, BookingStatus};
 use ems_core::event::Event;
-use ems_core::id::{CouponId, EventId, HoldId, TierId, UserId};
+use ems_core::id::{CouponId, EventId, HoldId, OrganizationId, TierId, UserId};
 use ems_core::inventory::*;
 use ems_core::outbox::DomainEvent;
 use ems_core::pricing::{check_coupon_uses, coupon_code_key, unknown_coupon, Coupon};
@@ -13,7 +13,7 @@ use mongodb::options::ReturnDocument;
 use mongodb::ClientSession;
 use uuid::Uuid;
 
-use crate::bsonx::{body, count, date, from_body, int, money, tag};
+use crate::bsonx::{body, count, date, from_body, int, money, read_uuid, tag};
 use crate::outbox::record;
 use crate::tx::transaction;
 use crate::{db, MongoStore};
@@ -59,6 +59,8 @@ fn hold_doc(store: &MongoStore, hold: &Hold) -> Result<Document> {
         "_id": store.uid(hold.id.0),
         "event_id": store.uid(hold.event_id.0),
         "customer": store.uid(hold.customer.0),
+        // With the event and the customer, what `hold_owner` reads.
+        "organization": store.uid(hold.organization.0),
         "status": "active",
         "booking_id": Bson::Null,
         // Queries test this flag, not `booking_id: null` (the emulator
@@ -749,6 +751,29 @@ impl InventoryStore for MongoStore {
 
     async fn hold(&self, id: HoldId) -> Result<Option<Hold>> {
         read_hold(self, None, id).await
+    }
+
+    /// Three top-level fields of the hold's document, where `hold` reads and
+    /// rebuilds the whole hold. A document written before holds carried
+    /// their organization at the top is read whole.
+    async fn hold_owner(&self, id: HoldId) -> Result<Option<HoldOwner>> {
+        let Some(d) = self
+            .col("holds")
+            .find_one(doc! { "_id": self.uid(id.0) })
+            .projection(doc! { "event_id": 1, "customer": 1, "organization": 1 })
+            .await
+            .map_err(db)?
+        else {
+            return Ok(None);
+        };
+        if d.get("organization").is_none() {
+            return Ok(read_hold(self, None, id).await?.as_ref().map(HoldOwner::of));
+        }
+        Ok(Some(HoldOwner {
+            event_id: EventId(read_uuid("hold", id, d.get("event_id"))?),
+            organization: OrganizationId(read_uuid("hold", id, d.get("organization"))?),
+            customer: UserId(read_uuid("hold", id, d.get("customer"))?),
+        }))
     }
 
     async fn release_hold(&self, id: HoldId, now: DateTime<Utc>) -> Result<Hold> {

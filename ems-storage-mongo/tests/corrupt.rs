@@ -1,5 +1,6 @@
 //! Malformed documents read back (a field missing or of the wrong type) give
-//! `Error::Corrupt` naming the document, never a panic and never a wrong answer.
+//! `Error::Corrupt` naming the document, never a panic and never a wrong answer;
+//! documents in the shape an earlier version wrote are still read right.
 
 use std::sync::Arc;
 
@@ -130,4 +131,51 @@ async fn booking_body_of_the_wrong_type_is_corrupt() {
         .await
         .expect_err("a malformed booking is not returned");
     assert_corrupt(err, "booking", booking.0, "lines");
+}
+
+/// Holds written before they carried their organization at the top of the
+/// document tell their owner all the same (read from the whole hold); one
+/// whose organization is not an id is `Corrupt`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hold_without_a_top_level_organization_still_tells_its_owner() {
+    use ems_core::inventory::{HoldItem, HoldOptions, HoldOwner, InventoryStore};
+    let (f, store) = world().await;
+    let (e, tiers) = f.published_event(10, &[("GA", "10", 10)]).await;
+    let items = [HoldItem {
+        tier_id: tiers[0].id,
+        quantity: 2,
+    }];
+    let hold = f
+        .ems
+        .place_hold(&f.customer(), e.id, &items, HoldOptions::default())
+        .await
+        .expect("held");
+    let owner = Some(HoldOwner::of(&hold));
+    assert_eq!(store.hold_owner(hold.id).await.expect("readable"), owner);
+
+    tamper(
+        &store,
+        "holds",
+        id(hold.id.0),
+        doc! { "$unset": { "organization": "" } },
+    )
+    .await;
+    assert_eq!(
+        store.hold_owner(hold.id).await.expect("readable"),
+        owner,
+        "read from the whole hold"
+    );
+
+    tamper(
+        &store,
+        "holds",
+        id(hold.id.0),
+        doc! { "$set": { "organization": 42 } },
+    )
+    .await;
+    let err = store
+        .hold_owner(hold.id)
+        .await
+        .expect_err("a malformed hold tells no owner");
+    assert_corrupt(err, "hold", hold.id.0, "UUID");
 }
