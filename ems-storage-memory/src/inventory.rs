@@ -35,13 +35,15 @@ impl InventoryStore for MemoryStore {
         let mut s = shard.lock();
         let taken = s.taken(QuotaKey::Tier(tier.id));
         check_tier_change(&s.config.tiers, &s.config.shared, tier, taken)?;
-        let current = s
-            .config_mut()
+        // Found before the config is copied for the change: an unknown
+        // tier changes nothing.
+        let i = s
+            .config
             .tiers
-            .iter_mut()
-            .find(|t| t.id == tier.id)
+            .iter()
+            .position(|t| t.id == tier.id)
             .ok_or_else(|| Error::not_found("tier", tier.id))?;
-        *current = tier.clone();
+        s.config_mut().tiers[i] = tier.clone();
         let at = s.config.event.updated_at;
         self.record(
             at,

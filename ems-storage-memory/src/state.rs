@@ -167,7 +167,6 @@ impl Names {
 /// keeping those inline spares a heap allocation inside the critical section.
 pub(crate) type Events = smallvec::SmallVec<[DomainEvent; 2]>;
 
-/// Everything of one event, changed only under its lock.
 /// What an event's holds are planned against: the event, its tiers and its
 /// shared quotas.
 ///
@@ -183,6 +182,7 @@ pub(crate) struct Config {
     pub(crate) shared: Vec<SharedQuota>,
 }
 
+/// Everything of one event, changed only under its lock.
 pub(crate) struct Shard {
     pub(crate) coupons: Arc<Mutex<CouponBook>>,
     /// The event, its tiers and shared quotas: what holds are planned
