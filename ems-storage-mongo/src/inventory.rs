@@ -988,17 +988,18 @@ impl MongoStore {
     }
 
     /// `release_hold`; with `customer`, only a hold of theirs (another's is
-    /// `NotFound`). The hold, read first to know which event's counters to
-    /// take, says both; a hold's event and customer never change.
+    /// `NotFound`). The hold's owner (read first, to know which event's
+    /// counters to take) says both; a hold's event and customer never change.
     async fn release_as(
         &self,
         id: HoldId,
         customer: Option<UserId>,
         now: DateTime<Utc>,
     ) -> Result<Hold> {
-        let event = read_hold(self, None, id)
+        let event = self
+            .hold_owner(id)
             .await?
-            .filter(|h| customer.is_none_or(|c| h.customer == c))
+            .filter(|o| customer.is_none_or(|c| o.customer == c))
             .ok_or_else(|| Error::not_found("hold", id))?
             .event_id;
         transaction!(self, |s| {

@@ -711,9 +711,9 @@ impl InventoryStore for PostgresStore {
         .map_err(db)?;
         row.map(|r| {
             Ok(HoldOwner {
-                event_id: EventId(r.try_get("event_id").map_err(db)?),
-                customer: UserId(r.try_get("customer").map_err(db)?),
-                organization: OrganizationId(r.try_get("organization").map_err(db)?),
+                event_id: EventId(get(&r, "event_id")?),
+                customer: UserId(get(&r, "customer")?),
+                organization: OrganizationId(get(&r, "organization")?),
             })
         })
         .transpose()

@@ -34,17 +34,13 @@ pub(crate) fn json<T: Serialize + ?Sized>(value: &T) -> Result<Jsonb> {
         .map_err(|e| Error::invalid("record", e.to_string()))
 }
 
-/// A value read back from JSON; a malformed one is `Corrupt`, naming it.
-fn from_json<T: DeserializeOwned>(
-    entity: &'static str,
-    id: impl Display,
-    value: Value,
-) -> Result<T> {
-    serde_json::from_value(value).map_err(|e| Error::Corrupt {
+/// `Corrupt`, naming the malformed record and what is wrong with it.
+fn corrupt(entity: &'static str, id: impl Display, e: serde_json::Error) -> Error {
+    Error::Corrupt {
         entity,
         id: id.to_string(),
         reason: e.to_string(),
-    })
+    }
 }
 
 /// A record read back from a `jsonb` column, parsed straight from its text;
@@ -54,11 +50,7 @@ pub(crate) fn from_doc<T: DeserializeOwned>(
     id: impl Display,
     doc: Jsonb,
 ) -> Result<T> {
-    serde_json::from_str(doc.0.get()).map_err(|e| Error::Corrupt {
-        entity,
-        id: id.to_string(),
-        reason: e.to_string(),
-    })
+    serde_json::from_str(doc.0.get()).map_err(|e| corrupt(entity, id, e))
 }
 
 /// The snake_case name of a unit enum variant, as stored in state columns.
@@ -71,7 +63,7 @@ pub(crate) fn tag<T: Serialize + std::fmt::Debug>(value: &T) -> String {
 
 /// A state column read back into its enum.
 pub(crate) fn untag<T: DeserializeOwned>(entity: &'static str, id: Uuid, s: String) -> Result<T> {
-    from_json(entity, id, Value::String(s))
+    serde_json::from_value(Value::String(s)).map_err(|e| corrupt(entity, id, e))
 }
 
 /// A column, decoded.
