@@ -135,6 +135,8 @@ impl PostgresStore {
         .bind(&payments.doc)
         .bind(&payments.at)
         .bind(&payments.event_doc)
+        // Planned for each batch (see `settle_batch`).
+        .persistent(false)
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
@@ -258,6 +260,12 @@ impl PostgresStore {
         .bind(&nows)
         .bind(&confirmed_events)
         .bind(json(&tickets)?)
+        // Planned for each batch, with the batch's size and the tables' sizes
+        // of now: a cached generic plan is made once, on a connection's sixth
+        // run, and a new database's tables are tiny then, so it scanned the
+        // whole payments table for every batch until the first autoanalyze (a
+        // minute or more into an on-sale, and longer on a busy server).
+        .persistent(false)
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
