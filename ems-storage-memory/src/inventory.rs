@@ -115,8 +115,8 @@ impl InventoryStore for MemoryStore {
     /// there. Otherwise (or when the early plan failed, so that the answer
     /// is the one the lock decides) the hold is planned under the lock.
     async fn try_hold(&self, request: &HoldRequest) -> Result<Hold> {
-        let cell = self
-            .cell(request.event_id)
+        let (number, cell) = self
+            .numbered_cell(request.event_id)
             .ok_or_else(|| Error::not_found("event", request.event_id))?;
         let config = cell.published.load();
         let early = plan_ignores_sales(&config.tiers, request)
@@ -133,6 +133,7 @@ impl InventoryStore for MemoryStore {
             })
             .flatten()
             .map(|plan| EarlyHold::of(plan, request, config.event.organization));
+        self.take_hold_id(request.id, number)?;
         let mut s = cell.lock.lock();
         let current = Arc::ptr_eq(&config, &s.config);
         if !current {
@@ -142,6 +143,10 @@ impl InventoryStore for MemoryStore {
         let mut out = Events::new();
         let hold = self.try_hold_locked(&mut s, request, early.filter(|_| current), &mut out);
         self.record(request.now, out);
+        drop(s);
+        if hold.is_err() {
+            self.inner.holds.remove(&request.id);
+        }
         hold
     }
 
@@ -150,19 +155,34 @@ impl InventoryStore for MemoryStore {
     async fn try_hold_batch(&self, requests: &[HoldRequest]) -> Vec<Result<Hold>> {
         let mut results = Vec::with_capacity(requests.len());
         for run in requests.chunk_by(|a, b| a.event_id == b.event_id) {
-            let Ok(shard) = self.shard_or_missing(run[0].event_id) else {
+            let Some((number, cell)) = self.numbered_cell(run[0].event_id) else {
                 results.extend(
                     run.iter()
                         .map(|r| Err(Error::not_found("event", r.event_id))),
                 );
                 continue;
             };
-            let mut s = shard.lock();
-            for request in run {
+            let first = results.len();
+            let taken: Vec<Result<()>> = run
+                .iter()
+                .map(|r| self.take_hold_id(r.id, number))
+                .collect();
+            let mut s = cell.lock.lock();
+            for (request, taken) in run.iter().zip(taken) {
                 // Each request's events carry its own instant.
                 let mut out = Events::new();
-                results.push(self.try_hold_locked(&mut s, request, None, &mut out));
+                results.push(
+                    taken.and_then(|()| self.try_hold_locked(&mut s, request, None, &mut out)),
+                );
                 self.record(request.now, out);
+            }
+            drop(s);
+            // Ids taken for holds that failed are given back (an id refused as
+            // taken was never ours).
+            for (request, result) in run.iter().zip(&results[first..]) {
+                if matches!(result, Err(e) if !is_taken_id(e)) {
+                    self.inner.holds.remove(&request.id);
+                }
             }
         }
         results
@@ -295,6 +315,24 @@ fn release_locked(s: &mut Shard, id: HoldId, now: DateTime<Utc>, out: &mut Event
 }
 
 impl MemoryStore {
+    /// Takes hold id `id` for shard `number` in the store's hold index, or
+    /// refuses it as taken: before the event's lock, so that lock is never
+    /// held across the index's own. A hold that then fails gives its id back
+    /// (until then, a read of the id finds no hold in the shard, as before).
+    fn take_hold_id(&self, id: HoldId, number: u32) -> Result<()> {
+        match self.inner.holds.entry(id) {
+            dashmap::Entry::Occupied(_) => Err(Error::AlreadyExists {
+                entity: "hold",
+                field: "id",
+                value: id.to_string(),
+            }),
+            dashmap::Entry::Vacant(v) => {
+                v.insert(number);
+                Ok(())
+            }
+        }
+    }
+
     /// `release_hold`, wherever the hold lives; with `customer`, only a hold
     /// of theirs (another's is `NotFound`), checked under the same lock.
     fn release_one(
@@ -328,17 +366,6 @@ impl MemoryStore {
         out: &mut Events,
     ) -> Result<Hold> {
         s.expire_due(request.now, u32::MAX, out);
-        // Held until the hold is in, so an id is taken once across events.
-        let by_id = match self.inner.holds.entry(request.id) {
-            dashmap::Entry::Occupied(_) => {
-                return Err(Error::AlreadyExists {
-                    entity: "hold",
-                    field: "id",
-                    value: request.id.to_string(),
-                })
-            }
-            dashmap::Entry::Vacant(v) => v,
-        };
         // The coupon book (shared by every event) is locked only for orders with a
         // coupon: after the shard, and kept until the use is counted, so two holds
         // racing for a coupon's last use get it once.
@@ -390,7 +417,6 @@ impl MemoryStore {
         }
         s.expiry.insert((hold.expires_at, hold.id));
         s.holds.insert(hold.id, rec);
-        by_id.insert(s.number);
         out.push(hold.placed_event());
         Ok(hold)
     }
@@ -411,4 +437,16 @@ impl EarlyHold {
         let rec = Box::new(HoldRec::of(&hold));
         Self { hold, rec, demand }
     }
+}
+
+/// Whether `e` is [`MemoryStore::take_hold_id`]'s refusal of a taken id.
+fn is_taken_id(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::AlreadyExists {
+            entity: "hold",
+            field: "id",
+            ..
+        }
+    )
 }

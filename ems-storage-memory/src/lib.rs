@@ -181,10 +181,15 @@ impl MemoryStore {
 
     /// The shard of `event` with its published config.
     fn cell(&self, event: EventId) -> Option<&ShardCell> {
+        self.numbered_cell(event).map(|(_, cell)| cell)
+    }
+
+    /// The number and shard of `event`.
+    fn numbered_cell(&self, event: EventId) -> Option<(u32, &ShardCell)> {
         // The number is copied out, so the map's internal lock is released
         // before the shard is locked.
         let n = *self.inner.events.get(&event)?.value();
-        self.inner.numbered.get(n as usize)
+        Some((n, self.inner.numbered.get(n as usize)?))
     }
 
     /// Every event's shard.

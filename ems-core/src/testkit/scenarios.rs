@@ -3217,6 +3217,39 @@ pub async fn a_hold_id_is_taken_once(stores: TestStores) {
         9,
         "only the fresh hold's unit"
     );
+
+    // A hold that fails takes no id: the next request may use it, alone or
+    // in a batch.
+    let refused = hold_request(e1.id, t1[0].id, 9, f.clock_now(), 15);
+    let err = store.try_hold(&refused).await;
+    assert!(
+        matches!(err, Err(Error::SoldOut { available: 8, .. })),
+        "got {err:?}"
+    );
+    assert_eq!(store.hold(refused.id).await.expect("read"), None);
+    let batch_refused = hold_request(e2.id, t2[0].id, 10, f.clock_now(), 15);
+    let answers = store.try_hold_batch(&[batch_refused.clone()]).await;
+    assert!(
+        matches!(answers[..], [Err(Error::SoldOut { available: 9, .. })]),
+        "got {answers:?}"
+    );
+    let retried = crate::inventory::HoldRequest {
+        id: refused.id,
+        ..hold_request(e1.id, t1[0].id, 1, f.clock_now(), 15)
+    };
+    let held_again = store.try_hold(&retried).await.expect("the id is free");
+    assert_eq!(
+        store.hold(refused.id).await.expect("read"),
+        Some(held_again)
+    );
+    let batch_retried = crate::inventory::HoldRequest {
+        id: batch_refused.id,
+        ..hold_request(e2.id, t2[0].id, 1, f.clock_now(), 15)
+    };
+    let answers = store.try_hold_batch(&[batch_retried]).await;
+    assert!(answers[0].is_ok(), "got {answers:?}");
+    assert_eq!(f.available(e1.id, t1[0].id).await, 7);
+    assert_eq!(f.available(e2.id, t2[0].id).await, 8);
 }
 
 /// A booking stored directly through the port, on a fresh hold of one unit
