@@ -3228,7 +3228,9 @@ pub async fn a_hold_id_is_taken_once(stores: TestStores) {
     );
     assert_eq!(store.hold(refused.id).await.expect("read"), None);
     let batch_refused = hold_request(e2.id, t2[0].id, 10, f.clock_now(), 15);
-    let answers = store.try_hold_batch(&[batch_refused.clone()]).await;
+    let answers = store
+        .try_hold_batch(std::slice::from_ref(&batch_refused))
+        .await;
     assert!(
         matches!(answers[..], [Err(Error::SoldOut { available: 9, .. })]),
         "got {answers:?}"
