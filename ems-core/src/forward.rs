@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::booking::{
     Booking, BookingReason, BookingStore, CancelBooking, CheckoutStore, ConfirmBooking,
-    ConfirmOutcome, OpenCheckout, Opened, SettlePaid, Settled,
+    ConfirmOutcome, HeldAndOpened, HoldAndOpen, OpenCheckout, Opened, SettlePaid, Settled,
 };
 use crate::directory::{DirectoryStore, Organization, UserProfile};
 use crate::event::{Event, EventCancellation, EventQuery, EventStore};
@@ -33,6 +33,12 @@ macro_rules! forward_ports {
             }
             async fn settle_paid(&self, batch: &[SettlePaid]) -> Vec<Result<Settled>> {
                 (**self).settle_paid(batch).await
+            }
+            async fn hold_and_open(&self, batch: &[HoldAndOpen]) -> Vec<Result<HeldAndOpened>> {
+                (**self).hold_and_open(batch).await
+            }
+            fn opens_with_holds(&self) -> bool {
+                (**self).opens_with_holds()
             }
         }
 

@@ -119,6 +119,9 @@ struct Inner {
     opens: Option<batch::Combiner<booking::OpenOp>>,
     settles: Option<batch::Combiner<booking::SettleOp>>,
     releases: Option<batch::Combiner<inventory::ReleaseOp>>,
+    /// Present when holds are batched and the store opens bookings with
+    /// holds ([`booking::CheckoutStore::opens_with_holds`]).
+    hold_opens: Option<batch::Combiner<booking::HoldOpenOp>>,
 }
 
 /// The ems service: every domain operation, over any [`Store`]. A cheap `Clone`
@@ -236,12 +239,15 @@ impl EmsBuilder {
             batching.then(|| batch::Combiner::new(booking::SettleOp(Arc::clone(&self.store)), max));
         let releases = batching
             .then(|| batch::Combiner::new(inventory::ReleaseOp(Arc::clone(&self.store)), max));
+        let hold_opens = (batching && self.store.opens_with_holds())
+            .then(|| batch::Combiner::new(booking::HoldOpenOp(Arc::clone(&self.store)), max));
         Ok(Ems {
             inner: Arc::new(Inner {
                 combiner,
                 opens,
                 settles,
                 releases,
+                hold_opens,
                 store: self.store,
                 clock: self.clock,
                 gateways: self.gateways,
@@ -321,6 +327,19 @@ impl Ems {
                     .open_checkouts(std::slice::from_ref(&request))
                     .await,
             ),
+        }
+    }
+
+    /// Places a checkout's hold and opens its booking on it in one store step,
+    /// through the event's queue; `None` when this service does not (see
+    /// [`booking::CheckoutStore::opens_with_holds`]), with `request` back.
+    pub(crate) async fn hold_and_open(
+        &self,
+        request: booking::HoldAndOpen,
+    ) -> std::result::Result<Result<booking::HeldAndOpened>, booking::HoldAndOpen> {
+        match &self.inner.hold_opens {
+            Some(c) => Ok(c.run(request).await),
+            None => Err(request),
         }
     }
 

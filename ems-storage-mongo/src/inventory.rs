@@ -658,10 +658,13 @@ impl InventoryStore for MongoStore {
     }
 
     async fn try_hold_batch(&self, requests: &[HoldRequest]) -> Vec<Result<Hold>> {
+        // A hold id named twice in the batch goes one by one too: the bulk
+        // insert would refuse the whole batch, not just the second request.
+        let mut ids = std::collections::HashSet::new();
         let bulk = requests.len() > 1
-            && requests
-                .iter()
-                .all(|r| r.event_id == requests[0].event_id && r.coupon.is_none());
+            && requests.iter().all(|r| {
+                r.event_id == requests[0].event_id && r.coupon.is_none() && ids.insert(r.id)
+            });
         if bulk {
             match self.hold_batch(requests).await {
                 Ok(Some(results)) => return results,

@@ -12,8 +12,11 @@
 //! batch must be equivalent to.
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
-use super::{Booking, BookingStore, ConfirmBooking, ConfirmOutcome};
+use super::{Booking, BookingStatus, BookingStore, ConfirmBooking, ConfirmOutcome};
+use crate::id::{BookingId, PaymentId, UserId};
+use crate::inventory::{Hold, HoldRequest, InventoryStore};
 use crate::payment::{Payment, PaymentStore};
 use crate::Result;
 
@@ -31,9 +34,15 @@ impl OpenCheckout {
     /// Opens `booking` with its first payment record: pending, for the
     /// booking's total through its gateway, keyed by the booking (so one
     /// booking is never charged twice).
-    pub fn new(booking: Booking, now: chrono::DateTime<chrono::Utc>) -> Self {
+    pub fn new(booking: Booking, now: DateTime<Utc>) -> Self {
+        Self::with_payment_id(booking, PaymentId::new(), now)
+    }
+
+    /// As [`OpenCheckout::new`], with the payment record's id chosen by the
+    /// caller.
+    pub fn with_payment_id(booking: Booking, payment_id: PaymentId, now: DateTime<Utc>) -> Self {
         let payment = Payment {
-            id: crate::id::PaymentId::new(),
+            id: payment_id,
             booking_id: booking.id,
             event_id: booking.event_id,
             gateway: booking.gateway.clone(),
@@ -49,6 +58,81 @@ impl OpenCheckout {
         };
         Self { booking, payment }
     }
+}
+
+/// A checkout's booking before its hold exists: what the checkout decides
+/// itself. The rest (event, organization, lines, quote, total) comes from the
+/// hold it is opened on ([`BookingDraft::open_on`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BookingDraft {
+    /// The booking's id.
+    pub booking_id: BookingId,
+    /// Its first payment record's id.
+    pub payment_id: PaymentId,
+    /// The customer it is for (the hold's customer).
+    pub customer: UserId,
+    /// The checkout's idempotency key.
+    pub idempotency_key: String,
+    /// The payment gateway's name.
+    pub gateway: String,
+    /// When the booking is opened.
+    pub now: DateTime<Utc>,
+}
+
+impl BookingDraft {
+    /// The pending booking of this draft on `hold`, with its first payment
+    /// record ([`OpenCheckout::new`]'s), exactly as a checkout opens it after
+    /// placing the hold.
+    pub fn open_on(&self, hold: &Hold) -> OpenCheckout {
+        self.clone().into_opening(Hold {
+            lines: hold.lines.clone(),
+            quote: hold.quote.clone(),
+            ..*hold
+        })
+    }
+
+    /// [`BookingDraft::open_on`] `hold`, moving the hold's lines and quote
+    /// into the booking.
+    pub fn into_opening(self, hold: Hold) -> OpenCheckout {
+        let booking = Booking {
+            id: self.booking_id,
+            event_id: hold.event_id,
+            organization: hold.organization,
+            customer: self.customer,
+            hold_id: hold.id,
+            lines: hold.lines,
+            quote: hold.quote,
+            total: hold.total,
+            status: BookingStatus::Pending,
+            reason: None,
+            idempotency_key: self.idempotency_key,
+            gateway: self.gateway,
+            created_at: self.now,
+            updated_at: self.now,
+            version: 1,
+        };
+        OpenCheckout::with_payment_id(booking, self.payment_id, self.now)
+    }
+}
+
+/// Input of [`CheckoutStore::hold_and_open`]: a hold request and the booking
+/// to open on the hold, should it be granted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HoldAndOpen {
+    /// The hold to place (as for [`InventoryStore::try_hold`]).
+    pub hold: HoldRequest,
+    /// The booking to open on it (as for [`CheckoutStore::open_checkouts`]
+    /// with [`BookingDraft::open_on`] of the hold).
+    pub draft: BookingDraft,
+}
+
+/// What [`CheckoutStore::hold_and_open`] did with a granted hold.
+#[derive(Debug)]
+pub struct HeldAndOpened {
+    /// The hold as placed.
+    pub hold: Hold,
+    /// What opening the booking on it did.
+    pub opened: Result<Opened>,
 }
 
 /// What [`CheckoutStore::open_checkouts`] did with one request.
@@ -102,9 +186,14 @@ pub struct Settled {
 ///   `update_payment(&batch[i].payment)` followed by
 ///   `confirm_booking(&batch[i].confirm)` would give; a version conflict on the
 ///   payment is returned as `Conflict` with nothing of that request changed.
+/// - `hold_and_open`: the result at position `i` is what a batch of the
+///   holds (`try_hold_batch` of every `batch[j].hold`) followed by a batch of
+///   the openings of the granted ones (`open_checkouts` of
+///   `batch[j].draft.open_on(&hold)`) would give: `Err` for a refused hold
+///   (nothing opened), else the hold with its opening's result.
 /// - A request's failure never changes another request's result.
 #[async_trait]
-pub trait CheckoutStore: BookingStore + PaymentStore {
+pub trait CheckoutStore: BookingStore + PaymentStore + InventoryStore {
     /// Opens bookings with their first payment records (see the contract).
     async fn open_checkouts(&self, batch: &[OpenCheckout]) -> Vec<Result<Opened>> {
         let mut out = Vec::with_capacity(batch.len());
@@ -123,6 +212,48 @@ pub trait CheckoutStore: BookingStore + PaymentStore {
         }
         out
     }
+
+    /// Places holds and opens a booking on each granted one (see the
+    /// contract). The default is [`hold_then_open`]: the two batches one after
+    /// the other.
+    async fn hold_and_open(&self, batch: &[HoldAndOpen]) -> Vec<Result<HeldAndOpened>> {
+        hold_then_open(self, batch).await
+    }
+
+    /// Whether [`CheckoutStore::hold_and_open`] does both steps in one (one
+    /// transaction on a database): then a batching service opens each
+    /// checkout's booking with its hold, one step less per checkout. Off by
+    /// default.
+    fn opens_with_holds(&self) -> bool {
+        false
+    }
+}
+
+/// [`CheckoutStore::hold_and_open`] as a batch of holds followed by a batch
+/// of the granted holds' openings.
+pub async fn hold_then_open<S: CheckoutStore + ?Sized>(
+    store: &S,
+    batch: &[HoldAndOpen],
+) -> Vec<Result<HeldAndOpened>> {
+    let holds: Vec<HoldRequest> = batch.iter().map(|r| r.hold.clone()).collect();
+    let placed = store.try_hold_batch(&holds).await;
+    let openings: Vec<OpenCheckout> = batch
+        .iter()
+        .zip(&placed)
+        .filter_map(|(r, p)| p.as_ref().ok().map(|hold| r.draft.open_on(hold)))
+        .collect();
+    let mut opened = store.open_checkouts(&openings).await.into_iter();
+    placed
+        .into_iter()
+        .map(|p| {
+            p.map(|hold| HeldAndOpened {
+                hold,
+                opened: opened
+                    .next()
+                    .unwrap_or_else(|| Err(crate::missing_answer())),
+            })
+        })
+        .collect()
 }
 
 /// One [`OpenCheckout`] through the single-step operations.
@@ -196,4 +327,30 @@ impl crate::batch::BatchOp for SettleOp {
     }
     // A caller that left has been paid and confirmed all the same; the booking
     // and its tickets are there for the customer to read.
+}
+
+/// Holds with their bookings' openings, of one event, batched.
+pub(crate) struct HoldOpenOp(pub(crate) std::sync::Arc<dyn crate::Store>);
+
+#[async_trait]
+impl crate::batch::BatchOp for HoldOpenOp {
+    type Key = crate::id::EventId;
+    type Request = HoldAndOpen;
+    type Item = HeldAndOpened;
+
+    fn key(&self, request: &HoldAndOpen) -> crate::id::EventId {
+        request.hold.event_id
+    }
+    async fn one(&self, request: &HoldAndOpen) -> Result<HeldAndOpened> {
+        crate::sole_answer(self.0.hold_and_open(std::slice::from_ref(request)).await)
+    }
+    async fn batch(&self, requests: &[HoldAndOpen]) -> Vec<Result<HeldAndOpened>> {
+        self.0.hold_and_open(requests).await
+    }
+    async fn abandoned(&self, request: &HoldAndOpen, answer: HeldAndOpened) {
+        // Its caller left while the batch was out: give the units back (which
+        // fails the booking opened on the hold, if any). Should that fail,
+        // the hold still lapses at its expiry and its booking with it.
+        let _ = self.0.release_hold(answer.hold.id, request.hold.now).await;
+    }
 }

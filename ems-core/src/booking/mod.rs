@@ -9,8 +9,11 @@ mod store;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use batch::{open_one, settle_one, CheckoutStore, OpenCheckout, Opened, SettlePaid, Settled};
-pub(crate) use batch::{OpenOp, SettleOp};
+pub use batch::{
+    hold_then_open, open_one, settle_one, BookingDraft, CheckoutStore, HeldAndOpened, HoldAndOpen,
+    OpenCheckout, Opened, SettlePaid, Settled,
+};
+pub(crate) use batch::{HoldOpenOp, OpenOp, SettleOp};
 pub use policy::{RefundPolicy, RefundRule};
 pub use saga::{Checkout, CheckoutRequest};
 pub use store::{

@@ -115,21 +115,57 @@ impl Ems {
                 return self.resume_checkout(existing, &request).await;
             }
         }
-        let placed = self
-            .place_hold(
-                actor,
-                request.event_id,
-                &request.items,
-                HoldOptions {
-                    on_behalf_of: Some(customer),
-                    ttl: None,
-                    coupon: request.coupon.clone(),
-                },
-            )
-            .await;
-        let hold = match placed {
-            Ok(hold) => hold,
-            Err(e) if batching && e.is_domain() => {
+        let hold_request = self.hold_request(
+            actor,
+            request.event_id,
+            &request.items,
+            HoldOptions {
+                on_behalf_of: Some(customer),
+                ttl: None,
+                coupon: request.coupon.clone(),
+            },
+        )?;
+        let draft = BookingDraft {
+            booking_id: BookingId::new(),
+            payment_id: PaymentId::new(),
+            customer,
+            idempotency_key: request.idempotency_key.clone(),
+            gateway: gateway_name,
+            now: hold_request.now,
+        };
+        let (booking_id, ours) = (draft.booking_id, draft.payment_id);
+        // The hold, then the booking opened on it: in one store step where the
+        // store does both at once, else one after the other.
+        let held = match self
+            .hold_and_open(HoldAndOpen {
+                hold: hold_request,
+                draft,
+            })
+            .await
+        {
+            Ok(held) => held.map(|h| (h.hold.id, h.hold.event_id, h.opened)),
+            Err(HoldAndOpen { hold, draft }) => match self.reserve(hold).await {
+                Ok(hold) => {
+                    let (hold_id, hold_event) = (hold.id, hold.event_id);
+                    // The booking carries the hold's lines and quote: moved,
+                    // not copied; opened at its own instant.
+                    let draft = BookingDraft {
+                        now: self.now(),
+                        ..draft
+                    };
+                    let opened = self.open_checkout(draft.into_opening(hold)).await;
+                    Ok((hold_id, hold_event, opened))
+                }
+                Err(e) => Err(e),
+            },
+        };
+        let (hold_id, hold_event, opened) = match held {
+            Ok(held) => held,
+            Err(e) => {
+                let e = self.explain_hold_refusal(actor, request.event_id, e).await;
+                if !(batching && e.is_domain()) {
+                    return Err(e);
+                }
                 return match self
                     .store()
                     .booking_by_key(customer, &request.idempotency_key)
@@ -139,32 +175,7 @@ impl Ems {
                     None => Err(e),
                 };
             }
-            Err(e) => return Err(e),
         };
-        let now = self.now();
-        let (hold_id, hold_event) = (hold.id, hold.event_id);
-        // The booking carries the hold's lines and quote: moved, not copied.
-        let booking = Booking {
-            id: BookingId::new(),
-            event_id: hold.event_id,
-            organization: hold.organization,
-            customer,
-            hold_id: hold.id,
-            lines: hold.lines,
-            quote: hold.quote,
-            total: hold.total,
-            status: BookingStatus::Pending,
-            reason: None,
-            idempotency_key: request.idempotency_key.clone(),
-            gateway: gateway_name,
-            created_at: now,
-            updated_at: now,
-            version: 1,
-        };
-        let booking_id = booking.id;
-        let opening = OpenCheckout::new(booking, now);
-        let ours = opening.payment.id;
-        let opened = self.open_checkout(opening).await;
         match opened {
             Ok(Opened::Created { booking, payment }) => self.charge(booking, payment, ours).await,
             Ok(Opened::Existing(stored)) => {

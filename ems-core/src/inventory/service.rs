@@ -260,6 +260,21 @@ impl Ems {
         items: &[HoldItem],
         options: HoldOptions,
     ) -> Result<Hold> {
+        let request = self.hold_request(actor, event_id, items, options)?;
+        match self.reserve(request).await {
+            Err(e) => Err(self.explain_hold_refusal(actor, event_id, e).await),
+            placed => placed,
+        }
+    }
+
+    /// The store's request for [`Ems::place_hold`]'s arguments, checked.
+    pub(crate) fn hold_request(
+        &self,
+        actor: &Actor,
+        event_id: EventId,
+        items: &[HoldItem],
+        options: HoldOptions,
+    ) -> Result<HoldRequest> {
         let customer = actor.purchaser(options.on_behalf_of, "hold tickets")?;
         let ttl = options.ttl.unwrap_or(self.config().hold_ttl);
         if ttl <= Duration::zero() || ttl > Duration::days(1) {
@@ -275,7 +290,7 @@ impl Ems {
             ));
         }
         let now = self.now();
-        let request = HoldRequest {
+        Ok(HoldRequest {
             id: HoldId::new(),
             event_id,
             customer,
@@ -283,29 +298,34 @@ impl Ems {
             now,
             expires_at: now + ttl,
             coupon: options.coupon.map(|c| c.trim().to_owned()),
-        };
-        match self.reserve(request).await {
+        })
+    }
+
+    /// The error `actor` gets for a hold on `event_id` that the store refused
+    /// with `e`.
+    pub(crate) async fn explain_hold_refusal(
+        &self,
+        actor: &Actor,
+        event_id: EventId,
+        e: Error,
+    ) -> Error {
+        match e {
             // A draft is invisible to whoever does not manage it: say so, without
             // reading the event on the hot path.
-            Err(Error::InvalidState {
+            Error::InvalidState {
                 entity: "event",
                 ref state,
                 ..
-            }) if state == "Draft" => {
-                let event = self
-                    .store()
-                    .event(event_id)
-                    .await?
-                    .ok_or_else(|| Error::not_found("event", event_id))?;
+            } if state == "Draft" => {
+                let event = match self.store().event(event_id).await {
+                    Ok(Some(event)) => event,
+                    Ok(None) => return Error::not_found("event", event_id),
+                    Err(e) => return e,
+                };
                 if actor.manages(event.organization) {
-                    Err(Error::invalid_state(
-                        "event",
-                        event_id,
-                        event.status,
-                        "hold tickets of",
-                    ))
+                    Error::invalid_state("event", event_id, event.status, "hold tickets of")
                 } else {
-                    Err(Error::not_found("event", event_id))
+                    Error::not_found("event", event_id)
                 }
             }
             other => other,

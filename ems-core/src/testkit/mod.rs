@@ -194,6 +194,7 @@ macro_rules! __conformance_suite {
             concurrent_holds_through_two_handles_never_oversell,
             concurrent_checkouts_sell_exactly_capacity,
             checkout_batches_match_one_by_one,
+            holds_with_their_openings_match_one_by_one,
             release_batches_match_one_by_one,
             hold_batch_grants_what_fits_in_arrival_order,
             hold_batches_see_changes_made_between_them,

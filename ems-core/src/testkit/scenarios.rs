@@ -3981,6 +3981,133 @@ fn settlement(
     }
 }
 
+/// Holds with the bookings opened on them, in one batch, give each request
+/// what a batch of the holds and then a batch of the granted ones' openings
+/// would: a refused hold opens nothing; a key already used answers with its
+/// booking and books nothing on the new hold; the others are opened on
+/// their holds with their first payment records.
+pub async fn holds_with_their_openings_match_one_by_one(stores: TestStores) {
+    use crate::booking::{BookingDraft, CheckoutStore, HoldAndOpen, Opened};
+    use crate::inventory::InventoryStore;
+    use crate::payment::PaymentStore;
+    let f = Fixture::new(stores).await;
+    let (e, tiers) = f.published_event(10, &[("GA", "10", 10)]).await;
+    let tier = tiers[0].id;
+    let store = f.ems.store();
+    let now = f.clock_now();
+    // Ann already has a booking under "ann-old".
+    let first = store
+        .try_hold(&hold_request(e.id, tier, 1, now, 15))
+        .await
+        .expect("held");
+    let ann = first.customer;
+    let old = opening(&f, &first, "ann-old");
+    assert!(matches!(
+        &store.open_checkouts(std::slice::from_ref(&old)).await[..],
+        [Ok(Opened::Created { .. })]
+    ));
+
+    let request = |customer: UserId, qty: u32, key: &str| {
+        let mut hold = hold_request(e.id, tier, qty, now, 15);
+        hold.customer = customer;
+        HoldAndOpen {
+            hold,
+            draft: BookingDraft {
+                booking_id: BookingId::new(),
+                payment_id: PaymentId::new(),
+                customer,
+                idempotency_key: key.to_owned(),
+                gateway: "fake".to_owned(),
+                now,
+            },
+        }
+    };
+    let (bob, cat) = (UserId::new(), UserId::new());
+    let ann_new = request(ann, 2, "ann-new");
+    let too_many = request(bob, 9, "bob-key");
+    let cat_new = request(cat, 3, "cat-key");
+    let ann_again = request(ann, 1, "ann-old");
+    let mut taken_id = request(bob, 1, "bob-other");
+    taken_id.hold.id = ann_new.hold.id;
+    let answers = store
+        .hold_and_open(&[
+            ann_new.clone(),
+            too_many,
+            cat_new.clone(),
+            ann_again.clone(),
+            taken_id,
+        ])
+        .await;
+    assert_eq!(answers.len(), 5, "one answer per request");
+
+    for (i, r) in [(0, &ann_new), (2, &cat_new)] {
+        let held = answers[i].as_ref().expect("granted");
+        assert_eq!(held.hold.id, r.hold.id);
+        let expected = r.draft.open_on(&held.hold);
+        match &held.opened {
+            Ok(Opened::Created { booking, payment }) => {
+                assert_eq!(booking, &expected.booking);
+                assert_eq!(payment, &expected.payment);
+            }
+            other => panic!("request {i} opens its booking: {other:?}"),
+        }
+        let stored = store.hold(r.hold.id).await.expect("read").expect("kept");
+        assert_eq!(
+            stored.booking_id,
+            Some(r.draft.booking_id),
+            "the hold points to it"
+        );
+        assert_eq!(
+            store.booking(r.draft.booking_id).await.expect("read"),
+            Some(expected.booking.clone())
+        );
+        assert_eq!(
+            store
+                .payments_for_booking(r.draft.booking_id)
+                .await
+                .expect("read"),
+            vec![expected.payment]
+        );
+    }
+    assert!(
+        matches!(answers[1], Err(Error::SoldOut { available: 7, .. })),
+        "refused as alone at its place in the line: {:?}",
+        answers[1]
+    );
+    let again = answers[3].as_ref().expect("the hold is granted");
+    assert!(
+        matches!(&again.opened, Ok(Opened::Existing(b)) if b.id == old.booking.id),
+        "a used key answers with its booking: {:?}",
+        again.opened
+    );
+    let unbooked = store
+        .hold(ann_again.hold.id)
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(unbooked.booking_id, None, "the used key booked nothing");
+    assert_eq!(
+        store
+            .booking(ann_again.draft.booking_id)
+            .await
+            .expect("read"),
+        None
+    );
+    assert!(
+        matches!(
+            answers[4],
+            Err(Error::AlreadyExists {
+                entity: "hold",
+                field: "id",
+                ..
+            })
+        ),
+        "a taken hold id is refused: {:?}",
+        answers[4]
+    );
+    assert_eq!(f.event_taken(e.id).await, 1 + 2 + 3 + 1);
+}
+
 /// The batched checkout steps give each request what it would have got alone,
 /// whatever its neighbours do: a reused key answers with the existing
 /// booking, a hold booked earlier in the batch or held by someone else is
