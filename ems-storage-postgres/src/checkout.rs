@@ -15,8 +15,8 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ems_core::booking::{
-    open_one, settle_one, BookingStore, CheckoutStore, ConfirmOutcome, OpenCheckout, Opened,
-    SettlePaid, Settled,
+    hold_then_open, open_one, settle_one, BookingStore, CheckoutStore, ConfirmOutcome,
+    HeldAndOpened, HoldAndOpen, OpenCheckout, Opened, SettlePaid, Settled,
 };
 use ems_core::outbox::DomainEvent;
 use ems_core::payment::{payment_change_event, Payment, PaymentStatus, PaymentStore};
@@ -27,6 +27,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::booking::check_tickets;
+use crate::inventory::hold_and_open_on_known;
 use crate::row::{self, json, tag, Jsonb, BOOKING};
 use crate::{db, PostgresStore};
 
@@ -69,12 +70,8 @@ impl PostgresStore {
         // the holds; insert the payment records; record the domain events in
         // request order. The payments' foreign keys are checked at the end of
         // the statement, when the bookings are there.
-        let rows = sqlx::query(
-            "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], \
-                 $5::text[], $6::text[], $7::jsonb[], $8::numeric[], $9::text[], \
-                 $10::timestamptz[], $11::timestamptz[], $12::int8[], $13::jsonb[], $14::jsonb[], \
-                 $15::jsonb[]) WITH ORDINALITY AS u(id, event_id, customer, hold_id, key, status, \
-                 reason, total, currency, created_at, updated_at, version, doc, lines, ev, n)), \
+        let rows = sqlx::query(&format!(
+            "WITH {}, \
              l AS (SELECT id, event_id, customer, status, booking_id, expires_at, total, currency, \
                  doc -> 'lines' AS lines FROM ems_holds WHERE id = ANY($4) ORDER BY id FOR UPDATE), \
              ok AS (SELECT u.* FROM u JOIN l ON l.id = u.hold_id \
@@ -87,16 +84,7 @@ impl PostgresStore {
                      created_at, updated_at, version, doc FROM ok ORDER BY n \
                  ON CONFLICT (customer, idempotency_key) DO NOTHING RETURNING id, hold_id), \
              h AS (UPDATE ems_holds SET booking_id = b.id FROM b WHERE ems_holds.id = b.hold_id), \
-             pu AS (SELECT * FROM unnest($16::uuid[], $17::uuid[], $18::uuid[], $19::text[], \
-                 $20::text[], $21::numeric[], $22::numeric[], $23::text[], $24::text[], \
-                 $25::text[], $26::int8[], $27::jsonb[], $28::timestamptz[], $29::jsonb[]) \
-                 WITH ORDINALITY AS x(id, booking_id, event_id, gateway, reference, amount, \
-                 refunded, currency, status, key, version, doc, at, ev, n)), \
-             p AS (INSERT INTO ems_payments (id, booking_id, event_id, gateway, reference, amount, \
-                 refunded, currency, status, idempotency_key, version, doc) \
-                 SELECT id, booking_id, event_id, gateway, reference, amount, refunded, currency, \
-                     status, key, version, doc FROM pu WHERE booking_id IN (SELECT id FROM b) \
-                 ORDER BY n ON CONFLICT (idempotency_key) DO NOTHING RETURNING id), \
+             {}, {}, \
              o AS (INSERT INTO ems_outbox (occurred_at, doc) \
                  SELECT at, ev FROM ( \
                      SELECT u.created_at AS at, u.ev, u.n, 0 AS k FROM u \
@@ -105,36 +93,12 @@ impl PostgresStore {
                      SELECT pu.at, pu.ev, pu.n, 1 FROM pu WHERE pu.id IN (SELECT id FROM p)) e \
                  ORDER BY n, k) \
              SELECT id, false AS payment FROM b UNION ALL SELECT id, true FROM p",
-        )
-        .bind(&bookings.id)
-        .bind(&bookings.event)
-        .bind(&bookings.customer)
-        .bind(&bookings.hold)
-        .bind(&bookings.key)
-        .bind(&bookings.status)
-        .bind(&bookings.reason)
-        .bind(&bookings.total)
-        .bind(&bookings.currency)
-        .bind(&bookings.created)
-        .bind(&bookings.updated)
-        .bind(&bookings.version)
-        .bind(&bookings.doc)
-        .bind(&bookings.lines)
-        .bind(&bookings.event_doc)
-        .bind(&payments.id)
-        .bind(&payments.booking)
-        .bind(&payments.event)
-        .bind(&payments.gateway)
-        .bind(&payments.reference)
-        .bind(&payments.amount)
-        .bind(&payments.refunded)
-        .bind(&payments.currency)
-        .bind(&payments.status)
-        .bind(&payments.key)
-        .bind(&payments.version)
-        .bind(&payments.doc)
-        .bind(&payments.at)
-        .bind(&payments.event_doc)
+            BookingColumns::unnest_cte(1),
+            PaymentColumns::unnest_cte(16),
+            PAYMENTS_OF_BOOKED,
+        ))
+        .bind_all(&bookings)
+        .bind_all(&payments)
         // Planned for each batch (see `settle_batch`).
         .persistent(false)
         .fetch_all(&self.pool)
@@ -371,11 +335,60 @@ impl CheckoutStore for PostgresStore {
         let decided = self.settle_batch(batch).await;
         self.answer(batch, decided).await
     }
+
+    async fn hold_and_open(&self, batch: &[HoldAndOpen]) -> Vec<Result<HeldAndOpened>> {
+        let Some(held) = hold_and_open_on_known(&self.pool, &self.known, batch).await else {
+            return hold_then_open(self, batch).await;
+        };
+        let mut out = Vec::with_capacity(batch.len());
+        for planned in held.planned {
+            out.push(match planned {
+                Err(e) => Err(e),
+                Ok(i) => {
+                    let opening = &held.openings[i];
+                    let opened = if held.booked.contains(&opening.booking.id.0) {
+                        let payment = if held.paid.contains(&opening.payment.id.0) {
+                            Ok(opening.payment.clone())
+                        } else {
+                            // The key named a payment already: it answers.
+                            self.insert_payment(&opening.payment).await
+                        };
+                        payment.map(|payment| Opened::Created {
+                            booking: opening.booking.clone(),
+                            payment,
+                        })
+                    } else {
+                        // The key named a booking already (the hold carries
+                        // none): the single step answers with it.
+                        open_one(self, opening).await
+                    };
+                    Ok(HeldAndOpened {
+                        hold: held.holds[i].clone(),
+                        opened,
+                    })
+                }
+            });
+        }
+        out
+    }
+
+    fn opens_with_holds(&self) -> bool {
+        true
+    }
 }
+
+/// The CTE `p` inserting the payment records of `pu` whose booking `b`
+/// inserted, returning their ids.
+pub(crate) const PAYMENTS_OF_BOOKED: &str =
+    "p AS (INSERT INTO ems_payments (id, booking_id, event_id, gateway, reference, amount, \
+         refunded, currency, status, idempotency_key, version, doc) \
+         SELECT id, booking_id, event_id, gateway, reference, amount, refunded, currency, \
+             status, key, version, doc FROM pu WHERE booking_id IN (SELECT id FROM b) \
+         ORDER BY n ON CONFLICT (idempotency_key) DO NOTHING RETURNING id)";
 
 /// Booking rows as column arrays, for `unnest`.
 #[derive(Default)]
-struct BookingColumns {
+pub(crate) struct BookingColumns {
     id: Vec<Uuid>,
     event: Vec<Uuid>,
     customer: Vec<Uuid>,
@@ -394,7 +407,35 @@ struct BookingColumns {
 }
 
 impl BookingColumns {
-    fn push(&mut self, request: &OpenCheckout) -> Result<()> {
+    /// The CTE `u` of these columns bound from `$first` on (15 arrays, in
+    /// [`BookingColumns::bind_all`]'s order), numbered `n` from 1.
+    pub(crate) fn unnest_cte(first: usize) -> String {
+        let types = [
+            "uuid",
+            "uuid",
+            "uuid",
+            "uuid",
+            "text",
+            "text",
+            "jsonb",
+            "numeric",
+            "text",
+            "timestamptz",
+            "timestamptz",
+            "int8",
+            "jsonb",
+            "jsonb",
+            "jsonb",
+        ];
+        format!(
+            "u AS (SELECT * FROM unnest({}) WITH ORDINALITY AS u(id, event_id, customer, hold_id, \
+             key, status, reason, total, currency, created_at, updated_at, version, doc, lines, \
+             ev, n))",
+            params(first, &types)
+        )
+    }
+
+    pub(crate) fn push(&mut self, request: &OpenCheckout) -> Result<()> {
         let b = &request.booking;
         self.id.push(b.id.0);
         self.event.push(b.event_id.0);
@@ -419,9 +460,62 @@ impl BookingColumns {
     }
 }
 
+/// `$first::types[0][], $first+1::types[1][], …`.
+fn params(first: usize, types: &[&str]) -> String {
+    types
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("${}::{t}[]", first + i))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Binds column arrays in their statement's order.
+pub(crate) trait BindColumns<'q> {
+    /// `q` with `columns`' arrays bound next.
+    fn bind_all<C: Columns>(self, columns: &'q C) -> Self;
+}
+
+/// Column arrays that bind themselves.
+pub(crate) trait Columns {
+    fn bind_to<'q>(
+        &'q self,
+        q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+}
+
+impl<'q> BindColumns<'q> for sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    fn bind_all<C: Columns>(self, columns: &'q C) -> Self {
+        columns.bind_to(self)
+    }
+}
+
+impl Columns for BookingColumns {
+    fn bind_to<'q>(
+        &'q self,
+        q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        q.bind(&self.id)
+            .bind(&self.event)
+            .bind(&self.customer)
+            .bind(&self.hold)
+            .bind(&self.key)
+            .bind(&self.status)
+            .bind(&self.reason)
+            .bind(&self.total)
+            .bind(&self.currency)
+            .bind(&self.created)
+            .bind(&self.updated)
+            .bind(&self.version)
+            .bind(&self.doc)
+            .bind(&self.lines)
+            .bind(&self.event_doc)
+    }
+}
+
 /// Payment rows as column arrays, for `unnest`.
 #[derive(Default)]
-struct PaymentColumns {
+pub(crate) struct PaymentColumns {
     id: Vec<Uuid>,
     booking: Vec<Uuid>,
     event: Vec<Uuid>,
@@ -442,8 +536,57 @@ struct PaymentColumns {
     change_doc: Vec<Option<Jsonb>>,
 }
 
+impl Columns for PaymentColumns {
+    /// The 14 arrays of [`PaymentColumns::unnest_cte`].
+    fn bind_to<'q>(
+        &'q self,
+        q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        q.bind(&self.id)
+            .bind(&self.booking)
+            .bind(&self.event)
+            .bind(&self.gateway)
+            .bind(&self.reference)
+            .bind(&self.amount)
+            .bind(&self.refunded)
+            .bind(&self.currency)
+            .bind(&self.status)
+            .bind(&self.key)
+            .bind(&self.version)
+            .bind(&self.doc)
+            .bind(&self.at)
+            .bind(&self.event_doc)
+    }
+}
+
 impl PaymentColumns {
-    fn push(&mut self, p: &Payment) -> Result<()> {
+    /// The CTE `pu` of new payment records bound from `$first` on (14 arrays,
+    /// in [`Columns::bind_to`]'s order), numbered `n` from 1.
+    pub(crate) fn unnest_cte(first: usize) -> String {
+        let types = [
+            "uuid",
+            "uuid",
+            "uuid",
+            "text",
+            "text",
+            "numeric",
+            "numeric",
+            "text",
+            "text",
+            "text",
+            "int8",
+            "jsonb",
+            "timestamptz",
+            "jsonb",
+        ];
+        format!(
+            "pu AS (SELECT * FROM unnest({}) WITH ORDINALITY AS x(id, booking_id, event_id, \
+             gateway, reference, amount, refunded, currency, status, key, version, doc, at, ev, n))",
+            params(first, &types)
+        )
+    }
+
+    pub(crate) fn push(&mut self, p: &Payment) -> Result<()> {
         self.id.push(p.id.0);
         self.booking.push(p.booking_id.0);
         self.event.push(p.event_id.0);

@@ -1231,6 +1231,183 @@ async fn hold_batch_on_known(
     Ok(Some((out, s)))
 }
 
+/// A batch of holds with their bookings' openings written by
+/// [`hold_and_open_on_known`].
+pub(crate) struct HeldBatch {
+    /// Per request: the index of its granted hold in `holds`, or why it was
+    /// refused.
+    pub(crate) planned: Vec<Result<usize>>,
+    /// The granted holds, as placed.
+    pub(crate) holds: Vec<Hold>,
+    /// Each granted hold's opening, at the same index.
+    pub(crate) openings: Vec<ems_core::booking::OpenCheckout>,
+    /// Ids of the bookings the statement inserted (the others' keys were
+    /// taken: their holds carry no booking).
+    pub(crate) booked: std::collections::HashSet<Uuid>,
+    /// Ids of the payment records it inserted.
+    pub(crate) paid: std::collections::HashSet<Uuid>,
+}
+
+/// A checkout batch's holds and the bookings opened on them, in one statement
+/// against the event as this store's previous batch left it (see
+/// [`hold_batch_on_known`]): the event's counters, the holds (each carrying
+/// its booking), the bookings whose key is new, their payment records and
+/// every domain event, in request order, one commit. `None` when the batch is
+/// not for this path (several events, a coupon, a velocity rule, a hold,
+/// booking or key named twice, every hold refused) or the event changed: then
+/// nothing was written, and the caller runs the two steps instead.
+pub(crate) async fn hold_and_open_on_known(
+    pool: &sqlx::PgPool,
+    known: &KnownEvents,
+    batch: &[ems_core::booking::HoldAndOpen],
+) -> Option<HeldBatch> {
+    use crate::checkout::{BindColumns, BookingColumns, PaymentColumns, PAYMENTS_OF_BOOKED};
+    use std::collections::HashSet;
+    let event = batch.first()?.hold.event_id;
+    let mut hold_ids = HashSet::new();
+    let mut booking_ids = HashSet::new();
+    let mut keys = HashSet::new();
+    let plain = batch.iter().all(|r| {
+        r.hold.event_id == event
+            && r.hold.coupon.is_none()
+            && r.draft.customer == r.hold.customer
+            && hold_ids.insert(r.hold.id)
+            && booking_ids.insert(r.draft.booking_id)
+            && keys.insert((r.draft.customer, r.draft.idempotency_key.as_str()))
+    });
+    if !plain {
+        return None;
+    }
+    let mut s = known.take(event)?;
+    if s.tiers
+        .iter()
+        .any(|t| t.pricing.velocity_windows().next().is_some())
+    {
+        return None;
+    }
+    let before = s.seq;
+    let none = RecentSales::default();
+    let mut planned = Vec::with_capacity(batch.len());
+    let mut granted: Vec<Granted> = Vec::new();
+    let mut openings = Vec::new();
+    let mut demand = Demand::new();
+    for r in batch {
+        match plan_in_batch(&mut s, &r.hold, &none, None, &mut demand) {
+            Ok((hold, placed)) => {
+                openings.push(r.draft.open_on(&hold));
+                planned.push(Ok(granted.len()));
+                granted.push((hold, placed));
+            }
+            Err(e) => planned.push(Err(e)),
+        }
+    }
+    if granted.is_empty() {
+        // Nothing taken: the event is as it was; the hold batch's own path
+        // tells whether the refusals stand.
+        known.keep(s, false);
+        return None;
+    }
+    let written = async {
+        let binds = DemandBinds::new(&demand, 1);
+        let rows = HoldRows::of(&granted)?;
+        let mut bookings = BookingColumns::default();
+        let mut payments = PaymentColumns::default();
+        for o in &openings {
+            bookings.push(o)?;
+            payments.push(&o.payment)?;
+        }
+        // `g`: the event is as known (see `hold_batch_on_known`); everything
+        // is written only then. `f`: the bookings whose key is new as of the
+        // statement; each hold is inserted carrying its booking if it has
+        // one, and a key taken by a commit since makes the deferred check of
+        // that link fail the whole statement (nothing written).
+        let sql = format!(
+            "WITH g AS (UPDATE ems_events e SET taken = e.taken + $2, seq = e.seq + 1 \
+                 WHERE e.id = $1 AND e.seq = $18 AND NOT EXISTS (SELECT 1 FROM ems_holds d \
+                 WHERE d.event_id = $1 AND d.status = 'active' AND d.expires_at <= $19) \
+                 RETURNING 1 AS go), \
+             {quotas}, {u}, \
+             f AS (SELECT u.* FROM u WHERE NOT EXISTS (SELECT 1 FROM ems_bookings x \
+                 WHERE x.customer = u.customer AND x.idempotency_key = u.key)), \
+             h AS (INSERT INTO ems_holds (id, event_id, customer, status, coupon_id, quantity, \
+                   total, currency, created_at, expires_at, doc, booking_id) \
+                   SELECT x.id, $1, x.customer, 'active', x.coupon, x.quantity, x.total, \
+                          x.currency, x.created_at, x.expires_at, x.doc, f.id \
+                   FROM unnest($7::uuid[], $8::uuid[], $9::uuid[], $10::int8[], $11::numeric[], \
+                               $12::text[], $13::timestamptz[], $14::timestamptz[], $15::jsonb[]) \
+                        AS x(id, customer, coupon, quantity, total, currency, created_at, \
+                             expires_at, doc) \
+                   CROSS JOIN g LEFT JOIN f ON f.hold_id = x.id RETURNING id), \
+             b AS (INSERT INTO ems_bookings (id, event_id, customer, hold_id, idempotency_key, \
+                   status, reason, total, currency, created_at, updated_at, version, doc) \
+                   SELECT f.id, f.event_id, f.customer, f.hold_id, f.key, f.status, f.reason, \
+                          f.total, f.currency, f.created_at, f.updated_at, f.version, f.doc \
+                   FROM f CROSS JOIN g ORDER BY f.n \
+                   ON CONFLICT (customer, idempotency_key) DO NOTHING RETURNING id), \
+             {pu}, {p}, \
+             o AS (INSERT INTO ems_outbox (occurred_at, doc) \
+                 SELECT at, ev FROM ( \
+                     SELECT y.at, y.doc AS ev, y.n, 0 AS k \
+                         FROM unnest($16::timestamptz[], $17::jsonb[]) WITH ORDINALITY \
+                              AS y(at, doc, n) CROSS JOIN g \
+                     UNION ALL \
+                     SELECT u.created_at, u.ev, u.n, 1 FROM u WHERE u.id IN (SELECT id FROM b) \
+                     UNION ALL \
+                     SELECT pu.at, pu.ev, pu.n, 2 FROM pu WHERE pu.id IN (SELECT id FROM p)) e \
+                 ORDER BY n, k) \
+             SELECT id, 0 AS kind FROM b UNION ALL SELECT id, 1 FROM p \
+             UNION ALL SELECT NULL::uuid, 2 FROM g",
+            quotas = quota_ctes!(", g"),
+            u = BookingColumns::unnest_cte(20),
+            pu = PaymentColumns::unnest_cte(35),
+            p = PAYMENTS_OF_BOOKED,
+        );
+        rows.bind(binds.bind(event, sqlx::query(&sql)))
+            .bind(before)
+            .bind(batch[0].hold.now)
+            .bind_all(&bookings)
+            .bind_all(&payments)
+            // Planned for each batch (see `settle_batch`).
+            .persistent(false)
+            .fetch_all(pool)
+            .await
+            .map_err(db)
+    }
+    .await;
+    let mut booked = HashSet::new();
+    let mut paid = HashSet::new();
+    let mut applied = false;
+    for row in written.ok().unwrap_or_default() {
+        let (id, kind): (Option<Uuid>, i32) = match (row.try_get(0), row.try_get(1)) {
+            (Ok(id), Ok(kind)) => (id, kind),
+            _ => continue,
+        };
+        match (kind, id) {
+            (0, Some(id)) => {
+                booked.insert(id);
+            }
+            (1, Some(id)) => {
+                paid.insert(id);
+            }
+            (2, _) => applied = true,
+            _ => {}
+        }
+    }
+    if !applied {
+        known.missed(event);
+        return None;
+    }
+    s.seq = before + 1;
+    known.keep(s, true);
+    Some(HeldBatch {
+        planned,
+        holds: granted.into_iter().map(|(hold, _)| hold).collect(),
+        openings,
+        booked,
+        paid,
+    })
+}
+
 impl PostgresStore {
     /// Releases a group of one event's holds in one transaction; `None` for a
     /// request the group cannot decide (its hold is not of this event).
