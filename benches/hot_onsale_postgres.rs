@@ -56,13 +56,20 @@ async fn combiner(buyers: &[usize], secs: u64) {
             (onsale::Mode::Hold, "holds"),
             (onsale::Mode::Checkout, "checkouts"),
         ] {
-            for batching in [HoldBatching::Off, HoldBatching::On] {
-                let on = if batching == HoldBatching::On {
-                    "on"
-                } else {
-                    "off"
+            for (batching, with_holds) in [
+                (HoldBatching::Off, false),
+                (HoldBatching::On, false),
+                (HoldBatching::On, true),
+            ] {
+                let on = match (batching, with_holds) {
+                    (_, true) => "merged",
+                    (HoldBatching::On, _) => "on",
+                    _ => "off",
                 };
-                if !wanted(&format!("{what}-{on}-{n}")) {
+                // Only checkouts open bookings.
+                if (with_holds && mode == onsale::Mode::Hold)
+                    || !wanted(&format!("{what}-{on}-{n}"))
+                {
                     continue;
                 }
                 let options = fresh_database("ems_bench")
@@ -71,12 +78,18 @@ async fn combiner(buyers: &[usize], secs: u64) {
                 let connections = (n as u32 + 2).min(80);
                 let store = pool_store(options.clone(), connections)
                     .await
-                    .expect("pool connects");
+                    .expect("pool connects")
+                    .opening_with_holds(with_holds);
                 store.migrate().await.expect("migrations apply");
                 let (ems, events) =
                     common::published_with(Arc::new(store.clone()), 1, 50_000_000, batching).await;
+                let label = if with_holds {
+                    "on, opened with holds"
+                } else {
+                    on
+                };
                 let run = onsale::run_many(
-                    format!("hot {what}, batching {on}"),
+                    format!("hot {what}, batching {label}"),
                     vec![ems],
                     events,
                     n,
@@ -127,6 +140,7 @@ async fn combiner(buyers: &[usize], secs: u64) {
 
 /// Whether a part of the combiner comparison runs: `EMS_BENCH_PARTS` (comma
 /// separated prefixes such as `floor`, `checkouts-on`, `holds-off-256`,
+/// `checkouts-merged-32` (bookings opened with their holds),
 /// `holds-2services`) picks parts; unset runs them all.
 fn wanted(part: &str) -> bool {
     std::env::var("EMS_BENCH_PARTS").map_or(true, |parts| {

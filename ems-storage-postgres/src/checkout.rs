@@ -364,7 +364,7 @@ impl CheckoutStore for PostgresStore {
                     };
                     Ok(HeldAndOpened {
                         hold: held.holds[i].clone(),
-                        opened,
+                        opened: Some(opened),
                     })
                 }
             });
@@ -373,7 +373,7 @@ impl CheckoutStore for PostgresStore {
     }
 
     fn opens_with_holds(&self) -> bool {
-        true
+        self.open_with_holds
     }
 }
 

@@ -117,6 +117,8 @@ pub struct PostgresStore {
     /// Hot events as this store's last hold batch of each left them, shared
     /// by clones (see `inventory::KnownEvents`).
     known: std::sync::Arc<inventory::KnownEvents>,
+    /// See [`PostgresStore::opening_with_holds`].
+    open_with_holds: bool,
 }
 
 impl PostgresStore {
@@ -138,7 +140,23 @@ impl PostgresStore {
         Self {
             pool,
             known: Default::default(),
+            open_with_holds: false,
         }
+    }
+
+    /// With `on`, a batching service opens each checkout's booking in the same
+    /// statement as its hold on a hot event
+    /// ([`CheckoutStore::opens_with_holds`](ems_core::booking::CheckoutStore::opens_with_holds)):
+    /// a checkout then waits for two batches instead of three (hold, opening,
+    /// settlement), one commit fewer. That helps where checkouts are bound by
+    /// their latency (tens of concurrent buyers on one event: about +10 % on the
+    /// hot on-sale bench at 32 buyers) and costs where the server's CPU is the
+    /// limit (hundreds of buyers: the three separate queues run their batches
+    /// at once, the combined one does two stages' work in turn; about −15 % at
+    /// 256). Off by default; BENCHMARKS.md has the figures.
+    pub fn opening_with_holds(mut self, on: bool) -> Self {
+        self.open_with_holds = on;
+        self
     }
 
     /// Applies the embedded migrations that this database has not seen yet.

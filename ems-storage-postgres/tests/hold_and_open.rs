@@ -1,6 +1,7 @@
-//! A batching service's checkout opens its booking in the same transaction as
-//! its hold once the store knows the event (its previous hold batch left it
-//! known): one commit fewer per checkout, with the same answers.
+//! With `opening_with_holds`, a batching service's checkout opens its booking
+//! in the same transaction as its hold once the store knows the event (its
+//! previous hold batch left it known): one commit fewer per checkout, with
+//! the same answers.
 
 use std::sync::Arc;
 
@@ -13,7 +14,10 @@ async fn world() -> (Fixture, PostgresStore) {
     let options = fresh_database("ems_test")
         .await
         .expect("the test PostgreSQL (DATABASE_URL) is reachable");
-    let store = pool_store(options, 8).await.expect("pool connects");
+    let store = pool_store(options, 8)
+        .await
+        .expect("pool connects")
+        .opening_with_holds(true);
     store.migrate().await.expect("migrations apply");
     let stores = TestStores::new(Arc::new(store.clone()), Arc::new(store.clone()));
     (Fixture::new(stores).await, store)

@@ -131,8 +131,10 @@ pub struct HoldAndOpen {
 pub struct HeldAndOpened {
     /// The hold as placed.
     pub hold: Hold,
-    /// What opening the booking on it did.
-    pub opened: Result<Opened>,
+    /// What opening the booking on it did; `None` when the store placed the
+    /// hold only and leaves the opening to the caller (nothing of it was
+    /// written).
+    pub opened: Option<Result<Opened>>,
 }
 
 /// What [`CheckoutStore::open_checkouts`] did with one request.
@@ -190,7 +192,10 @@ pub struct Settled {
 ///   holds (`try_hold_batch` of every `batch[j].hold`) followed by a batch of
 ///   the openings of the granted ones (`open_checkouts` of
 ///   `batch[j].draft.open_on(&hold)`) would give: `Err` for a refused hold
-///   (nothing opened), else the hold with its opening's result.
+///   (nothing opened), else the hold with its opening's result. A store may
+///   place a batch's holds only and answer every opening `None` (a large
+///   batch, say, whose openings are better batched on their own); the
+///   caller then opens them.
 /// - A request's failure never changes another request's result.
 #[async_trait]
 pub trait CheckoutStore: BookingStore + PaymentStore + InventoryStore {
@@ -248,9 +253,11 @@ pub async fn hold_then_open<S: CheckoutStore + ?Sized>(
         .map(|p| {
             p.map(|hold| HeldAndOpened {
                 hold,
-                opened: opened
-                    .next()
-                    .unwrap_or_else(|| Err(crate::missing_answer())),
+                opened: Some(
+                    opened
+                        .next()
+                        .unwrap_or_else(|| Err(crate::missing_answer())),
+                ),
             })
         })
         .collect()

@@ -139,23 +139,20 @@ impl Ems {
         let held = match self
             .hold_and_open(HoldAndOpen {
                 hold: hold_request,
-                draft,
+                draft: draft.clone(),
             })
             .await
         {
-            Ok(held) => held.map(|h| (h.hold.id, h.hold.event_id, h.opened)),
+            Ok(Ok(HeldAndOpened {
+                hold,
+                opened: Some(opened),
+            })) => Ok((hold.id, hold.event_id, opened)),
+            Ok(Ok(HeldAndOpened { hold, opened: None })) => {
+                Ok(self.open_on_hold(draft, hold).await)
+            }
+            Ok(Err(e)) => Err(e),
             Err(HoldAndOpen { hold, draft }) => match self.reserve(hold).await {
-                Ok(hold) => {
-                    let (hold_id, hold_event) = (hold.id, hold.event_id);
-                    // The booking carries the hold's lines and quote: moved,
-                    // not copied; opened at its own instant.
-                    let draft = BookingDraft {
-                        now: self.now(),
-                        ..draft
-                    };
-                    let opened = self.open_checkout(draft.into_opening(hold)).await;
-                    Ok((hold_id, hold_event, opened))
-                }
+                Ok(hold) => Ok(self.open_on_hold(draft, hold).await),
                 Err(e) => Err(e),
             },
         };
@@ -199,6 +196,23 @@ impl Ems {
                 Err(e)
             }
         }
+    }
+
+    /// Opens `draft`'s booking on `hold`, just placed, at its own instant:
+    /// the hold's id and event, and what opening did.
+    async fn open_on_hold(
+        &self,
+        draft: BookingDraft,
+        hold: crate::inventory::Hold,
+    ) -> (HoldId, EventId, Result<Opened>) {
+        let (hold_id, hold_event) = (hold.id, hold.event_id);
+        // The booking carries the hold's lines and quote: moved, not copied.
+        let draft = BookingDraft {
+            now: self.now(),
+            ..draft
+        };
+        let opened = self.open_checkout(draft.into_opening(hold)).await;
+        (hold_id, hold_event, opened)
     }
 
     async fn resume_checkout(
