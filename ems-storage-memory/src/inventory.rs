@@ -167,6 +167,7 @@ impl InventoryStore for MemoryStore {
                 .iter()
                 .map(|r| self.take_hold_id(r.id, number))
                 .collect();
+            let ours: Vec<bool> = taken.iter().map(Result::is_ok).collect();
             let mut s = cell.lock.lock();
             for (request, taken) in run.iter().zip(taken) {
                 // Each request's events carry its own instant.
@@ -177,10 +178,9 @@ impl InventoryStore for MemoryStore {
                 self.record(request.now, out);
             }
             drop(s);
-            // Ids taken for holds that failed are given back (an id refused as
-            // taken was never ours).
-            for (request, result) in run.iter().zip(&results[first..]) {
-                if matches!(result, Err(e) if !is_taken_id(e)) {
+            // Ids this batch took for holds that failed are given back.
+            for ((request, result), ours) in run.iter().zip(&results[first..]).zip(ours) {
+                if ours && result.is_err() {
                     self.inner.holds.remove(&request.id);
                 }
             }
@@ -437,16 +437,4 @@ impl EarlyHold {
         let rec = Box::new(HoldRec::of(&hold));
         Self { hold, rec, demand }
     }
-}
-
-/// Whether `e` is [`MemoryStore::take_hold_id`]'s refusal of a taken id.
-fn is_taken_id(e: &Error) -> bool {
-    matches!(
-        e,
-        Error::AlreadyExists {
-            entity: "hold",
-            field: "id",
-            ..
-        }
-    )
 }
