@@ -70,7 +70,7 @@ impl PostgresStore {
         // the holds; insert the payment records; record the domain events in
         // request order. The payments' foreign keys are checked at the end of
         // the statement, when the bookings are there.
-        let rows = sqlx::query(&format!(
+        let sql = format!(
             "WITH {}, \
              l AS (SELECT id, event_id, customer, status, booking_id, expires_at, total, currency, \
                  doc -> 'lines' AS lines FROM ems_holds WHERE id = ANY($4) ORDER BY id FOR UPDATE), \
@@ -96,14 +96,14 @@ impl PostgresStore {
             BookingColumns::unnest_cte(1),
             PaymentColumns::unnest_cte(16),
             PAYMENTS_OF_BOOKED,
-        ))
-        .bind_all(&bookings)
-        .bind_all(&payments)
-        // Planned for each batch (see `settle_batch`).
-        .persistent(false)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
+        );
+        let rows = payments
+            .bind(bookings.bind(sqlx::query(&sql)))
+            // Planned for each batch (see `settle_batch`).
+            .persistent(false)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
         let mut inserted = HashSet::new();
         let mut paid = HashSet::new();
         for r in rows {
@@ -118,22 +118,28 @@ impl PostgresStore {
         let mut steps = Vec::with_capacity(batch.len());
         for r in batch {
             let step = if inserted.contains(&r.booking.id.0) {
-                let payment = if paid.contains(&r.payment.id.0) {
-                    Ok(r.payment.clone())
-                } else {
-                    // The key named a payment already: it answers.
-                    self.insert_payment(&r.payment).await
-                };
-                Step::Done(payment.map(|payment| Opened::Created {
-                    booking: r.booking.clone(),
-                    payment,
-                }))
+                Step::Done(self.opened(r, &paid).await)
             } else {
                 Step::Alone
             };
             steps.push(step);
         }
         Ok(steps)
+    }
+
+    /// The answer to `opening`, whose booking a batch statement inserted
+    /// along with the payment records in `paid`.
+    async fn opened(&self, opening: &OpenCheckout, paid: &HashSet<Uuid>) -> Result<Opened> {
+        let payment = if paid.contains(&opening.payment.id.0) {
+            opening.payment.clone()
+        } else {
+            // The key named a payment already: it answers.
+            self.insert_payment(&opening.payment).await?
+        };
+        Ok(Opened::Created {
+            booking: opening.booking.clone(),
+            payment,
+        })
     }
 
     async fn settle_batch(&self, batch: &[SettlePaid]) -> Result<Vec<Step<Settled>>> {
@@ -347,16 +353,7 @@ impl CheckoutStore for PostgresStore {
                 Ok(i) => {
                     let opening = &held.openings[i];
                     let opened = if held.booked.contains(&opening.booking.id.0) {
-                        let payment = if held.paid.contains(&opening.payment.id.0) {
-                            Ok(opening.payment.clone())
-                        } else {
-                            // The key named a payment already: it answers.
-                            self.insert_payment(&opening.payment).await
-                        };
-                        payment.map(|payment| Opened::Created {
-                            booking: opening.booking.clone(),
-                            payment,
-                        })
+                        self.opened(opening, &held.paid).await
                     } else {
                         // The key named a booking already (the hold carries
                         // none): the single step answers with it.
@@ -408,7 +405,7 @@ pub(crate) struct BookingColumns {
 
 impl BookingColumns {
     /// The CTE `u` of these columns bound from `$first` on (15 arrays, in
-    /// [`BookingColumns::bind_all`]'s order), numbered `n` from 1.
+    /// [`BookingColumns::bind`]'s order), numbered `n` from 1.
     pub(crate) fn unnest_cte(first: usize) -> String {
         let types = [
             "uuid",
@@ -470,28 +467,10 @@ fn params(first: usize, types: &[&str]) -> String {
         .join(", ")
 }
 
-/// Binds column arrays in their statement's order.
-pub(crate) trait BindColumns<'q> {
-    /// `q` with `columns`' arrays bound next.
-    fn bind_all<C: Columns>(self, columns: &'q C) -> Self;
-}
-
-/// Column arrays that bind themselves.
-pub(crate) trait Columns {
-    fn bind_to<'q>(
-        &'q self,
-        q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
-}
-
-impl<'q> BindColumns<'q> for sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    fn bind_all<C: Columns>(self, columns: &'q C) -> Self {
-        columns.bind_to(self)
-    }
-}
-
-impl Columns for BookingColumns {
-    fn bind_to<'q>(
+impl BookingColumns {
+    /// `q` with these arrays bound next, in [`BookingColumns::unnest_cte`]'s
+    /// order.
+    pub(crate) fn bind<'q>(
         &'q self,
         q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
@@ -536,9 +515,9 @@ pub(crate) struct PaymentColumns {
     change_doc: Vec<Option<Jsonb>>,
 }
 
-impl Columns for PaymentColumns {
-    /// The 14 arrays of [`PaymentColumns::unnest_cte`].
-    fn bind_to<'q>(
+impl PaymentColumns {
+    /// `q` with the 14 arrays of [`PaymentColumns::unnest_cte`] bound next.
+    pub(crate) fn bind<'q>(
         &'q self,
         q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
@@ -561,7 +540,7 @@ impl Columns for PaymentColumns {
 
 impl PaymentColumns {
     /// The CTE `pu` of new payment records bound from `$first` on (14 arrays,
-    /// in [`Columns::bind_to`]'s order), numbered `n` from 1.
+    /// in [`PaymentColumns::bind`]'s order), numbered `n` from 1.
     pub(crate) fn unnest_cte(first: usize) -> String {
         let types = [
             "uuid",

@@ -974,21 +974,50 @@ struct HoldRows {
 /// of one row to write, none to write nothing; empty for no gate).
 fn hold_rows_ctes(gate: &str) -> String {
     format!(
-        "h AS (INSERT INTO ems_holds (id, event_id, customer, status, coupon_id, quantity, total, \
-               currency, created_at, expires_at, doc) \
-               SELECT x.id, $1, x.customer, 'active', x.coupon, x.quantity, x.total, x.currency, \
-                      x.created_at, x.expires_at, x.doc \
-               FROM unnest($7::uuid[], $8::uuid[], $9::uuid[], $10::int8[], $11::numeric[], \
-                           $12::text[], $13::timestamptz[], $14::timestamptz[], $15::jsonb[]) \
-                    AS x(id, customer, coupon, quantity, total, currency, created_at, expires_at, doc){gate} \
-               {conflict} RETURNING id), \
+        "{}, \
          o AS (INSERT INTO ems_outbox (occurred_at, doc) \
                SELECT y.at, y.doc FROM unnest($16::timestamptz[], $17::jsonb[]) WITH ORDINALITY AS y(at, doc, n){gate} \
                ORDER BY y.n)",
+        holds_cte(gate, None)
+    )
+}
+
+/// The CTE `h` inserting the holds of `$7` to `$15` of [`HoldRows`] for event
+/// `$1`, joined to `{gate}` (see [`hold_rows_ctes`]); with `bookings`, a CTE
+/// with `id` and `hold_id`, each hold carries the booking of that CTE that
+/// names it (if any) as its `booking_id`.
+fn holds_cte(gate: &str, bookings: Option<&str>) -> String {
+    let (column, value, join) = match bookings {
+        Some(b) => (
+            ", booking_id".to_owned(),
+            format!(", {b}.id"),
+            format!(" LEFT JOIN {b} ON {b}.hold_id = x.id"),
+        ),
+        None => Default::default(),
+    };
+    format!(
+        "h AS (INSERT INTO ems_holds (id, event_id, customer, status, coupon_id, quantity, total, \
+               currency, created_at, expires_at, doc{column}) \
+               SELECT x.id, $1, x.customer, 'active', x.coupon, x.quantity, x.total, x.currency, \
+                      x.created_at, x.expires_at, x.doc{value} \
+               FROM unnest($7::uuid[], $8::uuid[], $9::uuid[], $10::int8[], $11::numeric[], \
+                           $12::text[], $13::timestamptz[], $14::timestamptz[], $15::jsonb[]) \
+                    AS x(id, customer, coupon, quantity, total, currency, created_at, expires_at, doc){join}{gate} \
+               {conflict} RETURNING id)",
         // Without a gate the statement runs in a transaction that is rolled
         // back when a hold id is taken; with one it is its own transaction,
         // and a taken id must fail it whole.
         conflict = if gate.is_empty() { "ON CONFLICT (id) DO NOTHING" } else { "" },
+    )
+}
+
+/// Event `$1` (as `e`) is as a store knows it: its change counter is still
+/// `{seq}` and none of its holds has lapsed by `{now}` (which the locked path
+/// would expire first).
+fn unchanged(seq: &str, now: &str) -> String {
+    format!(
+        "e.id = $1 AND e.seq = {seq} AND NOT EXISTS (SELECT 1 FROM ems_holds d \
+         WHERE d.event_id = $1 AND d.status = 'active' AND d.expires_at <= {now})"
     )
 }
 
@@ -1182,14 +1211,6 @@ async fn hold_batch_on_known(
             Err(e) => out.push(Err(e)),
         }
     }
-    // Event `$1` (as `e`) is as known: its counter is still `{seq}` and none of
-    // its holds has lapsed by `{now}`.
-    let unchanged = |seq: &str, now: &str| {
-        format!(
-            "e.id = $1 AND e.seq = {seq} AND NOT EXISTS (SELECT 1 FROM ems_holds d \
-             WHERE d.event_id = $1 AND d.status = 'active' AND d.expires_at <= {now})"
-        )
-    };
     if granted.is_empty() {
         // Every request refused: valid only if the event is still as known.
         let current: bool = sqlx::query_scalar(&format!(
@@ -1261,7 +1282,7 @@ pub(crate) async fn hold_and_open_on_known(
     known: &KnownEvents,
     batch: &[ems_core::booking::HoldAndOpen],
 ) -> Option<HeldBatch> {
-    use crate::checkout::{BindColumns, BookingColumns, PaymentColumns, PAYMENTS_OF_BOOKED};
+    use crate::checkout::{BookingColumns, PaymentColumns, PAYMENTS_OF_BOOKED};
     use std::collections::HashSet;
     let event = batch.first()?.hold.event_id;
     let mut hold_ids = HashSet::new();
@@ -1323,21 +1344,11 @@ pub(crate) async fn hold_and_open_on_known(
         // that link fail the whole statement (nothing written).
         let sql = format!(
             "WITH g AS (UPDATE ems_events e SET taken = e.taken + $2, seq = e.seq + 1 \
-                 WHERE e.id = $1 AND e.seq = $18 AND NOT EXISTS (SELECT 1 FROM ems_holds d \
-                 WHERE d.event_id = $1 AND d.status = 'active' AND d.expires_at <= $19) \
-                 RETURNING 1 AS go), \
+                 WHERE {unchanged} RETURNING 1 AS go), \
              {quotas}, {u}, \
              f AS (SELECT u.* FROM u WHERE NOT EXISTS (SELECT 1 FROM ems_bookings x \
                  WHERE x.customer = u.customer AND x.idempotency_key = u.key)), \
-             h AS (INSERT INTO ems_holds (id, event_id, customer, status, coupon_id, quantity, \
-                   total, currency, created_at, expires_at, doc, booking_id) \
-                   SELECT x.id, $1, x.customer, 'active', x.coupon, x.quantity, x.total, \
-                          x.currency, x.created_at, x.expires_at, x.doc, f.id \
-                   FROM unnest($7::uuid[], $8::uuid[], $9::uuid[], $10::int8[], $11::numeric[], \
-                               $12::text[], $13::timestamptz[], $14::timestamptz[], $15::jsonb[]) \
-                        AS x(id, customer, coupon, quantity, total, currency, created_at, \
-                             expires_at, doc) \
-                   CROSS JOIN g LEFT JOIN f ON f.hold_id = x.id RETURNING id), \
+             {h}, \
              b AS (INSERT INTO ems_bookings (id, event_id, customer, hold_id, idempotency_key, \
                    status, reason, total, currency, created_at, updated_at, version, doc) \
                    SELECT f.id, f.event_id, f.customer, f.hold_id, f.key, f.status, f.reason, \
@@ -1357,16 +1368,19 @@ pub(crate) async fn hold_and_open_on_known(
                  ORDER BY n, k) \
              SELECT id, 0 AS kind FROM b UNION ALL SELECT id, 1 FROM p \
              UNION ALL SELECT NULL::uuid, 2 FROM g",
+            unchanged = unchanged("$18", "$19"),
             quotas = quota_ctes!(", g"),
+            h = holds_cte(", g", Some("f")),
             u = BookingColumns::unnest_cte(20),
             pu = PaymentColumns::unnest_cte(35),
             p = PAYMENTS_OF_BOOKED,
         );
-        rows.bind(binds.bind(event, sqlx::query(&sql)))
+        let q = rows
+            .bind(binds.bind(event, sqlx::query(&sql)))
             .bind(before)
-            .bind(batch[0].hold.now)
-            .bind_all(&bookings)
-            .bind_all(&payments)
+            .bind(batch[0].hold.now);
+        payments
+            .bind(bookings.bind(q))
             // Planned for each batch (see `settle_batch`).
             .persistent(false)
             .fetch_all(pool)
