@@ -330,17 +330,11 @@ impl Ems {
         }
     }
 
-    /// Places a checkout's hold and opens its booking on it in one store step,
-    /// through the event's queue; `None` when this service does not (see
-    /// [`booking::CheckoutStore::opens_with_holds`]), with `request` back.
-    pub(crate) async fn hold_and_open(
-        &self,
-        request: booking::HoldAndOpen,
-    ) -> std::result::Result<Result<booking::HeldAndOpened>, booking::HoldAndOpen> {
-        match &self.inner.hold_opens {
-            Some(c) => Ok(c.run(request).await),
-            None => Err(request),
-        }
+    /// The queue placing a checkout's hold and opening its booking in one
+    /// store step, if this service has one
+    /// ([`booking::CheckoutStore::opens_with_holds`], with batching on).
+    pub(crate) fn hold_opens(&self) -> Option<&batch::Combiner<booking::HoldOpenOp>> {
+        self.inner.hold_opens.as_ref()
     }
 
     /// Settles a paid checkout: through its event's queue when batching, else

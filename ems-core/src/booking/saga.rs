@@ -136,25 +136,29 @@ impl Ems {
         let (booking_id, ours) = (draft.booking_id, draft.payment_id);
         // The hold, then the booking opened on it: in one store step where the
         // store does both at once, else one after the other.
-        let held = match self
-            .hold_and_open(HoldAndOpen {
-                hold: hold_request,
-                draft: draft.clone(),
-            })
-            .await
-        {
-            Ok(Ok(HeldAndOpened {
-                hold,
-                opened: Some(opened),
-            })) => Ok((hold.id, hold.event_id, opened)),
-            Ok(Ok(HeldAndOpened { hold, opened: None })) => {
-                Ok(self.open_on_hold(draft, hold).await)
+        let held = if let Some(queue) = self.hold_opens() {
+            let placed = queue
+                .run(HoldAndOpen {
+                    hold: hold_request,
+                    // Kept for an opening the store leaves to us.
+                    draft: draft.clone(),
+                })
+                .await;
+            match placed {
+                Ok(HeldAndOpened {
+                    hold,
+                    opened: Some(opened),
+                }) => Ok((hold.id, hold.event_id, opened)),
+                Ok(HeldAndOpened { hold, opened: None }) => {
+                    Ok(self.open_on_hold(draft, hold).await)
+                }
+                Err(e) => Err(e),
             }
-            Ok(Err(e)) => Err(e),
-            Err(HoldAndOpen { hold, draft }) => match self.reserve(hold).await {
+        } else {
+            match self.reserve(hold_request).await {
                 Ok(hold) => Ok(self.open_on_hold(draft, hold).await),
                 Err(e) => Err(e),
-            },
+            }
         };
         let (hold_id, hold_event, opened) = match held {
             Ok(held) => held,
