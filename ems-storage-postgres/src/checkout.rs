@@ -4,13 +4,14 @@
 //! their holds take, link the holds, insert the payment records, record
 //! `BookingCreated` and `PaymentStarted`), and so is a batch of settlements
 //! (move the payments to succeeded; confirm the bookings whose holds are still
-//! active, with their tickets; record the events): one round trip and one
-//! commit for any number of buyers. Requests the
+//! active, with their tickets; record the events): one statement, prepared
+//! once per connection, and one commit for any number of buyers. Requests the
 //! batch statements cannot decide alone (a hold that lapsed, a reused key, a
 //! payment someone else moved) are finished after the commit by the single-step
 //! operations, which give exactly the answer they would have given alone.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -30,6 +31,19 @@ use crate::booking::check_tickets;
 use crate::inventory::hold_and_open_on_known;
 use crate::row::{self, json, tag, Jsonb, BOOKING};
 use crate::{db, PostgresStore};
+
+/// Begins the transaction of a batch statement, planned to reach rows
+/// through their indexes wherever an index serves.
+///
+/// The statements are prepared once per connection and, after a few runs,
+/// PostgreSQL keeps one generic plan for them. Made while the tables are
+/// small (a new database, the first seconds of an on-sale), that plan reads
+/// them whole, and keeps doing so as they grow, until the next `ANALYZE`:
+/// a minute or more into the on-sale. Planning each batch anew avoids that
+/// but costs about as much server time as running it; discouraging
+/// sequential scans in the batch's own transaction gives the plan a large
+/// table would get, at any size, and lets it be kept.
+pub(crate) const BEGIN_INDEXED: &str = "BEGIN; SET LOCAL enable_seqscan = off";
 
 /// The answer of a request decided by the batch (after its commit, a request's
 /// own follow-up may still fail it alone), or the request to finish alone.
@@ -70,40 +84,14 @@ impl PostgresStore {
         // the holds; insert the payment records; record the domain events in
         // request order. The payments' foreign keys are checked at the end of
         // the statement, when the bookings are there.
-        let sql = format!(
-            "WITH {}, \
-             l AS (SELECT id, event_id, customer, status, booking_id, expires_at, total, currency, \
-                 doc -> 'lines' AS lines FROM ems_holds WHERE id = ANY($4) ORDER BY id FOR UPDATE), \
-             ok AS (SELECT u.* FROM u JOIN l ON l.id = u.hold_id \
-                 WHERE l.event_id = u.event_id AND l.customer = u.customer AND l.status = 'active' \
-                 AND l.expires_at > u.created_at AND l.booking_id IS NULL AND l.total = u.total \
-                 AND l.currency = u.currency AND l.lines = u.lines), \
-             b AS (INSERT INTO ems_bookings (id, event_id, customer, hold_id, idempotency_key, \
-                 status, reason, total, currency, created_at, updated_at, version, doc) \
-                 SELECT id, event_id, customer, hold_id, key, status, reason, total, currency, \
-                     created_at, updated_at, version, doc FROM ok ORDER BY n \
-                 ON CONFLICT (customer, idempotency_key) DO NOTHING RETURNING id, hold_id), \
-             h AS (UPDATE ems_holds SET booking_id = b.id FROM b WHERE ems_holds.id = b.hold_id), \
-             {}, {}, \
-             o AS (INSERT INTO ems_outbox (occurred_at, doc) \
-                 SELECT at, ev FROM ( \
-                     SELECT u.created_at AS at, u.ev, u.n, 0 AS k FROM u \
-                         WHERE u.id IN (SELECT id FROM b) \
-                     UNION ALL \
-                     SELECT pu.at, pu.ev, pu.n, 1 FROM pu WHERE pu.id IN (SELECT id FROM p)) e \
-                 ORDER BY n, k) \
-             SELECT id, false AS payment FROM b UNION ALL SELECT id, true FROM p",
-            BookingColumns::unnest_cte(1),
-            PaymentColumns::unnest_cte(16),
-            PAYMENTS_OF_BOOKED,
-        );
+        let sql = open_sql();
+        let mut tx = self.pool.begin_with(BEGIN_INDEXED).await.map_err(db)?;
         let rows = payments
-            .bind(bookings.bind(sqlx::query(&sql)))
-            // Planned for each batch (see `settle_batch`).
-            .persistent(false)
-            .fetch_all(&self.pool)
+            .bind(bookings.bind(sqlx::query(sql)))
+            .fetch_all(&mut *tx)
             .await
             .map_err(db)?;
+        tx.commit().await.map_err(db)?;
         let mut inserted = HashSet::new();
         let mut paid = HashSet::new();
         for r in rows {
@@ -181,7 +169,99 @@ impl PostgresStore {
         // decides races with expiry), with their tickets; record the events in
         // request order. Each payment moves whether or not its booking is
         // confirmed here (the careful path finishes those after).
-        let rows = sqlx::query(&format!(
+        let mut tx = self.pool.begin_with(BEGIN_INDEXED).await.map_err(db)?;
+        let rows = sqlx::query(settle_sql())
+            .bind(&payments.id)
+            .bind(&payments.reference)
+            .bind(&payments.refunded)
+            .bind(&payments.status)
+            .bind(&payments.version)
+            .bind(&payments.doc)
+            .bind(&payments.change_doc)
+            .bind(&payments.booking)
+            .bind(&nows)
+            .bind(&confirmed_events)
+            .bind(json(&tickets)?)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        let mut moved = HashSet::new();
+        let mut confirmed = HashMap::new();
+        for r in rows {
+            if r.try_get::<bool, _>("moved_only").map_err(db)? {
+                moved.insert(r.try_get::<Uuid, _>("id").map_err(db)?);
+            } else {
+                let b = row::booking(&r)?;
+                confirmed.insert(b.id, b);
+            }
+        }
+
+        let mut steps = Vec::with_capacity(batch.len());
+        for r in batch {
+            let step = if let Some(b) = confirmed.remove(&r.booking.id) {
+                Step::Done(Ok(Settled {
+                    payment: r.payment.clone(),
+                    outcome: ConfirmOutcome::Confirmed(b),
+                }))
+            } else if moved.contains(&r.payment.id.0) {
+                // Paid, but the hold lapsed or ended: the careful path decides.
+                Step::Done(
+                    self.confirm_booking(&r.confirm)
+                        .await
+                        .map(|outcome| Settled {
+                            payment: r.payment.clone(),
+                            outcome,
+                        }),
+                )
+            } else {
+                Step::Alone
+            };
+            steps.push(step);
+        }
+        Ok(steps)
+    }
+}
+
+/// The statement of a batch of openings (see `open_batch`), built once.
+pub(crate) fn open_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "WITH {}, \
+             l AS (SELECT id, event_id, customer, status, booking_id, expires_at, total, currency, \
+                 doc -> 'lines' AS lines FROM ems_holds WHERE id = ANY($4) ORDER BY id FOR UPDATE), \
+             ok AS (SELECT u.* FROM u JOIN l ON l.id = u.hold_id \
+                 WHERE l.event_id = u.event_id AND l.customer = u.customer AND l.status = 'active' \
+                 AND l.expires_at > u.created_at AND l.booking_id IS NULL AND l.total = u.total \
+                 AND l.currency = u.currency AND l.lines = u.lines), \
+             b AS (INSERT INTO ems_bookings (id, event_id, customer, hold_id, idempotency_key, \
+                 status, reason, total, currency, created_at, updated_at, version, doc) \
+                 SELECT id, event_id, customer, hold_id, key, status, reason, total, currency, \
+                     created_at, updated_at, version, doc FROM ok ORDER BY n \
+                 ON CONFLICT (customer, idempotency_key) DO NOTHING RETURNING id, hold_id), \
+             h AS (UPDATE ems_holds SET booking_id = b.id FROM b WHERE ems_holds.id = b.hold_id), \
+             {}, {}, \
+             o AS (INSERT INTO ems_outbox (occurred_at, doc) \
+                 SELECT at, ev FROM ( \
+                     SELECT u.created_at AS at, u.ev, u.n, 0 AS k FROM u \
+                         WHERE u.id IN (SELECT id FROM b) \
+                     UNION ALL \
+                     SELECT pu.at, pu.ev, pu.n, 1 FROM pu WHERE pu.id IN (SELECT id FROM p)) e \
+                 ORDER BY n, k) \
+             SELECT id, false AS payment FROM b UNION ALL SELECT id, true FROM p",
+            BookingColumns::unnest_cte(1),
+            PaymentColumns::unnest_cte(16),
+            PAYMENTS_OF_BOOKED,
+        )
+    })
+}
+
+/// The statement of a batch of settlements (see `settle_batch`), built once.
+pub(crate) fn settle_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
             "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::numeric[], \
                  $4::text[], $5::int8[], $6::jsonb[], $7::jsonb[], $8::uuid[], \
                  $9::timestamptz[], $10::jsonb[]) \
@@ -218,62 +298,8 @@ impl PostgresStore {
                 .map(|c| format!("ems_bookings.{c}"))
                 .collect::<Vec<_>>()
                 .join(", ")
-        ))
-        .bind(&payments.id)
-        .bind(&payments.reference)
-        .bind(&payments.refunded)
-        .bind(&payments.status)
-        .bind(&payments.version)
-        .bind(&payments.doc)
-        .bind(&payments.change_doc)
-        .bind(&payments.booking)
-        .bind(&nows)
-        .bind(&confirmed_events)
-        .bind(json(&tickets)?)
-        // Planned for each batch, with the batch's size and the tables' sizes
-        // of now: a cached generic plan is made once, on a connection's sixth
-        // run, and a new database's tables are tiny then, so it scanned the
-        // whole payments table for every batch until the first autoanalyze (a
-        // minute or more into an on-sale, and longer on a busy server).
-        .persistent(false)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        let mut moved = HashSet::new();
-        let mut confirmed = HashMap::new();
-        for r in rows {
-            if r.try_get::<bool, _>("moved_only").map_err(db)? {
-                moved.insert(r.try_get::<Uuid, _>("id").map_err(db)?);
-            } else {
-                let b = row::booking(&r)?;
-                confirmed.insert(b.id, b);
-            }
-        }
-
-        let mut steps = Vec::with_capacity(batch.len());
-        for r in batch {
-            let step = if let Some(b) = confirmed.remove(&r.booking.id) {
-                Step::Done(Ok(Settled {
-                    payment: r.payment.clone(),
-                    outcome: ConfirmOutcome::Confirmed(b),
-                }))
-            } else if moved.contains(&r.payment.id.0) {
-                // Paid, but the hold lapsed or ended: the careful path decides.
-                Step::Done(
-                    self.confirm_booking(&r.confirm)
-                        .await
-                        .map(|outcome| Settled {
-                            payment: r.payment.clone(),
-                            outcome,
-                        }),
-                )
-            } else {
-                Step::Alone
-            };
-            steps.push(step);
-        }
-        Ok(steps)
-    }
+        )
+    })
 }
 
 /// A batch request that can also run alone, through the single-step
@@ -592,5 +618,98 @@ impl PaymentColumns {
                 .transpose()?,
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+    use sqlx::Connection;
+
+    use super::*;
+    use crate::testing::{fresh_database, pool_store};
+
+    /// The `(node type, table)` pairs of the plan PostgreSQL keeps for
+    /// `sql` once it stops planning each run (its generic plan), on a new,
+    /// empty database, in a transaction begun with `begin`.
+    async fn kept_plan(store: &PostgresStore, sql: &str, begin: &str) -> Vec<(String, String)> {
+        let mut conn = store.pool().acquire().await.expect("a connection");
+        let mut tx = conn.begin_with(begin.to_owned()).await.expect("begins");
+        sqlx::raw_sql("SET LOCAL plan_cache_mode = force_generic_plan")
+            .execute(&mut *tx)
+            .await
+            .expect("sets");
+        sqlx::raw_sql(&format!("PREPARE probe AS {sql}"))
+            .execute(&mut *tx)
+            .await
+            .expect("prepares");
+        let params: i32 = sqlx::query_scalar(
+            "SELECT cardinality(parameter_types) FROM pg_prepared_statements \
+             WHERE name = 'probe'",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .expect("the prepared statement");
+        let nulls = vec!["NULL"; params as usize].join(", ");
+        let plan: Value =
+            sqlx::query_scalar(&format!("EXPLAIN (FORMAT JSON) EXECUTE probe({nulls})"))
+                .fetch_one(&mut *tx)
+                .await
+                .expect("explains");
+        // Prepared statements outlive transactions.
+        sqlx::raw_sql("DEALLOCATE probe")
+            .execute(&mut *tx)
+            .await
+            .expect("deallocates");
+        tx.rollback().await.expect("rolls back");
+        fn walk(node: &Value, out: &mut Vec<(String, String)>) {
+            if let Some(kind) = node.get("Node Type").and_then(Value::as_str) {
+                let table = node.get("Relation Name").and_then(Value::as_str);
+                out.push((kind.to_owned(), table.unwrap_or_default().to_owned()));
+            }
+            for child in node
+                .get("Plans")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                walk(child, out);
+            }
+        }
+        let mut nodes = Vec::new();
+        walk(&plan[0]["Plan"], &mut nodes);
+        nodes
+    }
+
+    fn whole_table_reads(nodes: &[(String, String)]) -> Vec<&str> {
+        nodes
+            .iter()
+            .filter(|(kind, table)| kind == "Seq Scan" && table.starts_with("ems_"))
+            .map(|(_, table)| table.as_str())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn batch_statements_keep_plans_that_use_the_indexes_on_a_new_database() {
+        let options = fresh_database("ems_test")
+            .await
+            .expect("the PostgreSQL server (DATABASE_URL) is reachable");
+        let store = pool_store(options, 2).await.expect("pool connects");
+        store.migrate().await.expect("migrations apply");
+        for (what, sql) in [("openings", open_sql()), ("settlements", settle_sql())] {
+            let kept = kept_plan(&store, sql, BEGIN_INDEXED).await;
+            assert!(
+                whole_table_reads(&kept).is_empty(),
+                "the kept plan of a batch of {what} reads tables whole: {kept:?}"
+            );
+        }
+        // Without the batch's own setting, the same plan reads the (still
+        // tiny) payments table whole, and would keep doing so as it grows.
+        let plain = kept_plan(&store, settle_sql(), "BEGIN").await;
+        assert!(
+            whole_table_reads(&plain).contains(&"ems_payments"),
+            "expected a whole-table read of payments without the setting: {plain:?}"
+        );
+        store.pool().close().await;
     }
 }

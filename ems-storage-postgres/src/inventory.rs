@@ -10,6 +10,7 @@ use ems_core::{Error, Result};
 use sqlx::Row;
 use uuid::Uuid;
 
+use crate::checkout::BEGIN_INDEXED;
 use crate::row::{self, begin, commit, count, from_doc, get, json, record, tag, Jsonb, Tx, HOLD};
 use crate::{db, PostgresStore};
 
@@ -1379,13 +1380,15 @@ pub(crate) async fn hold_and_open_on_known(
             .bind(binds.bind(event, sqlx::query(&sql)))
             .bind(before)
             .bind(batch[0].hold.now);
-        payments
+        // Its plan is kept (see `BEGIN_INDEXED`).
+        let mut tx = pool.begin_with(BEGIN_INDEXED).await.map_err(db)?;
+        let rows = payments
             .bind(bookings.bind(q))
-            // Planned for each batch (see `settle_batch`).
-            .persistent(false)
-            .fetch_all(pool)
+            .fetch_all(&mut *tx)
             .await
-            .map_err(db)
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok::<_, ems_core::Error>(rows)
     }
     .await;
     let mut booked = HashSet::new();
