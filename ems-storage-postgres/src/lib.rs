@@ -140,20 +140,21 @@ impl PostgresStore {
         Self {
             pool,
             known: Default::default(),
-            open_with_holds: false,
+            open_with_holds: true,
         }
     }
 
-    /// With `on`, a batching service opens each checkout's booking in the same
-    /// statement as its hold on a hot event
+    /// With `on` (the default), a batching service opens each checkout's
+    /// booking in the same statement as its hold on a hot event
     /// ([`CheckoutStore::opens_with_holds`](ems_core::booking::CheckoutStore::opens_with_holds)):
     /// a checkout then waits for two batches instead of three (hold, opening,
     /// settlement), one commit fewer. That helps where checkouts are bound by
-    /// their latency (tens of concurrent buyers on one event: about +10 % on the
-    /// hot on-sale bench at 32 buyers) and costs where the server's CPU is the
-    /// limit (hundreds of buyers: the three separate queues run their batches
-    /// at once, the combined one does two stages' work in turn; about −15 % at
-    /// 256). Off by default; BENCHMARKS.md has the figures.
+    /// their latency (tens of concurrent buyers on one event: +20–40 % on the
+    /// hot on-sale bench at 32 buyers, +8–23 % spread over 1,000 events) and
+    /// is about even where the server's CPU is the limit (256 buyers: the
+    /// three separate queues run their batches at once, the combined one does
+    /// two stages' work in turn). `false` keeps the three stages apart;
+    /// BENCHMARKS.md has the figures.
     pub fn opening_with_holds(mut self, on: bool) -> Self {
         self.open_with_holds = on;
         self
