@@ -24,7 +24,9 @@ use ems_core::payment::{payment_change_event, Payment, PaymentStatus, PaymentSto
 use ems_core::ticket::Ticket;
 use ems_core::Result;
 use rust_decimal::Decimal;
-use sqlx::Row;
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::query::Query;
+use sqlx::{PgPool, Postgres, Row};
 use uuid::Uuid;
 
 use crate::booking::check_tickets;
@@ -44,6 +46,19 @@ use crate::{db, PostgresStore};
 /// sequential scans in the batch's own transaction gives the plan a large
 /// table would get, at any size, and lets it be kept.
 pub(crate) const BEGIN_INDEXED: &str = "BEGIN; SET LOCAL enable_seqscan = off";
+
+/// Runs a batch statement in a transaction of its own begun with
+/// [`BEGIN_INDEXED`], and commits it: its rows, or the error of whichever
+/// step failed (nothing written).
+pub(crate) async fn fetch_batch(
+    pool: &PgPool,
+    query: Query<'_, Postgres, PgArguments>,
+) -> Result<Vec<PgRow>> {
+    let mut tx = pool.begin_with(BEGIN_INDEXED).await.map_err(db)?;
+    let rows = query.fetch_all(&mut *tx).await.map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Ok(rows)
+}
 
 /// The answer of a request decided by the batch (after its commit, a request's
 /// own follow-up may still fail it alone), or the request to finish alone.
@@ -77,21 +92,18 @@ impl PostgresStore {
             bookings.push(r)?;
             payments.push(&r.payment)?;
         }
-        // One statement, so one round trip and an implicit transaction: lock
-        // the holds; insert the bookings whose hold takes them (active and
-        // unexpired at the booking's creation, unbooked, the same customer,
-        // event, lines and total) unless the key names a booking already; link
-        // the holds; insert the payment records; record the domain events in
-        // request order. The payments' foreign keys are checked at the end of
-        // the statement, when the bookings are there.
-        let sql = open_sql();
-        let mut tx = self.pool.begin_with(BEGIN_INDEXED).await.map_err(db)?;
-        let rows = payments
-            .bind(bookings.bind(sqlx::query(sql)))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)?;
+        // One statement in a transaction of its own: lock the holds; insert
+        // the bookings whose hold takes them (active and unexpired at the
+        // booking's creation, unbooked, the same customer, event, lines and
+        // total) unless the key names a booking already; link the holds;
+        // insert the payment records; record the domain events in request
+        // order. The payments' foreign keys are checked at the end of the
+        // statement, when the bookings are there.
+        let rows = fetch_batch(
+            &self.pool,
+            payments.bind(bookings.bind(sqlx::query(open_sql()))),
+        )
+        .await?;
         let mut inserted = HashSet::new();
         let mut paid = HashSet::new();
         for r in rows {
@@ -169,8 +181,7 @@ impl PostgresStore {
         // decides races with expiry), with their tickets; record the events in
         // request order. Each payment moves whether or not its booking is
         // confirmed here (the careful path finishes those after).
-        let mut tx = self.pool.begin_with(BEGIN_INDEXED).await.map_err(db)?;
-        let rows = sqlx::query(settle_sql())
+        let query = sqlx::query(settle_sql())
             .bind(&payments.id)
             .bind(&payments.reference)
             .bind(&payments.refunded)
@@ -182,11 +193,8 @@ impl PostgresStore {
             .bind(&nows)
             .bind(&confirmed_events)
             .bind(json(&tickets)?)
-            .bind("active")
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)?;
+            .bind("active");
+        let rows = fetch_batch(&self.pool, query).await?;
         let mut moved = HashSet::new();
         let mut confirmed = HashMap::new();
         for r in rows {

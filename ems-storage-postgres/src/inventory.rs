@@ -10,7 +10,7 @@ use ems_core::{Error, Result};
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::checkout::BEGIN_INDEXED;
+use crate::checkout::fetch_batch;
 use crate::row::{self, begin, commit, count, from_doc, get, json, record, tag, Jsonb, Tx, HOLD};
 use crate::{db, PostgresStore};
 
@@ -1283,7 +1283,7 @@ pub(crate) async fn hold_and_open_on_known(
     known: &KnownEvents,
     batch: &[ems_core::booking::HoldAndOpen],
 ) -> Option<HeldBatch> {
-    use crate::checkout::{BookingColumns, PaymentColumns, PAYMENTS_OF_BOOKED};
+    use crate::checkout::{BookingColumns, PaymentColumns};
     use std::collections::HashSet;
     let event = batch.first()?.hold.event_id;
     let mut hold_ids = HashSet::new();
@@ -1342,53 +1342,14 @@ pub(crate) async fn hold_and_open_on_known(
         // is written only then. `f`: the bookings whose key is new as of the
         // statement; each hold is inserted carrying its booking if it has
         // one, and a key taken by a commit since makes the deferred check of
-        // that link fail the whole statement (nothing written).
-        let sql = format!(
-            "WITH g AS (UPDATE ems_events e SET taken = e.taken + $2, seq = e.seq + 1 \
-                 WHERE {unchanged} RETURNING 1 AS go), \
-             {quotas}, {u}, \
-             f AS (SELECT u.* FROM u WHERE NOT EXISTS (SELECT 1 FROM ems_bookings x \
-                 WHERE x.customer = u.customer AND x.idempotency_key = u.key)), \
-             {h}, \
-             b AS (INSERT INTO ems_bookings (id, event_id, customer, hold_id, idempotency_key, \
-                   status, reason, total, currency, created_at, updated_at, version, doc) \
-                   SELECT f.id, f.event_id, f.customer, f.hold_id, f.key, f.status, f.reason, \
-                          f.total, f.currency, f.created_at, f.updated_at, f.version, f.doc \
-                   FROM f CROSS JOIN g ORDER BY f.n \
-                   ON CONFLICT (customer, idempotency_key) DO NOTHING RETURNING id), \
-             {pu}, {p}, \
-             o AS (INSERT INTO ems_outbox (occurred_at, doc) \
-                 SELECT at, ev FROM ( \
-                     SELECT y.at, y.doc AS ev, y.n, 0 AS k \
-                         FROM unnest($16::timestamptz[], $17::jsonb[]) WITH ORDINALITY \
-                              AS y(at, doc, n) CROSS JOIN g \
-                     UNION ALL \
-                     SELECT u.created_at, u.ev, u.n, 1 FROM u WHERE u.id IN (SELECT id FROM b) \
-                     UNION ALL \
-                     SELECT pu.at, pu.ev, pu.n, 2 FROM pu WHERE pu.id IN (SELECT id FROM p)) e \
-                 ORDER BY n, k) \
-             SELECT id, 0 AS kind FROM b UNION ALL SELECT id, 1 FROM p \
-             UNION ALL SELECT NULL::uuid, 2 FROM g",
-            unchanged = unchanged("$18", "$19"),
-            quotas = quota_ctes!(", g"),
-            h = holds_cte(", g", Some("f")),
-            u = BookingColumns::unnest_cte(20),
-            pu = PaymentColumns::unnest_cte(35),
-            p = PAYMENTS_OF_BOOKED,
-        );
+        // that link fail the transaction at its commit (nothing written).
+        let sql = hold_and_open_sql();
         let q = rows
-            .bind(binds.bind(event, sqlx::query(&sql)))
+            .bind(binds.bind(event, sqlx::query(sql)))
             .bind(before)
             .bind(batch[0].hold.now);
         // Its plan is kept (see `BEGIN_INDEXED`).
-        let mut tx = pool.begin_with(BEGIN_INDEXED).await.map_err(db)?;
-        let rows = payments
-            .bind(bookings.bind(q))
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok::<_, ems_core::Error>(rows)
+        fetch_batch(pool, payments.bind(bookings.bind(q))).await
     }
     .await;
     let mut booked = HashSet::new();
@@ -1422,6 +1383,48 @@ pub(crate) async fn hold_and_open_on_known(
         openings,
         booked,
         paid,
+    })
+}
+
+/// The statement of a batch of holds on a known event, each with its
+/// booking opened (see `hold_and_open_on_known`), built once.
+fn hold_and_open_sql() -> &'static str {
+    use crate::checkout::{BookingColumns, PaymentColumns, PAYMENTS_OF_BOOKED};
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "WITH g AS (UPDATE ems_events e SET taken = e.taken + $2, seq = e.seq + 1 \
+                 WHERE {unchanged} RETURNING 1 AS go), \
+             {quotas}, {u}, \
+             f AS (SELECT u.* FROM u WHERE NOT EXISTS (SELECT 1 FROM ems_bookings x \
+                 WHERE x.customer = u.customer AND x.idempotency_key = u.key)), \
+             {h}, \
+             b AS (INSERT INTO ems_bookings (id, event_id, customer, hold_id, idempotency_key, \
+                   status, reason, total, currency, created_at, updated_at, version, doc) \
+                   SELECT f.id, f.event_id, f.customer, f.hold_id, f.key, f.status, f.reason, \
+                          f.total, f.currency, f.created_at, f.updated_at, f.version, f.doc \
+                   FROM f CROSS JOIN g ORDER BY f.n \
+                   ON CONFLICT (customer, idempotency_key) DO NOTHING RETURNING id), \
+             {pu}, {p}, \
+             o AS (INSERT INTO ems_outbox (occurred_at, doc) \
+                 SELECT at, ev FROM ( \
+                     SELECT y.at, y.doc AS ev, y.n, 0 AS k \
+                         FROM unnest($16::timestamptz[], $17::jsonb[]) WITH ORDINALITY \
+                              AS y(at, doc, n) CROSS JOIN g \
+                     UNION ALL \
+                     SELECT u.created_at, u.ev, u.n, 1 FROM u WHERE u.id IN (SELECT id FROM b) \
+                     UNION ALL \
+                     SELECT pu.at, pu.ev, pu.n, 2 FROM pu WHERE pu.id IN (SELECT id FROM p)) e \
+                 ORDER BY n, k) \
+             SELECT id, 0 AS kind FROM b UNION ALL SELECT id, 1 FROM p \
+             UNION ALL SELECT NULL::uuid, 2 FROM g",
+            unchanged = unchanged("$18", "$19"),
+            quotas = quota_ctes!(", g"),
+            h = holds_cte(", g", Some("f")),
+            u = BookingColumns::unnest_cte(20),
+            pu = PaymentColumns::unnest_cte(35),
+            p = PAYMENTS_OF_BOOKED,
+        )
     })
 }
 
