@@ -29,6 +29,7 @@ use sqlx::query::Query;
 use sqlx::{PgPool, Postgres, Row};
 use uuid::Uuid;
 
+use crate::batch_fn::BatchStatement;
 use crate::booking::check_tickets;
 use crate::inventory::hold_and_open_on_known;
 use crate::row::{self, json, tag, Jsonb, BOOKING};
@@ -99,11 +100,9 @@ impl PostgresStore {
         // insert the payment records; record the domain events in request
         // order. The payments' foreign keys are checked at the end of the
         // statement, when the bookings are there.
-        let rows = fetch_batch(
-            &self.pool,
-            payments.bind(bookings.bind(sqlx::query(open_sql()))),
-        )
-        .await?;
+        let rows = self
+            .run_batch(BatchStatement::Open, |q| payments.bind(bookings.bind(q)))
+            .await?;
         let mut inserted = HashSet::new();
         let mut paid = HashSet::new();
         for r in rows {
@@ -181,20 +180,23 @@ impl PostgresStore {
         // decides races with expiry), with their tickets; record the events in
         // request order. Each payment moves whether or not its booking is
         // confirmed here (the careful path finishes those after).
-        let query = sqlx::query(settle_sql())
-            .bind(&payments.id)
-            .bind(&payments.reference)
-            .bind(&payments.refunded)
-            .bind(&payments.status)
-            .bind(&payments.version)
-            .bind(&payments.doc)
-            .bind(&payments.change_doc)
-            .bind(&payments.booking)
-            .bind(&nows)
-            .bind(&confirmed_events)
-            .bind(json(&tickets)?)
-            .bind("active");
-        let rows = fetch_batch(&self.pool, query).await?;
+        let tickets = json(&tickets)?;
+        let rows = self
+            .run_batch(BatchStatement::Settle, |q| {
+                q.bind(&payments.id)
+                    .bind(&payments.reference)
+                    .bind(&payments.refunded)
+                    .bind(&payments.status)
+                    .bind(&payments.version)
+                    .bind(&payments.doc)
+                    .bind(&payments.change_doc)
+                    .bind(&payments.booking)
+                    .bind(&nows)
+                    .bind(&confirmed_events)
+                    .bind(&tickets)
+                    .bind("active")
+            })
+            .await?;
         let mut moved = HashSet::new();
         let mut confirmed = HashMap::new();
         for r in rows {
@@ -387,7 +389,7 @@ impl CheckoutStore for PostgresStore {
     }
 
     async fn hold_and_open(&self, batch: &[HoldAndOpen]) -> Vec<Result<HeldAndOpened>> {
-        let Some(held) = hold_and_open_on_known(&self.pool, &self.known, batch).await else {
+        let Some(held) = hold_and_open_on_known(self, batch).await else {
             return hold_then_open(self, batch).await;
         };
         let mut out = Vec::with_capacity(batch.len());

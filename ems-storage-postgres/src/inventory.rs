@@ -10,7 +10,7 @@ use ems_core::{Error, Result};
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::checkout::fetch_batch;
+use crate::batch_fn::BatchStatement;
 use crate::row::{self, begin, commit, count, from_doc, get, json, record, tag, Jsonb, Tx, HOLD};
 use crate::{db, PostgresStore};
 
@@ -1279,10 +1279,10 @@ pub(crate) struct HeldBatch {
 /// booking or key named twice, every hold refused) or the event changed: then
 /// nothing was written, and the caller runs the two steps instead.
 pub(crate) async fn hold_and_open_on_known(
-    pool: &sqlx::PgPool,
-    known: &KnownEvents,
+    store: &PostgresStore,
     batch: &[ems_core::booking::HoldAndOpen],
 ) -> Option<HeldBatch> {
+    let known = &*store.known;
     use crate::checkout::{BookingColumns, PaymentColumns};
     use std::collections::HashSet;
     let event = batch.first()?.hold.event_id;
@@ -1343,13 +1343,13 @@ pub(crate) async fn hold_and_open_on_known(
         // statement; each hold is inserted carrying its booking if it has
         // one, and a key taken by a commit since makes the deferred check of
         // that link fail the transaction at its commit (nothing written).
-        let sql = hold_and_open_sql();
-        let q = rows
-            .bind(binds.bind(event, sqlx::query(sql)))
-            .bind(before)
-            .bind(batch[0].hold.now);
-        // Its plan is kept (see `BEGIN_INDEXED`).
-        fetch_batch(pool, payments.bind(bookings.bind(q))).await
+        let now = batch[0].hold.now;
+        store
+            .run_batch(BatchStatement::HoldAndOpen, |q| {
+                let q = rows.bind(binds.bind(event, q)).bind(before).bind(now);
+                payments.bind(bookings.bind(q))
+            })
+            .await
     }
     .await;
     let mut booked = HashSet::new();
@@ -1388,7 +1388,7 @@ pub(crate) async fn hold_and_open_on_known(
 
 /// The statement of a batch of holds on a known event, each with its
 /// booking opened (see `hold_and_open_on_known`), built once.
-fn hold_and_open_sql() -> &'static str {
+pub(crate) fn hold_and_open_sql() -> &'static str {
     use crate::checkout::{BookingColumns, PaymentColumns, PAYMENTS_OF_BOOKED};
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SQL.get_or_init(|| {

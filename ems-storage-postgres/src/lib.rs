@@ -38,6 +38,17 @@
 //! bookings', payments' and tickets' foreign keys to the event with composite
 //! keys through their hold and booking, so inserts never lock the event's row;
 //! `0003` added the event's change counter).
+//!
+//! `migrate` then creates one PL/pgSQL function per batch statement (a
+//! checkout batch's openings, its settlements, a hot event's holds with their
+//! bookings), named `ems_batch_*_<hash of the statement>`: the function
+//! carries the planner setting the statement needs (`enable_seqscan = off`,
+//! so that the plan it keeps reaches rows through their indexes even when
+//! made on small tables), which lets a batch run as one statement committed
+//! with its answer, one round trip instead of three. A new version of a
+//! statement is a new function, so processes of different versions can share
+//! a database; on a database without them (migrated by other means), batches
+//! run their statements in transactions of their own, as before.
 //! Ids are `uuid`, money
 //! is `numeric` beside its ISO currency code, instants are `timestamptz`. Each row
 //! keeps the columns SQL needs (keys, states, counters, money, instants) and the
@@ -84,6 +95,7 @@
 //! a deployment with very many events and frequent text queries would add a
 //! trigram (`pg_trgm`) index, which this schema leaves to the operator.
 
+mod batch_fn;
 mod booking;
 mod checkout;
 mod directory;
@@ -119,6 +131,9 @@ pub struct PostgresStore {
     known: std::sync::Arc<inventory::KnownEvents>,
     /// See [`PostgresStore::opening_with_holds`].
     open_with_holds: bool,
+    /// Whether the database has the batch statements' functions, shared by
+    /// clones (see `batch_fn`).
+    functions: std::sync::Arc<batch_fn::BatchFunctions>,
 }
 
 impl PostgresStore {
@@ -141,6 +156,7 @@ impl PostgresStore {
             pool,
             known: Default::default(),
             open_with_holds: true,
+            functions: Default::default(),
         }
     }
 
@@ -160,7 +176,10 @@ impl PostgresStore {
         self
     }
 
-    /// Applies the embedded migrations that this database has not seen yet.
+    /// Applies the embedded migrations that this database has not seen yet,
+    /// then creates the functions of this version's batch statements if the
+    /// database lacks them (each named after a hash of its statement, so
+    /// several versions can share a database; see the crate docs).
     pub async fn migrate(&self) -> Result<()> {
         MIGRATOR.run(&self.pool).await.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(e) => db(e),
@@ -168,7 +187,10 @@ impl PostgresStore {
                 backend: error::BACKEND,
                 source: Box::new(other),
             },
-        })
+        })?;
+        batch_fn::create_batch_functions(&self.pool).await?;
+        self.functions.set(true);
+        Ok(())
     }
 
     /// The pool underneath.
