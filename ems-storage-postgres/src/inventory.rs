@@ -1160,12 +1160,8 @@ async fn hold_batch(
         // Counters (once for the batch), holds and domain events: one statement.
         let binds = DemandBinds::new(&demand, 1);
         let rows = HoldRows::of(&granted)?;
-        let sql = format!(
-            "{DEMAND_CTES}, {} SELECT count(*) FROM h",
-            hold_rows_ctes("")
-        );
         let inserted: i64 = rows
-            .bind(binds.bind(first.event_id, sqlx::query(&sql)))
+            .bind(binds.bind(first.event_id, sqlx::query(locked_hold_batch_sql())))
             .fetch_one(&mut *tx)
             .await
             .map_err(db)?
@@ -1180,6 +1176,47 @@ async fn hold_batch(
     commit(tx).await?;
     known.keep(s, false);
     Ok(Some(out))
+}
+
+/// The statement of a hold batch under the event's lock (see `hold_batch`):
+/// counters, holds and domain events; the holds it inserted. Built once.
+fn locked_hold_batch_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "{DEMAND_CTES}, {} SELECT count(*) FROM h",
+            hold_rows_ctes("")
+        )
+    })
+}
+
+/// Whether event `$1` is still as known at change counter `$2` by `$3` (see
+/// `hold_batch_on_known`). Built once.
+fn still_known_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "SELECT EXISTS (SELECT 1 FROM ems_events e WHERE {})",
+            unchanged("$2", "$3")
+        )
+    })
+}
+
+/// The statement of a hold batch on a known event (see
+/// `hold_batch_on_known`): 1 if it wrote, else 0. Built once.
+fn known_hold_batch_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "WITH g AS (UPDATE ems_events e SET taken = e.taken + $2, seq = e.seq + 1 \
+                        WHERE {} RETURNING 1 AS go), \
+             {}, {} \
+             SELECT count(*) FROM g",
+            unchanged("$18", "$19"),
+            quota_ctes!(", g"),
+            hold_rows_ctes(", g")
+        )
+    })
 }
 
 /// A batch placed against `s`, the event as this store's previous batch left
@@ -1214,31 +1251,19 @@ async fn hold_batch_on_known(
     }
     if granted.is_empty() {
         // Every request refused: valid only if the event is still as known.
-        let current: bool = sqlx::query_scalar(&format!(
-            "SELECT EXISTS (SELECT 1 FROM ems_events e WHERE {})",
-            unchanged("$2", "$3")
-        ))
-        .bind(first.event_id.0)
-        .bind(expected)
-        .bind(first.now)
-        .fetch_one(pool)
-        .await
-        .map_err(db)?;
+        let current: bool = sqlx::query_scalar(still_known_sql())
+            .bind(first.event_id.0)
+            .bind(expected)
+            .bind(first.now)
+            .fetch_one(pool)
+            .await
+            .map_err(db)?;
         return Ok(current.then_some((out, s)));
     }
     let binds = DemandBinds::new(&demand, 1);
     let rows = HoldRows::of(&granted)?;
-    let sql = format!(
-        "WITH g AS (UPDATE ems_events e SET taken = e.taken + $2, seq = e.seq + 1 \
-                    WHERE {} RETURNING 1 AS go), \
-         {}, {} \
-         SELECT count(*) FROM g",
-        unchanged("$18", "$19"),
-        quota_ctes!(", g"),
-        hold_rows_ctes(", g")
-    );
     let applied: i64 = rows
-        .bind(binds.bind(first.event_id, sqlx::query(&sql)))
+        .bind(binds.bind(first.event_id, sqlx::query(known_hold_batch_sql())))
         .bind(expected)
         .bind(first.now)
         .fetch_one(pool)
