@@ -140,12 +140,15 @@ impl BatchFunctions {
             // Not looked yet.
             _ => {
                 let names: Vec<&str> = BatchStatement::ALL.iter().map(|s| s.function()).collect();
-                let found: Option<i64> =
-                    sqlx::query_scalar("SELECT count(*) FROM pg_proc WHERE proname = ANY($1)")
-                        .bind(&names)
-                        .fetch_one(pool)
-                        .await
-                        .ok();
+                // Found as a call finds it: through the search path.
+                let found: Option<i64> = sqlx::query_scalar(
+                    "SELECT count(*) FROM unnest($1::text[]) AS f(name) \
+                     WHERE to_regproc(f.name) IS NOT NULL",
+                )
+                .bind(&names)
+                .fetch_one(pool)
+                .await
+                .ok();
                 // A failed look is not an answer: look again next time.
                 if let Some(found) = found {
                     self.set(found == names.len() as i64);
@@ -168,12 +171,11 @@ pub(crate) async fn create_batch_functions(pool: &PgPool) -> Result<()> {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = $1)")
-                .bind(name)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db)?;
+        let exists: bool = sqlx::query_scalar("SELECT to_regproc($1) IS NOT NULL")
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
         if !exists {
             let ddl = function_ddl(&mut tx, statement).await?;
             sqlx::raw_sql(&ddl).execute(&mut *tx).await.map_err(db)?;
