@@ -3,8 +3,7 @@
 //! A batch statement (a checkout batch's openings, its settlements, a hot
 //! event's holds with their bookings) must run with sequential scans
 //! discouraged, so that the plan PostgreSQL keeps for it reaches rows through
-//! their indexes even when made on small tables (see
-//! [`BEGIN_INDEXED`](crate::checkout::BEGIN_INDEXED)). Set
+//! their indexes even when made on small tables (see [`BEGIN_INDEXED`]). Set
 //! in the batch's own transaction, that costs two round trips more than the
 //! statement itself (`BEGIN`, `COMMIT`). A function carries the setting
 //! itself (`SET enable_seqscan = off` applies while it runs, to the plans it
@@ -26,9 +25,36 @@ use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::query::Query;
 use sqlx::{Column, Executor, PgPool, Postgres, Row};
 
-use crate::checkout::{fetch_batch, open_sql, settle_sql};
+use crate::checkout::{open_sql, settle_sql};
 use crate::inventory::hold_and_open_sql;
 use crate::{db, PostgresStore};
+
+/// Begins the transaction of a batch statement, planned to reach rows
+/// through their indexes wherever an index serves: what a batch's function
+/// carries itself, for a database without the functions.
+///
+/// The statements are prepared once per connection and, after a few runs,
+/// PostgreSQL keeps one generic plan for them. Made while the tables are
+/// small (a new database, the first seconds of an on-sale), that plan reads
+/// them whole, and keeps doing so as they grow, until the next `ANALYZE`:
+/// a minute or more into the on-sale. Planning each batch anew avoids that
+/// but costs about as much server time as running it; discouraging
+/// sequential scans in the batch's own transaction gives the plan a large
+/// table would get, at any size, and lets it be kept.
+pub(crate) const BEGIN_INDEXED: &str = "BEGIN; SET LOCAL enable_seqscan = off";
+
+/// Runs a batch statement in a transaction of its own begun with
+/// [`BEGIN_INDEXED`], and commits it: its rows, or the error of whichever
+/// step failed (nothing written).
+pub(crate) async fn fetch_batch(
+    pool: &PgPool,
+    query: Query<'_, Postgres, PgArguments>,
+) -> Result<Vec<PgRow>> {
+    let mut tx = pool.begin_with(BEGIN_INDEXED).await.map_err(db)?;
+    let rows = query.fetch_all(&mut *tx).await.map_err(db)?;
+    tx.commit().await.map_err(db)?;
+    Ok(rows)
+}
 
 /// A batch statement that also runs as a function.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -258,8 +284,7 @@ fn undefined_function(e: &sqlx::Error) -> bool {
 impl PostgresStore {
     /// Runs `statement` with the arguments `bind` gives it, committed: through
     /// its function where the database has it (one round trip), else in a
-    /// transaction of its own begun with
-    /// [`BEGIN_INDEXED`](crate::checkout::BEGIN_INDEXED).
+    /// transaction of its own begun with [`BEGIN_INDEXED`].
     pub(crate) async fn run_batch<'q, F>(
         &self,
         statement: BatchStatement,

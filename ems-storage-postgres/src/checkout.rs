@@ -24,9 +24,7 @@ use ems_core::payment::{payment_change_event, Payment, PaymentStatus, PaymentSto
 use ems_core::ticket::Ticket;
 use ems_core::Result;
 use rust_decimal::Decimal;
-use sqlx::postgres::{PgArguments, PgRow};
-use sqlx::query::Query;
-use sqlx::{PgPool, Postgres, Row};
+use sqlx::Row;
 use uuid::Uuid;
 
 use crate::batch_fn::BatchStatement;
@@ -34,32 +32,6 @@ use crate::booking::check_tickets;
 use crate::inventory::hold_and_open_on_known;
 use crate::row::{self, json, tag, Jsonb, BOOKING};
 use crate::{db, PostgresStore};
-
-/// Begins the transaction of a batch statement, planned to reach rows
-/// through their indexes wherever an index serves.
-///
-/// The statements are prepared once per connection and, after a few runs,
-/// PostgreSQL keeps one generic plan for them. Made while the tables are
-/// small (a new database, the first seconds of an on-sale), that plan reads
-/// them whole, and keeps doing so as they grow, until the next `ANALYZE`:
-/// a minute or more into the on-sale. Planning each batch anew avoids that
-/// but costs about as much server time as running it; discouraging
-/// sequential scans in the batch's own transaction gives the plan a large
-/// table would get, at any size, and lets it be kept.
-pub(crate) const BEGIN_INDEXED: &str = "BEGIN; SET LOCAL enable_seqscan = off";
-
-/// Runs a batch statement in a transaction of its own begun with
-/// [`BEGIN_INDEXED`], and commits it: its rows, or the error of whichever
-/// step failed (nothing written).
-pub(crate) async fn fetch_batch(
-    pool: &PgPool,
-    query: Query<'_, Postgres, PgArguments>,
-) -> Result<Vec<PgRow>> {
-    let mut tx = pool.begin_with(BEGIN_INDEXED).await.map_err(db)?;
-    let rows = query.fetch_all(&mut *tx).await.map_err(db)?;
-    tx.commit().await.map_err(db)?;
-    Ok(rows)
-}
 
 /// The answer of a request decided by the batch (after its commit, a request's
 /// own follow-up may still fail it alone), or the request to finish alone.
@@ -647,6 +619,7 @@ mod tests {
     use sqlx::Connection;
 
     use super::*;
+    use crate::batch_fn::BEGIN_INDEXED;
     use crate::testing::{fresh_database, pool_store};
 
     /// One node of a plan.

@@ -1307,9 +1307,9 @@ pub(crate) async fn hold_and_open_on_known(
     store: &PostgresStore,
     batch: &[ems_core::booking::HoldAndOpen],
 ) -> Option<HeldBatch> {
-    let known = &*store.known;
     use crate::checkout::{BookingColumns, PaymentColumns};
     use std::collections::HashSet;
+    let known = &*store.known;
     let event = batch.first()?.hold.event_id;
     let mut hold_ids = HashSet::new();
     let mut booking_ids = HashSet::new();

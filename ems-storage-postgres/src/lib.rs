@@ -38,6 +38,10 @@
 //! bookings', payments' and tickets' foreign keys to the event with composite
 //! keys through their hold and booking, so inserts never lock the event's row;
 //! `0003` added the event's change counter).
+//! Ids are `uuid`, money
+//! is `numeric` beside its ISO currency code, instants are `timestamptz`. Each row
+//! keeps the columns SQL needs (keys, states, counters, money, instants) and the
+//! record's body as `jsonb`.
 //!
 //! `migrate` then creates one PL/pgSQL function per batch statement (a
 //! checkout batch's openings, its settlements, a hot event's holds with their
@@ -49,10 +53,6 @@
 //! statement is a new function, so processes of different versions can share
 //! a database; on a database without them (migrated by other means), batches
 //! run their statements in transactions of their own, as before.
-//! Ids are `uuid`, money
-//! is `numeric` beside its ISO currency code, instants are `timestamptz`. Each row
-//! keeps the columns SQL needs (keys, states, counters, money, instants) and the
-//! record's body as `jsonb`.
 //!
 //! ## Errors
 //!
