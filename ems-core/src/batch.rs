@@ -2,8 +2,9 @@
 //!
 //! Requests with the same key queue while one batch of that key is with the
 //! store; when it returns, everything queued becomes the next batch. There is
-//! no timer: a quiet key sends each request alone at once, and a busy one sends
-//! larger batches exactly when the store is the bottleneck. The hold combiner
+//! no timer: a quiet key sends each request alone at once (after letting tasks
+//! already runnable join it, see `Drain::gather`), and a busy one sends larger
+//! batches exactly when the store is the bottleneck. The hold combiner
 //! (one queue per event) and the checkout steps that follow a hold (opening the
 //! booking, settling a paid one) run on this.
 //!
@@ -127,6 +128,9 @@ impl<O: BatchOp> Combiner<O> {
     }
 }
 
+/// At most this many yields before a drain's first batch (see `Drain::gather`).
+const GATHER_YIELDS: usize = 8;
+
 /// The task that sends a key's batches while requests keep coming.
 struct Drain<O: BatchOp> {
     op: Arc<O>,
@@ -136,6 +140,38 @@ struct Drain<O: BatchOp> {
 }
 
 impl<O: BatchOp> Drain<O> {
+    /// How many requests wait in this key's queue.
+    fn waiting(&self) -> usize {
+        self.queues
+            .lock()
+            .get(&self.key)
+            .map_or(0, |q| q.waiting.len())
+    }
+
+    /// Lets requests that are already on their way join the first batch.
+    ///
+    /// A drain starts when a request finds its key idle, and requests often
+    /// come in a burst: the answers of one batch of the step before wake its
+    /// callers together, and each comes here within microseconds. Spawned
+    /// from the first of them, the drain would run before the others (tokio
+    /// runs a task's spawn next on its worker) and send the first request
+    /// alone, the rest after it: a batch more on the store's path, and the
+    /// burst kept together step after step. So the drain first yields to
+    /// the tasks already runnable, as long as each yield brings more
+    /// requests (a few at most). No timer: when nothing else is runnable, a
+    /// quiet key's request goes after one yield.
+    async fn gather(&self) {
+        let mut seen = self.waiting();
+        for _ in 0..GATHER_YIELDS {
+            tokio::task::yield_now().await;
+            let now = self.waiting();
+            if now == seen {
+                return;
+            }
+            seen = now;
+        }
+    }
+
     /// The next batch, or `None` (and the queue gone) when nobody waits.
     fn next_batch(&self) -> Option<Vec<Waiter<O>>> {
         let mut queues = self.queues.lock();
@@ -157,6 +193,7 @@ impl<O: BatchOp> Drain<O> {
             queues: Arc::clone(&self.queues),
             key: Some(self.key.clone()),
         };
+        self.gather().await;
         while let Some(batch) = self.next_batch() {
             let (requests, replies): (Vec<_>, Vec<_>) =
                 batch.into_iter().map(|w| (w.request, w.reply)).unzip();
@@ -186,5 +223,77 @@ impl<O: BatchOp> Drop for QueueGuard<O> {
         if let Some(key) = self.key.take() {
             self.queues.lock().remove(&key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Answers each request with itself and notes each batch's size.
+    #[derive(Default)]
+    struct Sizes(Mutex<Vec<usize>>);
+
+    #[async_trait]
+    impl BatchOp for Sizes {
+        type Key = u8;
+        type Request = u32;
+        type Item = u32;
+
+        fn key(&self, _: &u32) -> u8 {
+            0
+        }
+        async fn one(&self, request: &u32) -> Result<u32> {
+            Ok(*request)
+        }
+        async fn batch(&self, requests: &[u32]) -> Vec<Result<u32>> {
+            self.0.lock().push(requests.len());
+            requests.iter().map(|r| Ok(*r)).collect()
+        }
+    }
+
+    /// Callers woken at once (as a batch's answers wake the next step's
+    /// callers) go in one batch, not the first alone and the rest after it.
+    #[test]
+    fn callers_woken_together_share_the_first_batch() {
+        const CALLERS: u32 = 16;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_time()
+            .build()
+            .expect("a runtime");
+        let op = Sizes::default();
+        let combiner = Arc::new(Combiner::new(op, 256));
+        runtime.block_on(async {
+            let (go, gate) = tokio::sync::watch::channel(false);
+            let ready = Arc::new(AtomicUsize::new(0));
+            let callers: Vec<_> = (0..CALLERS)
+                .map(|i| {
+                    let (combiner, ready, mut gate) =
+                        (Arc::clone(&combiner), Arc::clone(&ready), gate.clone());
+                    tokio::spawn(async move {
+                        ready.fetch_add(1, Ordering::SeqCst);
+                        gate.wait_for(|open| *open).await.expect("the gate opens");
+                        combiner.run(i).await
+                    })
+                })
+                .collect();
+            while ready.load(Ordering::SeqCst) < CALLERS as usize {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            // Opened from the runtime's one worker, as a batch's answers
+            // are sent: every caller is woken before any of them runs.
+            tokio::spawn(async move { go.send(true).expect("callers wait") })
+                .await
+                .expect("no panic");
+            for (i, caller) in callers.into_iter().enumerate() {
+                assert_eq!(caller.await.expect("no panic").expect("answered"), i as u32);
+            }
+        });
+        assert_eq!(*combiner.op.0.lock(), vec![CALLERS as usize]);
+        assert!(combiner.is_idle());
     }
 }
