@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::inventory::{apply_demand, coupon_uses, end_holds, lock_existing, read_hold};
 use crate::payment::{insert_refund_row, lock_payment, refunds_of_booking};
-use crate::row::{self, begin, commit, json, json_text, record, tag, Tx, BOOKING};
+use crate::row::{self, begin, commit, json, record, tag, Tx, BOOKING};
 use crate::{db, PostgresStore};
 
 /// Reads a booking, optionally locking its row.
@@ -201,8 +201,8 @@ impl BookingStore for PostgresStore {
         .bind(booking.created_at)
         .bind(booking.updated_at)
         .bind(booking.version as i64)
-        .bind(json_text(booking)?)
-        .bind(json_text(&created)?)
+        .bind(json(booking)?)
+        .bind(json(&created)?)
         .fetch_one(&mut *tx)
         .await
         .map_err(db)?
@@ -300,7 +300,7 @@ impl BookingStore for PostgresStore {
         .bind(booking.hold_id.0)
         .bind(now)
         .bind(tickets)
-        .bind(json_text(&confirmed_event)?)
+        .bind(json(&confirmed_event)?)
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;

@@ -30,7 +30,7 @@ use uuid::Uuid;
 use crate::batch_fn::BatchStatement;
 use crate::booking::check_tickets;
 use crate::inventory::hold_and_open_on_known;
-use crate::row::{self, json, json_text, tag, JsonText, Jsonb, BOOKING};
+use crate::row::{self, json, tag, Jsonb, BOOKING};
 use crate::{db, PostgresStore};
 
 /// The answer of a request decided by the batch (after its commit, a request's
@@ -133,12 +133,12 @@ impl PostgresStore {
             .collect();
         let mut payments = PaymentColumns::default();
         let mut nows: Vec<DateTime<Utc>> = Vec::with_capacity(chosen.len());
-        let mut confirmed_events: Vec<JsonText> = Vec::with_capacity(chosen.len());
+        let mut confirmed_events: Vec<Jsonb> = Vec::with_capacity(chosen.len());
         let mut tickets: Vec<&Ticket> = Vec::new();
         for r in &chosen {
             payments.push(&r.payment)?;
             nows.push(r.confirm.now);
-            confirmed_events.push(json_text(&DomainEvent::BookingConfirmed {
+            confirmed_events.push(json(&DomainEvent::BookingConfirmed {
                 event_id: r.booking.event_id,
                 booking_id: r.booking.id,
                 customer: r.booking.customer,
@@ -213,8 +213,7 @@ pub(crate) fn open_sql() -> &'static str {
         format!(
             "WITH {}, \
              l AS (SELECT id, event_id, customer, status, booking_id, expires_at, total, currency, \
-                 (doc -> 'lines')::jsonb AS lines FROM ems_holds WHERE id = ANY($4) ORDER BY id \
-                 FOR UPDATE), \
+                 doc -> 'lines' AS lines FROM ems_holds WHERE id = ANY($4) ORDER BY id FOR UPDATE), \
              ok AS (SELECT u.* FROM u JOIN l ON l.id = u.hold_id \
                  WHERE l.event_id = u.event_id AND l.customer = u.customer AND l.status = 'active' \
                  AND l.expires_at > u.created_at AND l.booking_id IS NULL AND l.total = u.total \
@@ -254,8 +253,8 @@ pub(crate) fn settle_sql() -> &'static str {
     SQL.get_or_init(|| {
         format!(
             "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::numeric[], \
-                 $4::text[], $5::int8[], $6::json[], $7::json[], $8::uuid[], \
-                 $9::timestamptz[], $10::json[]) \
+                 $4::text[], $5::int8[], $6::jsonb[], $7::jsonb[], $8::uuid[], \
+                 $9::timestamptz[], $10::jsonb[]) \
                  WITH ORDINALITY AS u(id, reference, refunded, status, version, doc, change, \
                  booking, at, confirmed, n)), \
              p AS (UPDATE ems_payments p SET reference = u.reference, refunded = u.refunded, \
@@ -417,9 +416,9 @@ pub(crate) struct BookingColumns {
     created: Vec<DateTime<Utc>>,
     updated: Vec<DateTime<Utc>>,
     version: Vec<i64>,
-    doc: Vec<JsonText>,
+    doc: Vec<Jsonb>,
     lines: Vec<Jsonb>,
-    event_doc: Vec<JsonText>,
+    event_doc: Vec<Jsonb>,
 }
 
 impl BookingColumns {
@@ -439,9 +438,9 @@ impl BookingColumns {
             "timestamptz",
             "timestamptz",
             "int8",
-            "json",
             "jsonb",
-            "json",
+            "jsonb",
+            "jsonb",
         ];
         format!(
             "u AS (SELECT * FROM unnest({}) WITH ORDINALITY AS u(id, event_id, customer, hold_id, \
@@ -465,9 +464,9 @@ impl BookingColumns {
         self.created.push(b.created_at);
         self.updated.push(b.updated_at);
         self.version.push(b.version as i64);
-        self.doc.push(json_text(b)?);
+        self.doc.push(json(b)?);
         self.lines.push(json(&b.lines)?);
-        self.event_doc.push(json_text(&DomainEvent::BookingCreated {
+        self.event_doc.push(json(&DomainEvent::BookingCreated {
             event_id: b.event_id,
             booking_id: b.id,
             customer: b.customer,
@@ -525,13 +524,13 @@ pub(crate) struct PaymentColumns {
     status: Vec<String>,
     key: Vec<String>,
     version: Vec<i64>,
-    doc: Vec<JsonText>,
+    doc: Vec<Jsonb>,
     at: Vec<DateTime<Utc>>,
     updated: Vec<DateTime<Utc>>,
     /// `PaymentStarted`, for a new record.
-    event_doc: Vec<JsonText>,
+    event_doc: Vec<Jsonb>,
     /// The status change's event, for an updated record.
-    change_doc: Vec<Option<JsonText>>,
+    change_doc: Vec<Option<Jsonb>>,
 }
 
 impl PaymentColumns {
@@ -573,9 +572,9 @@ impl PaymentColumns {
             "text",
             "text",
             "int8",
-            "json",
+            "jsonb",
             "timestamptz",
-            "json",
+            "jsonb",
         ];
         format!(
             "pu AS (SELECT * FROM unnest({}) WITH ORDINALITY AS x(id, booking_id, event_id, \
@@ -596,10 +595,10 @@ impl PaymentColumns {
         self.status.push(tag(&p.status));
         self.key.push(p.idempotency_key.clone());
         self.version.push(p.version as i64);
-        self.doc.push(json_text(p)?);
+        self.doc.push(json(p)?);
         self.at.push(p.created_at);
         self.updated.push(p.updated_at);
-        self.event_doc.push(json_text(&DomainEvent::PaymentStarted {
+        self.event_doc.push(json(&DomainEvent::PaymentStarted {
             booking_id: p.booking_id,
             payment_id: p.id,
             amount: p.amount,
@@ -607,7 +606,7 @@ impl PaymentColumns {
         self.change_doc.push(
             payment_change_event(PaymentStatus::Pending, p)
                 .as_ref()
-                .map(json_text)
+                .map(json)
                 .transpose()?,
         );
         Ok(())

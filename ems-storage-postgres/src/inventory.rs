@@ -11,9 +11,7 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::batch_fn::BatchStatement;
-use crate::row::{
-    self, begin, commit, count, from_doc, get, json, json_text, record, tag, JsonText, Tx, HOLD,
-};
+use crate::row::{self, begin, commit, count, from_doc, get, json, record, tag, Jsonb, Tx, HOLD};
 use crate::{db, PostgresStore};
 
 /// An event with its tiers, shared quotas and counters, read under the event's
@@ -680,8 +678,8 @@ impl InventoryStore for PostgresStore {
             .bind(hold.total.currency().code())
             .bind(hold.created_at)
             .bind(hold.expires_at)
-            .bind(json_text(&hold)?)
-            .bind(json_text(&placed)?)
+            .bind(json(&hold)?)
+            .bind(json(&placed)?)
             .fetch_one(&mut *tx)
             .await
             .map_err(db)?
@@ -968,8 +966,8 @@ struct HoldRows {
     currencies: Vec<String>,
     created: Vec<DateTime<Utc>>,
     expires: Vec<DateTime<Utc>>,
-    docs: Vec<JsonText>,
-    events: Vec<JsonText>,
+    docs: Vec<Jsonb>,
+    events: Vec<Jsonb>,
 }
 
 /// The holds and domain events of `$7` to `$17` of [`HoldRows`] (after
@@ -979,7 +977,7 @@ fn hold_rows_ctes(gate: &str) -> String {
     format!(
         "{}, \
          o AS (INSERT INTO ems_outbox (occurred_at, doc) \
-               SELECT y.at, y.doc FROM unnest($16::timestamptz[], $17::json[]) WITH ORDINALITY AS y(at, doc, n){gate} \
+               SELECT y.at, y.doc FROM unnest($16::timestamptz[], $17::jsonb[]) WITH ORDINALITY AS y(at, doc, n){gate} \
                ORDER BY y.n)",
         holds_cte(gate, None)
     )
@@ -1004,7 +1002,7 @@ fn holds_cte(gate: &str, bookings: Option<&str>) -> String {
                SELECT x.id, $1, x.customer, 'active', x.coupon, x.quantity, x.total, x.currency, \
                       x.created_at, x.expires_at, x.doc{value} \
                FROM unnest($7::uuid[], $8::uuid[], $9::uuid[], $10::int8[], $11::numeric[], \
-                           $12::text[], $13::timestamptz[], $14::timestamptz[], $15::json[]) \
+                           $12::text[], $13::timestamptz[], $14::timestamptz[], $15::jsonb[]) \
                     AS x(id, customer, coupon, quantity, total, currency, created_at, expires_at, doc){join}{gate} \
                {conflict} RETURNING id)",
         // Without a gate the statement runs in a transaction that is rolled
@@ -1049,8 +1047,8 @@ impl HoldRows {
                 .push(hold.total.currency().code().to_owned());
             rows.created.push(hold.created_at);
             rows.expires.push(hold.expires_at);
-            rows.docs.push(json_text(hold)?);
-            rows.events.push(json_text(placed)?);
+            rows.docs.push(json(hold)?);
+            rows.events.push(json(placed)?);
         }
         Ok(rows)
     }
@@ -1436,7 +1434,7 @@ pub(crate) fn hold_and_open_sql() -> &'static str {
              o AS (INSERT INTO ems_outbox (occurred_at, doc) \
                  SELECT at, ev FROM ( \
                      SELECT y.at, y.doc AS ev, y.n, 0 AS k \
-                         FROM unnest($16::timestamptz[], $17::json[]) WITH ORDINALITY \
+                         FROM unnest($16::timestamptz[], $17::jsonb[]) WITH ORDINALITY \
                               AS y(at, doc, n) CROSS JOIN g \
                      UNION ALL \
                      SELECT u.created_at, u.ev, u.n, 1 FROM u WHERE u.id IN (SELECT id FROM b) \

@@ -37,14 +37,11 @@
 //! applies only what is new, and no migration drops data (`0002` replaced the
 //! bookings', payments' and tickets' foreign keys to the event with composite
 //! keys through their hold and booking, so inserts never lock the event's row;
-//! `0003` added the event's change counter; `0005` keeps the documents of
-//! holds, bookings, payments and domain events as `json`).
+//! `0003` added the event's change counter).
 //! Ids are `uuid`, money
 //! is `numeric` beside its ISO currency code, instants are `timestamptz`. Each row
 //! keeps the columns SQL needs (keys, states, counters, money, instants) and the
-//! record's body as JSON: `json` (the text as the store wrote it, checked but
-//! not parsed into a binary form) for the records a checkout writes in bulk,
-//! `jsonb` for the others.
+//! record's body as `jsonb`.
 //!
 //! `migrate` then creates one PL/pgSQL function per batch statement (a
 //! checkout batch's openings, its settlements, a hot event's holds with their

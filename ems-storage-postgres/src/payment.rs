@@ -5,7 +5,7 @@ use ems_core::payment::*;
 use ems_core::{Error, Result};
 use uuid::Uuid;
 
-use crate::row::{begin, commit, from_doc, get, json, json_text, record, tag, Tx};
+use crate::row::{begin, commit, from_doc, get, json, record, tag, Tx};
 use crate::{db, PostgresStore};
 
 fn payment_row(row: &sqlx::postgres::PgRow) -> Result<Payment> {
@@ -84,7 +84,7 @@ async fn write_payment(tx: &mut Tx, payment: &Payment) -> Result<()> {
     .bind(payment.refunded.amount())
     .bind(tag(&payment.status))
     .bind(payment.version as i64)
-    .bind(json_text(payment)?)
+    .bind(json(payment)?)
     .execute(&mut **tx)
     .await
     .map_err(db)?;
@@ -120,9 +120,9 @@ impl PaymentStore for PostgresStore {
         .bind(tag(&payment.status))
         .bind(&payment.idempotency_key)
         .bind(payment.version as i64)
-        .bind(json_text(payment)?)
+        .bind(json(payment)?)
         .bind(payment.created_at)
-        .bind(json_text(&started)?)
+        .bind(json(&started)?)
         .fetch_one(&self.pool)
         .await
         .map_err(db)?;
@@ -202,13 +202,13 @@ impl PaymentStore for PostgresStore {
             },
             payment,
         );
-        let change = change.as_ref().map(json_text).transpose()?;
+        let change = change.as_ref().map(json).transpose()?;
         let row = sqlx::query(
             "WITH old AS (SELECT status, version FROM ems_payments WHERE id = $1 FOR UPDATE), \
              upd AS (UPDATE ems_payments p SET reference = $2, refunded = $3, status = $4, version = $5, \
                      doc = $6 FROM old WHERE p.id = $1 AND old.version = $5 - 1 RETURNING old.status), \
              o AS (INSERT INTO ems_outbox (occurred_at, doc) SELECT $7, $8 FROM upd \
-                   WHERE $8::json IS NOT NULL AND upd.status <> $4) \
+                   WHERE $8::jsonb IS NOT NULL AND upd.status <> $4) \
              SELECT (SELECT version FROM old) AS found, (SELECT count(*) FROM upd) AS updated",
         )
         .bind(payment.id.0)
@@ -216,7 +216,7 @@ impl PaymentStore for PostgresStore {
         .bind(payment.refunded.amount())
         .bind(tag(&payment.status))
         .bind(payment.version as i64)
-        .bind(json_text(payment)?)
+        .bind(json(payment)?)
         .bind(payment.updated_at)
         .bind(change)
         .fetch_one(&self.pool)

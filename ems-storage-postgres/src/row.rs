@@ -34,50 +34,6 @@ pub(crate) fn json<T: Serialize + ?Sized>(value: &T) -> Result<Jsonb> {
         .map_err(|e| Error::invalid("record", e.to_string()))
 }
 
-/// A record's JSON text for a `json` parameter (or an element of a `json[]`):
-/// the documents of holds, bookings, payments and domain events, which only
-/// this store reads back. The server checks that the text is JSON and keeps
-/// it as sent, where `jsonb` would parse it into its binary form: on a hot
-/// on-sale, that parse of each batch's documents was a fifth of the batch's
-/// time at the server.
-#[derive(Debug)]
-pub(crate) struct JsonText(Box<serde_json::value::RawValue>);
-
-/// `json` (see `pg_type`).
-const JSON_OID: sqlx::postgres::types::Oid = sqlx::postgres::types::Oid(114);
-/// `json[]` (see `pg_type`).
-const JSON_ARRAY_OID: sqlx::postgres::types::Oid = sqlx::postgres::types::Oid(199);
-
-impl sqlx::Type<Postgres> for JsonText {
-    fn type_info() -> sqlx::postgres::PgTypeInfo {
-        sqlx::postgres::PgTypeInfo::with_oid(JSON_OID)
-    }
-}
-
-impl sqlx::postgres::PgHasArrayType for JsonText {
-    fn array_type_info() -> sqlx::postgres::PgTypeInfo {
-        sqlx::postgres::PgTypeInfo::with_oid(JSON_ARRAY_OID)
-    }
-}
-
-impl sqlx::Encode<'_, Postgres> for JsonText {
-    fn encode_by_ref(
-        &self,
-        buf: &mut sqlx::postgres::PgArgumentBuffer,
-    ) -> std::result::Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
-        // `json`'s binary form is its text.
-        buf.extend_from_slice(self.0.get().as_bytes());
-        Ok(sqlx::encode::IsNull::No)
-    }
-}
-
-/// A record as JSON text, for a `json` parameter.
-pub(crate) fn json_text<T: Serialize + ?Sized>(value: &T) -> Result<JsonText> {
-    serde_json::value::to_raw_value(value)
-        .map(JsonText)
-        .map_err(|e| Error::invalid("record", e.to_string()))
-}
-
 /// `Corrupt`, naming the malformed record and what is wrong with it.
 fn corrupt(entity: &'static str, id: impl Display, e: serde_json::Error) -> Error {
     Error::Corrupt {
@@ -87,8 +43,8 @@ fn corrupt(entity: &'static str, id: impl Display, e: serde_json::Error) -> Erro
     }
 }
 
-/// A record read back from a `jsonb` or `json` column, parsed straight from
-/// its text; a malformed one is `Corrupt`, naming it.
+/// A record read back from a `jsonb` column, parsed straight from its text;
+/// a malformed one is `Corrupt`, naming it.
 pub(crate) fn from_doc<T: DeserializeOwned>(
     entity: &'static str,
     id: impl Display,
@@ -178,10 +134,10 @@ pub(crate) async fn record(
     if events.is_empty() {
         return Ok(());
     }
-    let docs = json_text(&events)?;
+    let docs = json(&events)?;
     sqlx::query(
         "INSERT INTO ems_outbox (occurred_at, doc) \
-         SELECT $1, e FROM json_array_elements($2) WITH ORDINALITY AS x(e, n) ORDER BY n",
+         SELECT $1, e FROM jsonb_array_elements($2) WITH ORDINALITY AS x(e, n) ORDER BY n",
     )
     .bind(at)
     .bind(docs)
