@@ -27,6 +27,7 @@ use sqlx::{Column, Executor, PgPool, Postgres, Row};
 
 use crate::checkout::{open_sql, settle_sql};
 use crate::inventory::hold_and_open_sql;
+use crate::row::Docs;
 use crate::{db, PostgresStore};
 
 /// Begins the transaction of a batch statement, planned to reach rows
@@ -73,40 +74,54 @@ const TEMPLATE: &str = "plpgsql/1";
 impl BatchStatement {
     const ALL: [Self; 3] = [Self::Open, Self::Settle, Self::HoldAndOpen];
 
-    /// The statement.
-    pub(crate) fn sql(self) -> &'static str {
+    /// The statement, writing documents as `docs` says.
+    pub(crate) fn sql(self, docs: Docs) -> &'static str {
         match self {
-            Self::Open => open_sql(),
-            Self::Settle => settle_sql(),
-            Self::HoldAndOpen => hold_and_open_sql(),
+            Self::Open => open_sql(docs),
+            Self::Settle => settle_sql(docs),
+            Self::HoldAndOpen => hold_and_open_sql(docs),
         }
     }
 
-    fn index(self) -> usize {
-        self as usize
+    /// Every statement in every document format.
+    fn all() -> impl Iterator<Item = (Self, Docs)> {
+        Self::ALL
+            .into_iter()
+            .flat_map(|s| Docs::ALL.into_iter().map(move |d| (s, d)))
+    }
+
+    fn index(self, docs: Docs) -> usize {
+        self as usize * Docs::ALL.len() + docs.index()
     }
 
     /// The function's name: `ems_batch_` and a hash of the statement.
-    pub(crate) fn function(self) -> &'static str {
-        static NAMES: [OnceLock<String>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
-        NAMES[self.index()].get_or_init(|| {
+    pub(crate) fn function(self, docs: Docs) -> &'static str {
+        static NAMES: [OnceLock<String>; 6] = [const { OnceLock::new() }; 6];
+        NAMES[self.index(docs)].get_or_init(|| {
             let kind = match self {
                 Self::Open => "open",
                 Self::Settle => "settle",
                 Self::HoldAndOpen => "hold_open",
             };
-            format!("ems_batch_{kind}_{:016x}", fnv1a(&[TEMPLATE, self.sql()]))
+            format!(
+                "ems_batch_{kind}_{:016x}",
+                fnv1a(&[TEMPLATE, self.sql(docs)])
+            )
         })
     }
 
     /// `SELECT * FROM function($1, …, $n)`.
-    fn call(self) -> &'static str {
-        static CALLS: [OnceLock<String>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
-        CALLS[self.index()].get_or_init(|| {
-            let params: Vec<String> = (1..=parameters(self.sql()))
+    fn call(self, docs: Docs) -> &'static str {
+        static CALLS: [OnceLock<String>; 6] = [const { OnceLock::new() }; 6];
+        CALLS[self.index(docs)].get_or_init(|| {
+            let params: Vec<String> = (1..=parameters(self.sql(docs)))
                 .map(|i| format!("${i}"))
                 .collect();
-            format!("SELECT * FROM {}({})", self.function(), params.join(", "))
+            format!(
+                "SELECT * FROM {}({})",
+                self.function(docs),
+                params.join(", ")
+            )
         })
     }
 }
@@ -165,7 +180,7 @@ impl BatchFunctions {
             ABSENT => false,
             // Not looked yet.
             _ => {
-                let names: Vec<&str> = BatchStatement::ALL.iter().map(|s| s.function()).collect();
+                let names: Vec<&str> = BatchStatement::all().map(|(s, d)| s.function(d)).collect();
                 // Found as a call finds it: through the search path.
                 let found: Option<i64> = sqlx::query_scalar(
                     "SELECT count(*) FROM unnest($1::text[]) AS f(name) \
@@ -188,8 +203,8 @@ impl BatchFunctions {
 /// Creates the functions of the batch statements that the database does not
 /// have yet (any number of processes may do so at once).
 pub(crate) async fn create_batch_functions(pool: &PgPool) -> Result<()> {
-    for statement in BatchStatement::ALL {
-        let name = statement.function();
+    for (statement, docs) in BatchStatement::all() {
+        let name = statement.function(docs);
         let mut tx = pool.begin().await.map_err(db)?;
         // One creator at a time; the others then find the function there.
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
@@ -203,7 +218,7 @@ pub(crate) async fn create_batch_functions(pool: &PgPool) -> Result<()> {
             .await
             .map_err(db)?;
         if !exists {
-            let ddl = function_ddl(&mut tx, statement).await?;
+            let ddl = function_ddl(&mut tx, statement, docs).await?;
             sqlx::raw_sql(&ddl).execute(&mut *tx).await.map_err(db)?;
         }
         tx.commit().await.map_err(db)?;
@@ -216,8 +231,9 @@ pub(crate) async fn create_batch_functions(pool: &PgPool) -> Result<()> {
 async fn function_ddl(
     tx: &mut sqlx::Transaction<'_, Postgres>,
     statement: BatchStatement,
+    docs: Docs,
 ) -> Result<String> {
-    let sql = statement.sql();
+    let sql = statement.sql(docs);
     let described = (&mut **tx).describe(sql).await.map_err(db)?;
     let params = match described.parameters() {
         Some(sqlx::Either::Left(types)) => types.to_vec(),
@@ -252,7 +268,7 @@ async fn function_ddl(
          BEGIN\n\
          RETURN QUERY {sql};\n\
          END\n$ems$",
-        name = statement.function(),
+        name = statement.function(docs),
         params = param_types.join(", "),
         columns = columns.join(", "),
     ))
@@ -293,8 +309,9 @@ impl PostgresStore {
     where
         F: Fn(Query<'q, Postgres, PgArguments>) -> Query<'q, Postgres, PgArguments>,
     {
+        let docs = self.docs().await;
         if self.functions.present(&self.pool).await {
-            match bind(sqlx::query(statement.call()))
+            match bind(sqlx::query(statement.call(docs)))
                 .fetch_all(&self.pool)
                 .await
             {
@@ -304,7 +321,7 @@ impl PostgresStore {
                 Err(e) => return Err(db(e)),
             }
         }
-        fetch_batch(&self.pool, bind(sqlx::query(statement.sql()))).await
+        fetch_batch(&self.pool, bind(sqlx::query(statement.sql(docs)))).await
     }
 }
 
@@ -321,12 +338,17 @@ mod tests {
 
     #[test]
     fn each_statement_has_a_function_named_after_its_text() {
-        let names: Vec<&str> = BatchStatement::ALL.iter().map(|s| s.function()).collect();
-        for (s, name) in BatchStatement::ALL.iter().zip(&names) {
+        let names: Vec<&str> = BatchStatement::all().map(|(s, d)| s.function(d)).collect();
+        for ((s, d), name) in BatchStatement::all().zip(&names) {
             assert!(name.starts_with("ems_batch_") && name.len() <= 63, "{name}");
-            assert_eq!(*name, s.function(), "the name is stable");
+            assert_eq!(*name, s.function(d), "the name is stable");
         }
-        assert_ne!(names[0], names[1]);
+        let distinct: std::collections::HashSet<&&str> = names.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            names.len(),
+            "one function per statement and format"
+        );
         assert_ne!(fnv1a(&["a", "bc"]), fnv1a(&["ab", "c"]));
     }
 }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::inventory::{apply_demand, coupon_uses, end_holds, lock_existing, read_hold};
 use crate::payment::{insert_refund_row, lock_payment, refunds_of_booking};
-use crate::row::{self, begin, commit, json, record, tag, Tx, BOOKING};
+use crate::row::{self, begin, commit, json, json_text, record, tag, Tx, BOOKING};
 use crate::{db, PostgresStore};
 
 /// Reads a booking, optionally locking its row.
@@ -180,34 +180,37 @@ impl BookingStore for PostgresStore {
             customer: booking.customer,
         };
         // Booking, the hold's link to it and the domain event in one statement.
-        let inserted: i64 = sqlx::query(
+        let docs = self.docs().await;
+        let sql = format!(
             "WITH b AS (INSERT INTO ems_bookings (id, event_id, customer, hold_id, idempotency_key, \
-                 status, reason, total, currency, created_at, updated_at, version, doc) \
+                 status, reason, total, currency, created_at, updated_at, version, {doc}) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
                  ON CONFLICT (customer, idempotency_key) DO NOTHING RETURNING id), \
              h AS (UPDATE ems_holds SET booking_id = b.id FROM b WHERE ems_holds.id = $4), \
              o AS (INSERT INTO ems_outbox (occurred_at, doc) SELECT $10, $14 FROM b) \
              SELECT count(*) FROM b",
-        )
-        .bind(booking.id.0)
-        .bind(booking.event_id.0)
-        .bind(booking.customer.0)
-        .bind(booking.hold_id.0)
-        .bind(&booking.idempotency_key)
-        .bind(tag(&booking.status))
-        .bind(booking.reason.as_ref().map(json).transpose()?)
-        .bind(booking.total.amount())
-        .bind(booking.total.currency().code())
-        .bind(booking.created_at)
-        .bind(booking.updated_at)
-        .bind(booking.version as i64)
-        .bind(json(booking)?)
-        .bind(json(&created)?)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db)?
-        .try_get(0)
-        .map_err(db)?;
+            doc = docs.column()
+        );
+        let inserted: i64 = sqlx::query(&sql)
+            .bind(booking.id.0)
+            .bind(booking.event_id.0)
+            .bind(booking.customer.0)
+            .bind(booking.hold_id.0)
+            .bind(&booking.idempotency_key)
+            .bind(tag(&booking.status))
+            .bind(booking.reason.as_ref().map(json).transpose()?)
+            .bind(booking.total.amount())
+            .bind(booking.total.currency().code())
+            .bind(booking.created_at)
+            .bind(booking.updated_at)
+            .bind(booking.version as i64)
+            .bind(json_text(booking)?)
+            .bind(json(&created)?)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?
+            .try_get(0)
+            .map_err(db)?;
         if inserted == 0 {
             drop(tx);
             return self

@@ -30,7 +30,7 @@ use uuid::Uuid;
 use crate::batch_fn::BatchStatement;
 use crate::booking::check_tickets;
 use crate::inventory::hold_and_open_on_known;
-use crate::row::{self, json, tag, Jsonb, BOOKING};
+use crate::row::{self, json, json_text, per_docs, tag, Docs, JsonText, Jsonb, BOOKING};
 use crate::{db, PostgresStore};
 
 /// The answer of a request decided by the batch (after its commit, a request's
@@ -207,19 +207,20 @@ impl PostgresStore {
 }
 
 /// The statement of a batch of openings (see `open_batch`), built once.
-pub(crate) fn open_sql() -> &'static str {
-    static SQL: OnceLock<String> = OnceLock::new();
-    SQL.get_or_init(|| {
+pub(crate) fn open_sql(docs: Docs) -> &'static str {
+    static SQL: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
+    per_docs(&SQL, docs, |docs| {
         format!(
             "WITH {}, \
              l AS (SELECT id, event_id, customer, status, booking_id, expires_at, total, currency, \
-                 doc -> 'lines' AS lines FROM ems_holds WHERE id = ANY($4) ORDER BY id FOR UPDATE), \
+                 COALESCE((body -> 'lines')::jsonb, doc -> 'lines') AS lines \
+                 FROM ems_holds WHERE id = ANY($4) ORDER BY id FOR UPDATE), \
              ok AS (SELECT u.* FROM u JOIN l ON l.id = u.hold_id \
                  WHERE l.event_id = u.event_id AND l.customer = u.customer AND l.status = 'active' \
                  AND l.expires_at > u.created_at AND l.booking_id IS NULL AND l.total = u.total \
                  AND l.currency = u.currency AND l.lines = u.lines), \
              b AS (INSERT INTO ems_bookings (id, event_id, customer, hold_id, idempotency_key, \
-                 status, reason, total, currency, created_at, updated_at, version, doc) \
+                 status, reason, total, currency, created_at, updated_at, version, {doc}) \
                  SELECT id, event_id, customer, hold_id, key, status, reason, total, currency, \
                      created_at, updated_at, version, doc FROM ok ORDER BY n \
                  ON CONFLICT (customer, idempotency_key) DO NOTHING RETURNING id, hold_id), \
@@ -235,7 +236,8 @@ pub(crate) fn open_sql() -> &'static str {
              SELECT id, false AS payment FROM b UNION ALL SELECT id, true FROM p",
             BookingColumns::unnest_cte(1),
             PaymentColumns::unnest_cte(16),
-            PAYMENTS_OF_BOOKED,
+            payments_of_booked(docs),
+            doc = docs.column(),
         )
     })
 }
@@ -248,17 +250,17 @@ pub(crate) fn open_sql() -> &'static str {
 /// while the tables are tiny cannot reach them through the partial index of
 /// active holds by expiry instead, which reads every active hold of every
 /// event for each booking.
-pub(crate) fn settle_sql() -> &'static str {
-    static SQL: OnceLock<String> = OnceLock::new();
-    SQL.get_or_init(|| {
+pub(crate) fn settle_sql(docs: Docs) -> &'static str {
+    static SQL: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
+    per_docs(&SQL, docs, |docs| {
         format!(
             "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::numeric[], \
-                 $4::text[], $5::int8[], $6::jsonb[], $7::jsonb[], $8::uuid[], \
+                 $4::text[], $5::int8[], $6::json[], $7::jsonb[], $8::uuid[], \
                  $9::timestamptz[], $10::jsonb[]) \
                  WITH ORDINALITY AS u(id, reference, refunded, status, version, doc, change, \
                  booking, at, confirmed, n)), \
              p AS (UPDATE ems_payments p SET reference = u.reference, refunded = u.refunded, \
-                 status = u.status, version = u.version, doc = u.doc FROM u \
+                 status = u.status, version = u.version, {set_doc} FROM u \
                  WHERE p.id = u.id AND p.version = u.version - 1 AND p.status = 'pending' \
                  RETURNING p.id), \
              k AS MATERIALIZED (SELECT bk.hold_id, u.booking, u.at FROM u \
@@ -284,12 +286,13 @@ pub(crate) fn settle_sql() -> &'static str {
                      SELECT u.at, u.confirmed, u.n, 1 FROM u WHERE u.booking IN (SELECT id FROM b)) e \
                  ORDER BY n, k) \
              SELECT {BOOKING}, false AS moved_only FROM b \
-             UNION ALL SELECT p.id, NULL, NULL, NULL, NULL, NULL, true FROM p",
+             UNION ALL SELECT p.id, NULL, NULL, NULL, NULL, NULL, NULL, true FROM p",
             BOOKING_QUALIFIED = BOOKING
                 .split(", ")
                 .map(|c| format!("ems_bookings.{c}"))
                 .collect::<Vec<_>>()
-                .join(", ")
+                .join(", "),
+            set_doc = docs.set("u.doc"),
         )
     })
 }
@@ -394,12 +397,16 @@ impl CheckoutStore for PostgresStore {
 
 /// The CTE `p` inserting the payment records of `pu` whose booking `b`
 /// inserted, returning their ids.
-pub(crate) const PAYMENTS_OF_BOOKED: &str =
-    "p AS (INSERT INTO ems_payments (id, booking_id, event_id, gateway, reference, amount, \
-         refunded, currency, status, idempotency_key, version, doc) \
-         SELECT id, booking_id, event_id, gateway, reference, amount, refunded, currency, \
-             status, key, version, doc FROM pu WHERE booking_id IN (SELECT id FROM b) \
-         ORDER BY n ON CONFLICT (idempotency_key) DO NOTHING RETURNING id)";
+pub(crate) fn payments_of_booked(docs: Docs) -> String {
+    format!(
+        "p AS (INSERT INTO ems_payments (id, booking_id, event_id, gateway, reference, amount, \
+             refunded, currency, status, idempotency_key, version, {doc}) \
+             SELECT id, booking_id, event_id, gateway, reference, amount, refunded, currency, \
+                 status, key, version, doc FROM pu WHERE booking_id IN (SELECT id FROM b) \
+             ORDER BY n ON CONFLICT (idempotency_key) DO NOTHING RETURNING id)",
+        doc = docs.column()
+    )
+}
 
 /// Booking rows as column arrays, for `unnest`.
 #[derive(Default)]
@@ -416,7 +423,7 @@ pub(crate) struct BookingColumns {
     created: Vec<DateTime<Utc>>,
     updated: Vec<DateTime<Utc>>,
     version: Vec<i64>,
-    doc: Vec<Jsonb>,
+    doc: Vec<JsonText>,
     lines: Vec<Jsonb>,
     event_doc: Vec<Jsonb>,
 }
@@ -438,7 +445,7 @@ impl BookingColumns {
             "timestamptz",
             "timestamptz",
             "int8",
-            "jsonb",
+            "json",
             "jsonb",
             "jsonb",
         ];
@@ -464,7 +471,7 @@ impl BookingColumns {
         self.created.push(b.created_at);
         self.updated.push(b.updated_at);
         self.version.push(b.version as i64);
-        self.doc.push(json(b)?);
+        self.doc.push(json_text(b)?);
         self.lines.push(json(&b.lines)?);
         self.event_doc.push(json(&DomainEvent::BookingCreated {
             event_id: b.event_id,
@@ -524,7 +531,7 @@ pub(crate) struct PaymentColumns {
     status: Vec<String>,
     key: Vec<String>,
     version: Vec<i64>,
-    doc: Vec<Jsonb>,
+    doc: Vec<JsonText>,
     at: Vec<DateTime<Utc>>,
     updated: Vec<DateTime<Utc>>,
     /// `PaymentStarted`, for a new record.
@@ -572,7 +579,7 @@ impl PaymentColumns {
             "text",
             "text",
             "int8",
-            "jsonb",
+            "json",
             "timestamptz",
             "jsonb",
         ];
@@ -595,7 +602,7 @@ impl PaymentColumns {
         self.status.push(tag(&p.status));
         self.key.push(p.idempotency_key.clone());
         self.version.push(p.version as i64);
-        self.doc.push(json(p)?);
+        self.doc.push(json_text(p)?);
         self.at.push(p.created_at);
         self.updated.push(p.updated_at);
         self.event_doc.push(json(&DomainEvent::PaymentStarted {
@@ -701,7 +708,11 @@ mod tests {
             .expect("the PostgreSQL server (DATABASE_URL) is reachable");
         let store = pool_store(options, 2).await.expect("pool connects");
         store.migrate().await.expect("migrations apply");
-        for (what, sql) in [("openings", open_sql()), ("settlements", settle_sql())] {
+        let docs = store.docs().await;
+        for (what, sql) in [
+            ("openings", open_sql(docs)),
+            ("settlements", settle_sql(docs)),
+        ] {
             let kept = kept_plan(&store, sql, BEGIN_INDEXED).await;
             let wide = wide_reads(&kept);
             assert!(
@@ -711,7 +722,7 @@ mod tests {
         }
         // Without the batch's own setting, the same plan reads the (still
         // tiny) payments table whole, and would keep doing so as it grows.
-        let plain = kept_plan(&store, settle_sql(), "BEGIN").await;
+        let plain = kept_plan(&store, settle_sql(docs), "BEGIN").await;
         assert!(
             wide_reads(&plain)
                 .iter()

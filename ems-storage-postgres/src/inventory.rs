@@ -11,7 +11,10 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use crate::batch_fn::BatchStatement;
-use crate::row::{self, begin, commit, count, from_doc, get, json, record, tag, Jsonb, Tx, HOLD};
+use crate::row::{
+    self, begin, commit, count, from_doc, get, json, json_text, per_docs, record, tag, Docs,
+    JsonText, Jsonb, Tx, HOLD,
+};
 use crate::{db, PostgresStore};
 
 /// An event with its tiers, shared quotas and counters, read under the event's
@@ -611,7 +614,7 @@ impl InventoryStore for PostgresStore {
             }
             return out;
         }
-        match hold_batch(&self.pool, &self.known, requests).await {
+        match hold_batch(&self.pool, &self.known, requests, self.docs().await).await {
             Ok(Some(results)) => results,
             // A hold id was already taken (a retried request): hold one by one,
             // so that only that request is refused.
@@ -633,6 +636,7 @@ impl InventoryStore for PostgresStore {
     }
 
     async fn try_hold(&self, request: &HoldRequest) -> Result<Hold> {
+        let docs = self.docs().await;
         let mut tx = begin(&self.pool).await?;
         let s = lock_existing(&mut tx, request.event_id, request.now).await?;
         let recent = recent_sales(&mut tx, &s.tiers, request.now).await?;
@@ -662,11 +666,12 @@ impl InventoryStore for PostgresStore {
         let sql = format!(
             "{DEMAND_CTES}, \
              h AS (INSERT INTO ems_holds (id, event_id, customer, status, coupon_id, quantity, total, \
-                   currency, created_at, expires_at, doc) \
+                   currency, created_at, expires_at, {doc}) \
                    VALUES ($7, $1, $8, 'active', $9, $10, $11, $12, $13, $14, $15) \
                    ON CONFLICT (id) DO NOTHING RETURNING id), \
              o AS (INSERT INTO ems_outbox (occurred_at, doc) SELECT $13, $16 FROM h) \
-             SELECT count(*) FROM h"
+             SELECT count(*) FROM h",
+            doc = docs.column()
         );
         let inserted: i64 = binds
             .bind(hold.event_id, sqlx::query(&sql))
@@ -678,7 +683,7 @@ impl InventoryStore for PostgresStore {
             .bind(hold.total.currency().code())
             .bind(hold.created_at)
             .bind(hold.expires_at)
-            .bind(json(&hold)?)
+            .bind(json_text(&hold)?)
             .bind(json(&placed)?)
             .fetch_one(&mut *tx)
             .await
@@ -966,20 +971,20 @@ struct HoldRows {
     currencies: Vec<String>,
     created: Vec<DateTime<Utc>>,
     expires: Vec<DateTime<Utc>>,
-    docs: Vec<Jsonb>,
+    docs: Vec<JsonText>,
     events: Vec<Jsonb>,
 }
 
 /// The holds and domain events of `$7` to `$17` of [`HoldRows`] (after
 /// [`DEMAND_CTES`] or its like), each table's rows joined to `{gate}` (a CTE
 /// of one row to write, none to write nothing; empty for no gate).
-fn hold_rows_ctes(gate: &str) -> String {
+fn hold_rows_ctes(gate: &str, docs: Docs) -> String {
     format!(
         "{}, \
          o AS (INSERT INTO ems_outbox (occurred_at, doc) \
                SELECT y.at, y.doc FROM unnest($16::timestamptz[], $17::jsonb[]) WITH ORDINALITY AS y(at, doc, n){gate} \
                ORDER BY y.n)",
-        holds_cte(gate, None)
+        holds_cte(gate, None, docs)
     )
 }
 
@@ -987,7 +992,7 @@ fn hold_rows_ctes(gate: &str) -> String {
 /// `$1`, joined to `{gate}` (see [`hold_rows_ctes`]); with `bookings`, a CTE
 /// with `id` and `hold_id`, each hold carries the booking of that CTE that
 /// names it (if any) as its `booking_id`.
-fn holds_cte(gate: &str, bookings: Option<&str>) -> String {
+fn holds_cte(gate: &str, bookings: Option<&str>, docs: Docs) -> String {
     let (column, value, join) = match bookings {
         Some(b) => (
             ", booking_id".to_owned(),
@@ -998,17 +1003,18 @@ fn holds_cte(gate: &str, bookings: Option<&str>) -> String {
     };
     format!(
         "h AS (INSERT INTO ems_holds (id, event_id, customer, status, coupon_id, quantity, total, \
-               currency, created_at, expires_at, doc{column}) \
+               currency, created_at, expires_at, {doc}{column}) \
                SELECT x.id, $1, x.customer, 'active', x.coupon, x.quantity, x.total, x.currency, \
                       x.created_at, x.expires_at, x.doc{value} \
                FROM unnest($7::uuid[], $8::uuid[], $9::uuid[], $10::int8[], $11::numeric[], \
-                           $12::text[], $13::timestamptz[], $14::timestamptz[], $15::jsonb[]) \
+                           $12::text[], $13::timestamptz[], $14::timestamptz[], $15::json[]) \
                     AS x(id, customer, coupon, quantity, total, currency, created_at, expires_at, doc){join}{gate} \
                {conflict} RETURNING id)",
         // Without a gate the statement runs in a transaction that is rolled
         // back when a hold id is taken; with one it is its own transaction,
         // and a taken id must fail it whole.
         conflict = if gate.is_empty() { "ON CONFLICT (id) DO NOTHING" } else { "" },
+        doc = docs.column(),
     )
 }
 
@@ -1047,7 +1053,7 @@ impl HoldRows {
                 .push(hold.total.currency().code().to_owned());
             rows.created.push(hold.created_at);
             rows.expires.push(hold.expires_at);
-            rows.docs.push(json(hold)?);
+            rows.docs.push(json_text(hold)?);
             rows.events.push(json(placed)?);
         }
         Ok(rows)
@@ -1086,6 +1092,7 @@ async fn hold_batch(
     pool: &sqlx::PgPool,
     known: &KnownEvents,
     requests: &[HoldRequest],
+    docs: Docs,
 ) -> Result<Option<Vec<Result<Hold>>>> {
     let first = &requests[0];
     if let Some(s) = known.take(first.event_id) {
@@ -1096,7 +1103,7 @@ async fn hold_batch(
                 .any(|t| t.pricing.velocity_windows().next().is_some());
         if simple {
             // Any failure here wrote nothing: the locked path decides.
-            match hold_batch_on_known(pool, s, requests).await {
+            match hold_batch_on_known(pool, s, requests, docs).await {
                 Ok(Some((out, s))) => {
                     known.keep(s, true);
                     return Ok(Some(out));
@@ -1161,7 +1168,7 @@ async fn hold_batch(
         let binds = DemandBinds::new(&demand, 1);
         let rows = HoldRows::of(&granted)?;
         let inserted: i64 = rows
-            .bind(binds.bind(first.event_id, sqlx::query(locked_hold_batch_sql())))
+            .bind(binds.bind(first.event_id, sqlx::query(locked_hold_batch_sql(docs))))
             .fetch_one(&mut *tx)
             .await
             .map_err(db)?
@@ -1180,12 +1187,13 @@ async fn hold_batch(
 
 /// The statement of a hold batch under the event's lock (see `hold_batch`):
 /// counters, holds and domain events; the holds it inserted. Built once.
-fn locked_hold_batch_sql() -> &'static str {
-    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    SQL.get_or_init(|| {
+fn locked_hold_batch_sql(docs: Docs) -> &'static str {
+    static SQL: [std::sync::OnceLock<String>; 2] =
+        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+    per_docs(&SQL, docs, |docs| {
         format!(
             "{DEMAND_CTES}, {} SELECT count(*) FROM h",
-            hold_rows_ctes("")
+            hold_rows_ctes("", docs)
         )
     })
 }
@@ -1204,9 +1212,10 @@ fn still_known_sql() -> &'static str {
 
 /// The statement of a hold batch on a known event (see
 /// `hold_batch_on_known`): 1 if it wrote, else 0. Built once.
-fn known_hold_batch_sql() -> &'static str {
-    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    SQL.get_or_init(|| {
+fn known_hold_batch_sql(docs: Docs) -> &'static str {
+    static SQL: [std::sync::OnceLock<String>; 2] =
+        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+    per_docs(&SQL, docs, |docs| {
         format!(
             "WITH g AS (UPDATE ems_events e SET taken = e.taken + $2, seq = e.seq + 1 \
                         WHERE {} RETURNING 1 AS go), \
@@ -1214,7 +1223,7 @@ fn known_hold_batch_sql() -> &'static str {
              SELECT count(*) FROM g",
             unchanged("$18", "$19"),
             quota_ctes!(", g"),
-            hold_rows_ctes(", g")
+            hold_rows_ctes(", g", docs)
         )
     })
 }
@@ -1233,6 +1242,7 @@ async fn hold_batch_on_known(
     pool: &sqlx::PgPool,
     mut s: Locked,
     requests: &[HoldRequest],
+    docs: Docs,
 ) -> Result<Option<(Vec<Result<Hold>>, Locked)>> {
     let first = &requests[0];
     let expected = s.seq;
@@ -1263,7 +1273,7 @@ async fn hold_batch_on_known(
     let binds = DemandBinds::new(&demand, 1);
     let rows = HoldRows::of(&granted)?;
     let applied: i64 = rows
-        .bind(binds.bind(first.event_id, sqlx::query(known_hold_batch_sql())))
+        .bind(binds.bind(first.event_id, sqlx::query(known_hold_batch_sql(docs))))
         .bind(expected)
         .bind(first.now)
         .fetch_one(pool)
@@ -1413,10 +1423,11 @@ pub(crate) async fn hold_and_open_on_known(
 
 /// The statement of a batch of holds on a known event, each with its
 /// booking opened (see `hold_and_open_on_known`), built once.
-pub(crate) fn hold_and_open_sql() -> &'static str {
-    use crate::checkout::{BookingColumns, PaymentColumns, PAYMENTS_OF_BOOKED};
-    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    SQL.get_or_init(|| {
+pub(crate) fn hold_and_open_sql(docs: Docs) -> &'static str {
+    use crate::checkout::{payments_of_booked, BookingColumns, PaymentColumns};
+    static SQL: [std::sync::OnceLock<String>; 2] =
+        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+    per_docs(&SQL, docs, |docs| {
         format!(
             "WITH g AS (UPDATE ems_events e SET taken = e.taken + $2, seq = e.seq + 1 \
                  WHERE {unchanged} RETURNING 1 AS go), \
@@ -1425,7 +1436,7 @@ pub(crate) fn hold_and_open_sql() -> &'static str {
                  WHERE x.customer = u.customer AND x.idempotency_key = u.key)), \
              {h}, \
              b AS (INSERT INTO ems_bookings (id, event_id, customer, hold_id, idempotency_key, \
-                   status, reason, total, currency, created_at, updated_at, version, doc) \
+                   status, reason, total, currency, created_at, updated_at, version, {doc}) \
                    SELECT f.id, f.event_id, f.customer, f.hold_id, f.key, f.status, f.reason, \
                           f.total, f.currency, f.created_at, f.updated_at, f.version, f.doc \
                    FROM f CROSS JOIN g ORDER BY f.n \
@@ -1445,10 +1456,11 @@ pub(crate) fn hold_and_open_sql() -> &'static str {
              UNION ALL SELECT NULL::uuid, 2 FROM g",
             unchanged = unchanged("$18", "$19"),
             quotas = quota_ctes!(", g"),
-            h = holds_cte(", g", Some("f")),
+            h = holds_cte(", g", Some("f"), docs),
+            doc = docs.column(),
             u = BookingColumns::unnest_cte(20),
             pu = PaymentColumns::unnest_cte(35),
-            p = PAYMENTS_OF_BOOKED,
+            p = payments_of_booked(docs),
         )
     })
 }

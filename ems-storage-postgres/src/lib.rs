@@ -37,11 +37,34 @@
 //! applies only what is new, and no migration drops data (`0002` replaced the
 //! bookings', payments' and tickets' foreign keys to the event with composite
 //! keys through their hold and booking, so inserts never lock the event's row;
-//! `0003` added the event's change counter).
+//! `0003` added the event's change counter; `0005` a `json` column beside the
+//! `jsonb` one for the documents of holds, bookings and payments, below).
 //! Ids are `uuid`, money
 //! is `numeric` beside its ISO currency code, instants are `timestamptz`. Each row
 //! keeps the columns SQL needs (keys, states, counters, money, instants) and the
-//! record's body as `jsonb`.
+//! record's body as JSON.
+//!
+//! ## Documents as `json`
+//!
+//! A checkout writes about 3 kB of documents (its hold, booking and payment
+//! record). Kept as `jsonb`, the server parses each into its binary form on
+//! the way in, which on a hot on-sale was about a quarter of a batch's time
+//! at the server; kept as `json` it only checks the text and stores it as
+//! sent. Only this store reads those documents, and only whole, so nothing
+//! is lost. Since `0005` each of those rows keeps its document either in
+//! `doc` (`jsonb`) or in `body` (`json`), and this version reads either.
+//! Versions before `0005` read only `doc`, so where they may still share the
+//! database, documents keep going to `doc`:
+//!
+//! - a new database ([`PostgresStore::migrate`] finds no ems tables) writes
+//!   `json` from the start;
+//! - an upgraded one writes `jsonb` until
+//!   [`PostgresStore::write_documents_as_json`] is called, once every process
+//!   sharing it runs this version or later (the setting lives in the
+//!   database, `ems_settings`; a store reads it the first time it writes).
+//!
+//! Events, tiers, quotas, coupons, tickets, refunds and domain events keep
+//! `jsonb`.
 //!
 //! `migrate` then creates one PL/pgSQL function per batch statement (a
 //! checkout batch's openings, its settlements, a hot event's holds with their
@@ -134,6 +157,8 @@ pub struct PostgresStore {
     /// Whether the database has the batch statements' functions, shared by
     /// clones (see `batch_fn`).
     functions: std::sync::Arc<batch_fn::BatchFunctions>,
+    /// Where this store writes documents, shared by clones (see `row::Docs`).
+    docs: std::sync::Arc<row::DocsSetting>,
 }
 
 impl PostgresStore {
@@ -157,6 +182,7 @@ impl PostgresStore {
             known: Default::default(),
             open_with_holds: true,
             functions: Default::default(),
+            docs: Default::default(),
         }
     }
 
@@ -180,7 +206,16 @@ impl PostgresStore {
     /// then creates the functions of this version's batch statements if the
     /// database lacks them (each named after a hash of its statement, so
     /// several versions can share a database; see the crate docs).
+    ///
+    /// On a new database (no ems tables yet) the documents of holds, bookings
+    /// and payments are then written as `json` from the start; on one that
+    /// earlier versions use, as `jsonb` until
+    /// [`write_documents_as_json`](Self::write_documents_as_json).
     pub async fn migrate(&self) -> Result<()> {
+        let new: bool = sqlx::query_scalar("SELECT to_regclass('ems_events') IS NULL")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
         MIGRATOR.run(&self.pool).await.map_err(|e| match e {
             sqlx::migrate::MigrateError::Execute(e) => db(e),
             other => ems_core::Error::Backend {
@@ -188,9 +223,40 @@ impl PostgresStore {
                 source: Box::new(other),
             },
         })?;
+        if new {
+            self.write_documents_as_json().await?;
+        }
         batch_fn::create_batch_functions(&self.pool).await?;
         self.functions.set(true);
         Ok(())
+    }
+
+    /// Writes the documents of holds, bookings and payments as `json` from now
+    /// on, in this store and in every store of this version or later that
+    /// opens the database after this call (stores already running keep their
+    /// format until they are opened anew; every format is read by all of them).
+    ///
+    /// As `json` the server keeps a document's text as sent instead of parsing
+    /// it into `jsonb`: on a hot on-sale that is about a quarter of a batch's
+    /// time at the server (BENCHMARKS.md). Versions before migration `0005`
+    /// read only `jsonb` documents, so call this once none of them uses the
+    /// database any more; [`migrate`](Self::migrate) does it itself on a new
+    /// database.
+    pub async fn write_documents_as_json(&self) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO ems_settings (name, value) VALUES ('documents', 'json') \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        self.docs.set(row::Docs::Json);
+        Ok(())
+    }
+
+    /// Where this store writes documents (looked up once).
+    pub(crate) async fn docs(&self) -> row::Docs {
+        self.docs.get(&self.pool).await
     }
 
     /// The pool underneath.

@@ -5,11 +5,11 @@ use ems_core::payment::*;
 use ems_core::{Error, Result};
 use uuid::Uuid;
 
-use crate::row::{begin, commit, from_doc, get, json, record, tag, Tx};
+use crate::row::{begin, commit, document, from_doc, get, json, json_text, record, tag, Docs, Tx};
 use crate::{db, PostgresStore};
 
 fn payment_row(row: &sqlx::postgres::PgRow) -> Result<Payment> {
-    from_doc("payment", get::<Uuid>(row, "id")?, get(row, "doc")?)
+    from_doc("payment", get::<Uuid>(row, "id")?, document(row)?)
 }
 
 fn refund_row(row: &sqlx::postgres::PgRow) -> Result<Refund> {
@@ -18,7 +18,7 @@ fn refund_row(row: &sqlx::postgres::PgRow) -> Result<Refund> {
 
 /// Locks and reads a payment.
 pub(crate) async fn lock_payment(tx: &mut Tx, id: PaymentId) -> Result<Payment> {
-    sqlx::query("SELECT id, doc FROM ems_payments WHERE id = $1 FOR UPDATE")
+    sqlx::query("SELECT id, doc, body FROM ems_payments WHERE id = $1 FOR UPDATE")
         .bind(id.0)
         .fetch_optional(&mut **tx)
         .await
@@ -74,17 +74,18 @@ pub(crate) async fn insert_refund_row(tx: &mut Tx, refund: &Refund) -> Result<()
     Ok(())
 }
 
-async fn write_payment(tx: &mut Tx, payment: &Payment) -> Result<()> {
-    sqlx::query(
-        "UPDATE ems_payments SET reference = $2, refunded = $3, status = $4, version = $5, doc = $6 \
+async fn write_payment(tx: &mut Tx, payment: &Payment, docs: Docs) -> Result<()> {
+    sqlx::query(&format!(
+        "UPDATE ems_payments SET reference = $2, refunded = $3, status = $4, version = $5, {} \
          WHERE id = $1",
-    )
+        docs.set("$6")
+    ))
     .bind(payment.id.0)
     .bind(&payment.reference)
     .bind(payment.refunded.amount())
     .bind(tag(&payment.status))
     .bind(payment.version as i64)
-    .bind(json(payment)?)
+    .bind(json_text(payment)?)
     .execute(&mut **tx)
     .await
     .map_err(db)?;
@@ -100,32 +101,34 @@ impl PaymentStore for PostgresStore {
             amount: payment.amount,
         };
         // One statement: the booking check, the insert and its domain event.
-        let row = sqlx::query(
+        let sql = format!(
             "WITH b AS (SELECT event_id FROM ems_bookings WHERE id = $2), \
              p AS (INSERT INTO ems_payments (id, booking_id, event_id, gateway, reference, amount, \
-                   refunded, currency, status, idempotency_key, version, doc) \
+                   refunded, currency, status, idempotency_key, version, {doc}) \
                    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM b WHERE b.event_id = $3 \
                    ON CONFLICT (idempotency_key) DO NOTHING RETURNING id), \
              o AS (INSERT INTO ems_outbox (occurred_at, doc) SELECT $13, $14 FROM p) \
              SELECT (SELECT event_id FROM b) AS booking_event, (SELECT count(*) FROM p) AS inserted",
-        )
-        .bind(payment.id.0)
-        .bind(payment.booking_id.0)
-        .bind(payment.event_id.0)
-        .bind(&payment.gateway)
-        .bind(&payment.reference)
-        .bind(payment.amount.amount())
-        .bind(payment.refunded.amount())
-        .bind(payment.amount.currency().code())
-        .bind(tag(&payment.status))
-        .bind(&payment.idempotency_key)
-        .bind(payment.version as i64)
-        .bind(json(payment)?)
-        .bind(payment.created_at)
-        .bind(json(&started)?)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db)?;
+            doc = self.docs().await.column()
+        );
+        let row = sqlx::query(&sql)
+            .bind(payment.id.0)
+            .bind(payment.booking_id.0)
+            .bind(payment.event_id.0)
+            .bind(&payment.gateway)
+            .bind(&payment.reference)
+            .bind(payment.amount.amount())
+            .bind(payment.refunded.amount())
+            .bind(payment.amount.currency().code())
+            .bind(tag(&payment.status))
+            .bind(&payment.idempotency_key)
+            .bind(payment.version as i64)
+            .bind(json_text(payment)?)
+            .bind(payment.created_at)
+            .bind(json(&started)?)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
         let booking_event: Option<Uuid> = get(&row, "booking_event")?;
         let inserted: i64 = get(&row, "inserted")?;
         match booking_event {
@@ -139,7 +142,7 @@ impl PaymentStore for PostgresStore {
             Some(_) if inserted == 1 => return Ok(payment.clone()),
             Some(_) => {}
         }
-        sqlx::query("SELECT id, doc FROM ems_payments WHERE idempotency_key = $1")
+        sqlx::query("SELECT id, doc, body FROM ems_payments WHERE idempotency_key = $1")
             .bind(&payment.idempotency_key)
             .fetch_optional(&self.pool)
             .await
@@ -151,7 +154,7 @@ impl PaymentStore for PostgresStore {
     }
 
     async fn payment(&self, id: PaymentId) -> Result<Option<Payment>> {
-        sqlx::query("SELECT id, doc FROM ems_payments WHERE id = $1")
+        sqlx::query("SELECT id, doc, body FROM ems_payments WHERE id = $1")
             .bind(id.0)
             .fetch_optional(&self.pool)
             .await
@@ -167,7 +170,7 @@ impl PaymentStore for PostgresStore {
         reference: &str,
     ) -> Result<Option<Payment>> {
         sqlx::query(
-            "SELECT id, doc FROM ems_payments WHERE gateway = $1 AND reference = $2 \
+            "SELECT id, doc, body FROM ems_payments WHERE gateway = $1 AND reference = $2 \
              ORDER BY seq DESC LIMIT 1",
         )
         .bind(gateway)
@@ -181,7 +184,7 @@ impl PaymentStore for PostgresStore {
     }
 
     async fn payments_for_booking(&self, booking: BookingId) -> Result<Vec<Payment>> {
-        sqlx::query("SELECT id, doc FROM ems_payments WHERE booking_id = $1 ORDER BY seq")
+        sqlx::query("SELECT id, doc, body FROM ems_payments WHERE booking_id = $1 ORDER BY seq")
             .bind(booking.0)
             .fetch_all(&self.pool)
             .await
@@ -203,25 +206,27 @@ impl PaymentStore for PostgresStore {
             payment,
         );
         let change = change.as_ref().map(json).transpose()?;
-        let row = sqlx::query(
+        let sql = format!(
             "WITH old AS (SELECT status, version FROM ems_payments WHERE id = $1 FOR UPDATE), \
              upd AS (UPDATE ems_payments p SET reference = $2, refunded = $3, status = $4, version = $5, \
-                     doc = $6 FROM old WHERE p.id = $1 AND old.version = $5 - 1 RETURNING old.status), \
+                     {set_doc} FROM old WHERE p.id = $1 AND old.version = $5 - 1 RETURNING old.status), \
              o AS (INSERT INTO ems_outbox (occurred_at, doc) SELECT $7, $8 FROM upd \
                    WHERE $8::jsonb IS NOT NULL AND upd.status <> $4) \
              SELECT (SELECT version FROM old) AS found, (SELECT count(*) FROM upd) AS updated",
-        )
-        .bind(payment.id.0)
-        .bind(&payment.reference)
-        .bind(payment.refunded.amount())
-        .bind(tag(&payment.status))
-        .bind(payment.version as i64)
-        .bind(json(payment)?)
-        .bind(payment.updated_at)
-        .bind(change)
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db)?;
+            set_doc = self.docs().await.set("$6")
+        );
+        let row = sqlx::query(&sql)
+            .bind(payment.id.0)
+            .bind(&payment.reference)
+            .bind(payment.refunded.amount())
+            .bind(tag(&payment.status))
+            .bind(payment.version as i64)
+            .bind(json_text(payment)?)
+            .bind(payment.updated_at)
+            .bind(change)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
         let found: Option<i64> = get(&row, "found")?;
         let updated: i64 = get(&row, "updated")?;
         match found {
@@ -287,6 +292,7 @@ impl PaymentStore for PostgresStore {
                 .await
                 .map_err(db)?
                 .ok_or_else(|| Error::not_found("refund", refund.id))?;
+        let docs = self.docs().await;
         let mut tx = begin(&self.pool).await?;
         // Payment first, then refund: the order every refund change takes.
         let mut payment = lock_payment(&mut tx, PaymentId(payment_id)).await?;
@@ -304,7 +310,7 @@ impl PaymentStore for PostgresStore {
             payment.refunded = payment.refunded.checked_add(refund.amount)?;
             payment.version += 1;
             payment.updated_at = refund.updated_at;
-            write_payment(&mut tx, &payment).await?;
+            write_payment(&mut tx, &payment, docs).await?;
         }
         sqlx::query("UPDATE ems_refunds SET status = $2, version = $3, doc = $4 WHERE id = $1")
             .bind(refund.id.0)

@@ -34,6 +34,144 @@ pub(crate) fn json<T: Serialize + ?Sized>(value: &T) -> Result<Jsonb> {
         .map_err(|e| Error::invalid("record", e.to_string()))
 }
 
+/// A record's JSON text for a `json` parameter (or an element of a `json[]`):
+/// the documents of holds, bookings and payments. Written to a `json` column
+/// the server checks that the text is JSON and keeps it as sent; to a `jsonb`
+/// one it is cast (parsed) on the way, as a `jsonb` parameter would be.
+#[derive(Debug)]
+pub(crate) struct JsonText(Box<serde_json::value::RawValue>);
+
+/// `json` (see `pg_type`).
+const JSON_OID: sqlx::postgres::types::Oid = sqlx::postgres::types::Oid(114);
+/// `json[]` (see `pg_type`).
+const JSON_ARRAY_OID: sqlx::postgres::types::Oid = sqlx::postgres::types::Oid(199);
+
+impl sqlx::Type<Postgres> for JsonText {
+    fn type_info() -> sqlx::postgres::PgTypeInfo {
+        sqlx::postgres::PgTypeInfo::with_oid(JSON_OID)
+    }
+}
+
+impl sqlx::postgres::PgHasArrayType for JsonText {
+    fn array_type_info() -> sqlx::postgres::PgTypeInfo {
+        sqlx::postgres::PgTypeInfo::with_oid(JSON_ARRAY_OID)
+    }
+}
+
+impl sqlx::Encode<'_, Postgres> for JsonText {
+    fn encode_by_ref(
+        &self,
+        buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> std::result::Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        // `json`'s binary form is its text.
+        buf.extend_from_slice(self.0.get().as_bytes());
+        Ok(sqlx::encode::IsNull::No)
+    }
+}
+
+/// A record as JSON text, for a `json` parameter.
+pub(crate) fn json_text<T: Serialize + ?Sized>(value: &T) -> Result<JsonText> {
+    serde_json::value::to_raw_value(value)
+        .map(JsonText)
+        .map_err(|e| Error::invalid("record", e.to_string()))
+}
+
+/// Where this version writes the documents of holds, bookings and payments
+/// (migration `0005`): each row keeps its document in exactly one of `doc`
+/// (`jsonb`, what every version reads) and `body` (`json`, read by this
+/// version and later ones), and readers take whichever is there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Docs {
+    /// `doc`, as versions before `0005` write and read it.
+    Jsonb,
+    /// `body`: the server keeps the text as sent instead of parsing it.
+    Json,
+}
+
+impl Docs {
+    /// Both, for statements made once per format.
+    pub(crate) const ALL: [Self; 2] = [Self::Jsonb, Self::Json];
+
+    /// Position in [`Docs::ALL`].
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The column a new document goes to.
+    pub(crate) fn column(self) -> &'static str {
+        match self {
+            Self::Jsonb => "doc",
+            Self::Json => "body",
+        }
+    }
+
+    /// `SET` of a rewritten document: `value` in this format's column, the
+    /// other one cleared (the row may have been written in the other format).
+    pub(crate) fn set(self, value: &str) -> String {
+        match self {
+            Self::Jsonb => format!("doc = {value}, body = NULL"),
+            Self::Json => format!("body = {value}, doc = NULL"),
+        }
+    }
+}
+
+/// A statement built once per document format: `cache`'s slot for `docs`.
+pub(crate) fn per_docs(
+    cache: &'static [std::sync::OnceLock<String>; 2],
+    docs: Docs,
+    build: impl FnOnce(Docs) -> String,
+) -> &'static str {
+    cache[docs.index()].get_or_init(|| build(docs))
+}
+
+/// Where a store writes documents: not looked up yet (0), or a [`Docs`]
+/// (its index + 1), from `ems_settings.documents`.
+#[derive(Debug, Default)]
+pub(crate) struct DocsSetting(std::sync::atomic::AtomicU8);
+
+impl DocsSetting {
+    pub(crate) fn set(&self, docs: Docs) {
+        self.0
+            .store(docs.index() as u8 + 1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The format, looked up in the database the first time.
+    pub(crate) async fn get(&self, pool: &sqlx::PgPool) -> Docs {
+        match self.0.load(std::sync::atomic::Ordering::Relaxed) {
+            1 => Docs::Jsonb,
+            2 => Docs::Json,
+            _ => {
+                let value: std::result::Result<Option<String>, _> =
+                    sqlx::query_scalar("SELECT value FROM ems_settings WHERE name = 'documents'")
+                        .fetch_optional(pool)
+                        .await;
+                match value {
+                    Ok(value) => {
+                        let docs = if value.as_deref() == Some("json") {
+                            Docs::Json
+                        } else {
+                            Docs::Jsonb
+                        };
+                        self.set(docs);
+                        docs
+                    }
+                    // A failed look is not an answer: `jsonb`, which every
+                    // version reads, and look again next time.
+                    Err(_) => Docs::Jsonb,
+                }
+            }
+        }
+    }
+}
+
+/// A row's document from whichever of `body` and `doc` holds it.
+pub(crate) fn document(row: &PgRow) -> Result<Jsonb> {
+    match get::<Option<Jsonb>>(row, "body")? {
+        Some(body) => Ok(body),
+        None => get(row, "doc"),
+    }
+}
+
 /// `Corrupt`, naming the malformed record and what is wrong with it.
 fn corrupt(entity: &'static str, id: impl Display, e: serde_json::Error) -> Error {
     Error::Corrupt {
@@ -84,24 +222,24 @@ pub(crate) fn count(entity: &'static str, id: Uuid, n: i64) -> Result<u32> {
 }
 
 /// Columns of a hold row, in the order [`hold`] reads them.
-pub(crate) const HOLD: &str = "id, doc, status, booking_id";
+pub(crate) const HOLD: &str = "id, doc, body, status, booking_id";
 
 /// A hold: its body with the live state columns on top.
 pub(crate) fn hold(row: &PgRow) -> Result<Hold> {
     let id: Uuid = get(row, "id")?;
-    let mut h: Hold = from_doc("hold", id, get(row, "doc")?)?;
+    let mut h: Hold = from_doc("hold", id, document(row)?)?;
     h.status = untag::<HoldStatus>("hold", id, get(row, "status")?)?;
     h.booking_id = get::<Option<Uuid>>(row, "booking_id")?.map(Into::into);
     Ok(h)
 }
 
 /// Columns of a booking row, in the order [`booking`] reads them.
-pub(crate) const BOOKING: &str = "id, doc, status, reason, updated_at, version";
+pub(crate) const BOOKING: &str = "id, doc, body, status, reason, updated_at, version";
 
 /// A booking: its body with the live state columns on top.
 pub(crate) fn booking(row: &PgRow) -> Result<Booking> {
     let id: Uuid = get(row, "id")?;
-    let mut b: Booking = from_doc("booking", id, get(row, "doc")?)?;
+    let mut b: Booking = from_doc("booking", id, document(row)?)?;
     b.status = untag::<BookingStatus>("booking", id, get(row, "status")?)?;
     b.reason = match get::<Option<Jsonb>>(row, "reason")? {
         Some(r) => Some(from_doc::<BookingReason>("booking", id, r)?),

@@ -2,7 +2,10 @@
 //! database, through two separate pools (as two server processes would have);
 //! its batched half once more with checkouts opened in the same statement as
 //! their holds
-//! ([`PostgresStore::opening_with_holds`](ems_storage_postgres::PostgresStore::opening_with_holds)).
+//! ([`PostgresStore::opening_with_holds`](ems_storage_postgres::PostgresStore::opening_with_holds));
+//! and the whole suite once more writing documents as `jsonb`, as on a
+//! database upgraded from a version before migration `0005` (a new database
+//! writes them as `json`).
 
 use std::sync::Arc;
 
@@ -27,6 +30,26 @@ async fn two_pools(open_with_holds: bool) -> TestStores {
     TestStores::new(Arc::new(a), Arc::new(b))
 }
 
+/// [`two_pools`] on a database that writes documents as `jsonb`: migrated
+/// by another pool, then without the setting that a new database gets.
+async fn two_pools_writing_jsonb() -> TestStores {
+    let options = fresh_database("ems_test")
+        .await
+        .expect("the test PostgreSQL (DATABASE_URL) is reachable");
+    let migrator = pool_store(options.clone(), 1).await.expect("pool connects");
+    migrator.migrate().await.expect("migrations apply");
+    sqlx::query("DELETE FROM ems_settings WHERE name = 'documents'")
+        .execute(migrator.pool())
+        .await
+        .expect("setting removed");
+    migrator.pool().close().await;
+    let a = pool_store(options.clone(), 12)
+        .await
+        .expect("pool a connects");
+    let b = pool_store(options, 12).await.expect("pool b connects");
+    TestStores::new(Arc::new(a), Arc::new(b))
+}
+
 async fn stores() -> TestStores {
     two_pools(false).await
 }
@@ -44,4 +67,9 @@ mod opening_with_holds {
         stores_opening_with_holds,
         ems_core::inventory::HoldBatching::On
     );
+}
+
+mod documents_as_jsonb {
+    use super::*;
+    ems_core::conformance_tests!(two_pools_writing_jsonb);
 }
