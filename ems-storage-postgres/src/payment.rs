@@ -74,21 +74,30 @@ pub(crate) async fn insert_refund_row(tx: &mut Tx, refund: &Refund) -> Result<()
     Ok(())
 }
 
+/// `q` with a rewritten payment's `$1` to `$6`: its id, the columns that
+/// change (reference, refunded, status, version) and its document.
+fn bind_rewrite<'q>(
+    q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    payment: &'q Payment,
+) -> Result<sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>> {
+    Ok(q.bind(payment.id.0)
+        .bind(&payment.reference)
+        .bind(payment.refunded.amount())
+        .bind(tag(&payment.status))
+        .bind(payment.version as i64)
+        .bind(json_text(payment)?))
+}
+
 async fn write_payment(tx: &mut Tx, payment: &Payment, docs: Docs) -> Result<()> {
-    sqlx::query(&format!(
+    let sql = format!(
         "UPDATE ems_payments SET reference = $2, refunded = $3, status = $4, version = $5, {} \
          WHERE id = $1",
         docs.set("$6")
-    ))
-    .bind(payment.id.0)
-    .bind(&payment.reference)
-    .bind(payment.refunded.amount())
-    .bind(tag(&payment.status))
-    .bind(payment.version as i64)
-    .bind(json_text(payment)?)
-    .execute(&mut **tx)
-    .await
-    .map_err(db)?;
+    );
+    bind_rewrite(sqlx::query(&sql), payment)?
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
     Ok(())
 }
 
@@ -215,13 +224,7 @@ impl PaymentStore for PostgresStore {
              SELECT (SELECT version FROM old) AS found, (SELECT count(*) FROM upd) AS updated",
             set_doc = self.docs().await.set("$6")
         );
-        let row = sqlx::query(&sql)
-            .bind(payment.id.0)
-            .bind(&payment.reference)
-            .bind(payment.refunded.amount())
-            .bind(tag(&payment.status))
-            .bind(payment.version as i64)
-            .bind(json_text(payment)?)
+        let row = bind_rewrite(sqlx::query(&sql), payment)?
             .bind(payment.updated_at)
             .bind(change)
             .fetch_one(&self.pool)
