@@ -40,6 +40,13 @@ struct Args {
     /// Seed demo data even on a database.
     #[arg(long, env = "EMS_DEMO")]
     demo: bool,
+    /// PostgreSQL: write the documents of holds, bookings and payments as
+    /// `json` from now on, for every server of this version that starts
+    /// afterwards (a database this version creates does so from the start).
+    /// Only once no server of a version before migration 0005 uses the
+    /// database: those read `jsonb` documents only.
+    #[arg(long, env = "EMS_WRITE_DOCUMENTS_AS_JSON")]
+    write_documents_as_json: bool,
     /// Log as JSON lines (the default when not on a terminal).
     #[arg(long, env = "EMS_LOG_JSON")]
     log_json: Option<bool>,
@@ -61,6 +68,13 @@ type Backend = (
 );
 
 async fn store(args: &Args) -> Result<Backend, Box<dyn std::error::Error>> {
+    let postgres = args
+        .database_url
+        .as_deref()
+        .is_some_and(|url| url.starts_with("postgres://") || url.starts_with("postgresql://"));
+    if args.write_documents_as_json && !postgres {
+        return Err("--write-documents-as-json applies to a PostgreSQL database".into());
+    }
     match args.database_url.as_deref() {
         None => Ok((
             Arc::new(ems_storage_memory::MemoryStore::new()),
@@ -71,6 +85,9 @@ async fn store(args: &Args) -> Result<Backend, Box<dyn std::error::Error>> {
         Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             let store = ems_storage_postgres::PostgresStore::connect(url).await?;
             store.migrate().await?;
+            if args.write_documents_as_json {
+                store.write_documents_as_json().await?;
+            }
             let credentials = ems_http::auth::PostgresCredentials::new(store.pool().clone());
             credentials.ensure_schema().await?;
             Ok((Arc::new(store), "postgres", Arc::new(credentials)))
