@@ -56,14 +56,19 @@ async fn combiner(buyers: &[usize], secs: u64) {
             (onsale::Mode::Hold, "holds"),
             (onsale::Mode::Checkout, "checkouts"),
         ] {
-            for (batching, with_holds) in [
-                (HoldBatching::Off, false),
-                (HoldBatching::On, false),
-                (HoldBatching::On, true),
+            // The last: as the default, on a database upgraded from a
+            // version that wrote documents as `jsonb` and not yet told to
+            // write `json` (`PostgresStore::write_documents_as_json`).
+            for (batching, with_holds, jsonb) in [
+                (HoldBatching::Off, false, false),
+                (HoldBatching::On, false, false),
+                (HoldBatching::On, true, false),
+                (HoldBatching::On, true, true),
             ] {
-                let on = match (batching, with_holds) {
-                    (_, true) => "merged",
-                    (HoldBatching::On, _) => "on",
+                let on = match (batching, with_holds, jsonb) {
+                    (_, _, true) => "jsonb",
+                    (_, true, _) => "merged",
+                    (HoldBatching::On, ..) => "on",
                     _ => "off",
                 };
                 // Only checkouts open bookings.
@@ -76,17 +81,25 @@ async fn combiner(buyers: &[usize], secs: u64) {
                     .await
                     .expect("the PostgreSQL server (DATABASE_URL) is reachable");
                 let connections = (n as u32 + 2).min(80);
+                let migrator = pool_store(options.clone(), 1).await.expect("pool connects");
+                migrator.migrate().await.expect("migrations apply");
+                if jsonb {
+                    sqlx::query("DELETE FROM ems_settings WHERE name = 'documents'")
+                        .execute(migrator.pool())
+                        .await
+                        .expect("setting removed");
+                }
+                migrator.pool().close().await;
                 let store = pool_store(options.clone(), connections)
                     .await
                     .expect("pool connects")
                     .opening_with_holds(with_holds);
-                store.migrate().await.expect("migrations apply");
                 let (ems, events) =
                     common::published_with(Arc::new(store.clone()), 1, 50_000_000, batching).await;
-                let label = if with_holds {
-                    "on, opened with holds"
-                } else {
-                    on
+                let label = match (with_holds, jsonb) {
+                    (_, true) => "on, opened with holds, documents as jsonb",
+                    (true, _) => "on, opened with holds",
+                    _ => on,
                 };
                 let run = onsale::run_many(
                     format!("hot {what}, batching {label}"),
@@ -141,6 +154,8 @@ async fn combiner(buyers: &[usize], secs: u64) {
 /// Whether a part of the combiner comparison runs: `EMS_BENCH_PARTS` (comma
 /// separated prefixes such as `floor`, `checkouts-on`, `holds-off-256`,
 /// `checkouts-merged-32` (bookings opened with their holds),
+/// `checkouts-jsonb-32` (the same on a database that writes documents as
+/// `jsonb`, as one upgraded from a version before migration `0005`),
 /// `holds-2services`) picks parts; unset runs them all.
 fn wanted(part: &str) -> bool {
     std::env::var("EMS_BENCH_PARTS").map_or(true, |parts| {
