@@ -18,7 +18,9 @@ use std::process::Command;
 use std::sync::Arc;
 
 use ems::postgres::PostgresStore;
-use ems_storage_postgres::testing::{fresh_database, pool_store, server_url};
+use ems_storage_postgres::testing::{
+    fresh_database, migrate_writing_jsonb, pool_store, server_url,
+};
 
 mod common;
 
@@ -81,19 +83,18 @@ async fn combiner(buyers: &[usize], secs: u64) {
                     .await
                     .expect("the PostgreSQL server (DATABASE_URL) is reachable");
                 let connections = (n as u32 + 2).min(80);
-                let migrator = pool_store(options.clone(), 1).await.expect("pool connects");
-                migrator.migrate().await.expect("migrations apply");
                 if jsonb {
-                    sqlx::query("DELETE FROM ems_settings WHERE name = 'documents'")
-                        .execute(migrator.pool())
+                    migrate_writing_jsonb(options.clone())
                         .await
-                        .expect("setting removed");
+                        .expect("migrations apply");
                 }
-                migrator.pool().close().await;
                 let store = pool_store(options.clone(), connections)
                     .await
                     .expect("pool connects")
                     .opening_with_holds(with_holds);
+                if !jsonb {
+                    store.migrate().await.expect("migrations apply");
+                }
                 let (ems, events) =
                     common::published_with(Arc::new(store.clone()), 1, 50_000_000, batching).await;
                 let label = match (with_holds, jsonb) {

@@ -156,6 +156,8 @@ impl BookingStore for PostgresStore {
         {
             return Ok(existing);
         }
+        // Looked up (the first time) before the transaction takes a connection.
+        let docs = self.docs().await;
         let mut tx = begin(&self.pool).await?;
         // The hold's row lock orders racing bookings of one hold.
         let hold = read_hold(&mut *tx, booking.hold_id, true)
@@ -180,7 +182,6 @@ impl BookingStore for PostgresStore {
             customer: booking.customer,
         };
         // Booking, the hold's link to it and the domain event in one statement.
-        let docs = self.docs().await;
         let sql = format!(
             "WITH b AS (INSERT INTO ems_bookings (id, event_id, customer, hold_id, idempotency_key, \
                  status, reason, total, currency, created_at, updated_at, version, {doc}) \

@@ -11,7 +11,6 @@
 //! operations, which give exactly the answer they would have given alone.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::OnceLock;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -30,7 +29,7 @@ use uuid::Uuid;
 use crate::batch_fn::BatchStatement;
 use crate::booking::check_tickets;
 use crate::inventory::hold_and_open_on_known;
-use crate::row::{self, json, json_text, per_docs, tag, Docs, JsonText, Jsonb, BOOKING};
+use crate::row::{self, json, json_text, tag, Docs, JsonText, Jsonb, PerDocs, BOOKING};
 use crate::{db, PostgresStore};
 
 /// The answer of a request decided by the batch (after its commit, a request's
@@ -208,8 +207,8 @@ impl PostgresStore {
 
 /// The statement of a batch of openings (see `open_batch`), built once.
 pub(crate) fn open_sql(docs: Docs) -> &'static str {
-    static SQL: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
-    per_docs(&SQL, docs, |docs| {
+    static SQL: PerDocs = PerDocs::new();
+    SQL.get(docs, |docs| {
         format!(
             "WITH {}, \
              l AS (SELECT id, event_id, customer, status, booking_id, expires_at, total, currency, \
@@ -251,8 +250,8 @@ pub(crate) fn open_sql(docs: Docs) -> &'static str {
 /// active holds by expiry instead, which reads every active hold of every
 /// event for each booking.
 pub(crate) fn settle_sql(docs: Docs) -> &'static str {
-    static SQL: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
-    per_docs(&SQL, docs, |docs| {
+    static SQL: PerDocs = PerDocs::new();
+    SQL.get(docs, |docs| {
         format!(
             "WITH u AS (SELECT * FROM unnest($1::uuid[], $2::text[], $3::numeric[], \
                  $4::text[], $5::int8[], $6::json[], $7::jsonb[], $8::uuid[], \

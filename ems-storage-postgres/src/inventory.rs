@@ -12,8 +12,8 @@ use uuid::Uuid;
 
 use crate::batch_fn::BatchStatement;
 use crate::row::{
-    self, begin, commit, count, from_doc, get, json, json_text, per_docs, record, tag, Docs,
-    JsonText, Jsonb, Tx, HOLD,
+    self, begin, commit, count, from_doc, get, json, json_text, record, tag, Docs, JsonText, Jsonb,
+    PerDocs, Tx, HOLD,
 };
 use crate::{db, PostgresStore};
 
@@ -1188,9 +1188,8 @@ async fn hold_batch(
 /// The statement of a hold batch under the event's lock (see `hold_batch`):
 /// counters, holds and domain events; the holds it inserted. Built once.
 fn locked_hold_batch_sql(docs: Docs) -> &'static str {
-    static SQL: [std::sync::OnceLock<String>; 2] =
-        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
-    per_docs(&SQL, docs, |docs| {
+    static SQL: PerDocs = PerDocs::new();
+    SQL.get(docs, |docs| {
         format!(
             "{DEMAND_CTES}, {} SELECT count(*) FROM h",
             hold_rows_ctes("", docs)
@@ -1213,9 +1212,8 @@ fn still_known_sql() -> &'static str {
 /// The statement of a hold batch on a known event (see
 /// `hold_batch_on_known`): 1 if it wrote, else 0. Built once.
 fn known_hold_batch_sql(docs: Docs) -> &'static str {
-    static SQL: [std::sync::OnceLock<String>; 2] =
-        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
-    per_docs(&SQL, docs, |docs| {
+    static SQL: PerDocs = PerDocs::new();
+    SQL.get(docs, |docs| {
         format!(
             "WITH g AS (UPDATE ems_events e SET taken = e.taken + $2, seq = e.seq + 1 \
                         WHERE {} RETURNING 1 AS go), \
@@ -1425,9 +1423,8 @@ pub(crate) async fn hold_and_open_on_known(
 /// booking opened (see `hold_and_open_on_known`), built once.
 pub(crate) fn hold_and_open_sql(docs: Docs) -> &'static str {
     use crate::checkout::{payments_of_booked, BookingColumns, PaymentColumns};
-    static SQL: [std::sync::OnceLock<String>; 2] =
-        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
-    per_docs(&SQL, docs, |docs| {
+    static SQL: PerDocs = PerDocs::new();
+    SQL.get(docs, |docs| {
         format!(
             "WITH g AS (UPDATE ems_events e SET taken = e.taken + $2, seq = e.seq + 1 \
                  WHERE {unchanged} RETURNING 1 AS go), \

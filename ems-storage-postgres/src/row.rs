@@ -71,9 +71,7 @@ impl sqlx::Encode<'_, Postgres> for JsonText {
 
 /// A record as JSON text, for a `json` parameter.
 pub(crate) fn json_text<T: Serialize + ?Sized>(value: &T) -> Result<JsonText> {
-    serde_json::value::to_raw_value(value)
-        .map(JsonText)
-        .map_err(|e| Error::invalid("record", e.to_string()))
+    json(value).map(|text| JsonText(text.0))
 }
 
 /// Where this version writes the documents of holds, bookings and payments
@@ -115,13 +113,22 @@ impl Docs {
     }
 }
 
-/// A statement built once per document format: `cache`'s slot for `docs`.
-pub(crate) fn per_docs(
-    cache: &'static [std::sync::OnceLock<String>; 2],
-    docs: Docs,
-    build: impl FnOnce(Docs) -> String,
-) -> &'static str {
-    cache[docs.index()].get_or_init(|| build(docs))
+/// A statement built once per document format.
+pub(crate) struct PerDocs([std::sync::OnceLock<String>; 2]);
+
+impl PerDocs {
+    pub(crate) const fn new() -> Self {
+        Self([std::sync::OnceLock::new(), std::sync::OnceLock::new()])
+    }
+
+    /// The statement for `docs`, built by `build` the first time.
+    pub(crate) fn get(
+        &'static self,
+        docs: Docs,
+        build: impl FnOnce(Docs) -> String,
+    ) -> &'static str {
+        self.0[docs.index()].get_or_init(|| build(docs))
+    }
 }
 
 /// Where a store writes documents: not looked up yet (0), or a [`Docs`]

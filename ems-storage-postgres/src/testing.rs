@@ -76,6 +76,22 @@ pub async fn fresh_store(prefix: &str, connections: u32) -> Result<PostgresStore
     Ok(store)
 }
 
+/// Migrates the database `options` name through a pool of its own, then
+/// removes the setting that makes a new database write documents as `json`:
+/// the database is then as one upgraded from a version before migration
+/// `0005` and not yet switched ([`PostgresStore::write_documents_as_json`]).
+/// Stores opened on it afterwards write documents as `jsonb`.
+pub async fn migrate_writing_jsonb(options: PgConnectOptions) -> Result<()> {
+    let migrator = pool_store(options, 1).await?;
+    migrator.migrate().await?;
+    sqlx::query("DELETE FROM ems_settings WHERE name = 'documents'")
+        .execute(migrator.pool())
+        .await
+        .map_err(db)?;
+    migrator.pool().close().await;
+    Ok(())
+}
+
 /// A store with its own pool on the database `options` name.
 pub async fn pool_store(options: PgConnectOptions, connections: u32) -> Result<PostgresStore> {
     let pool = PgPoolOptions::new()

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use ems_core::testkit::TestStores;
-use ems_storage_postgres::testing::{fresh_database, pool_store};
+use ems_storage_postgres::testing::{fresh_database, migrate_writing_jsonb, pool_store};
 
 /// Two pools on a fresh, migrated database, opening bookings with their
 /// holds or not.
@@ -30,19 +30,15 @@ async fn two_pools(open_with_holds: bool) -> TestStores {
     TestStores::new(Arc::new(a), Arc::new(b))
 }
 
-/// [`two_pools`] on a database that writes documents as `jsonb`: migrated
-/// by another pool, then without the setting that a new database gets.
+/// [`two_pools`] on a database that writes documents as `jsonb`, as one
+/// upgraded from a version before migration `0005` and not yet switched.
 async fn two_pools_writing_jsonb() -> TestStores {
     let options = fresh_database("ems_test")
         .await
         .expect("the test PostgreSQL (DATABASE_URL) is reachable");
-    let migrator = pool_store(options.clone(), 1).await.expect("pool connects");
-    migrator.migrate().await.expect("migrations apply");
-    sqlx::query("DELETE FROM ems_settings WHERE name = 'documents'")
-        .execute(migrator.pool())
+    migrate_writing_jsonb(options.clone())
         .await
-        .expect("setting removed");
-    migrator.pool().close().await;
+        .expect("migrations apply");
     let a = pool_store(options.clone(), 12)
         .await
         .expect("pool a connects");
