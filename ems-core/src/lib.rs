@@ -277,6 +277,13 @@ impl Ems {
         &self.inner.store
     }
 
+    /// The store as its ports: calls go straight to the backend. (A call on
+    /// the `Arc` itself would go through the `Arc`'s forwarding impl, one
+    /// more boxed future per call.)
+    pub(crate) fn port(&self) -> &dyn Store {
+        &*self.inner.store
+    }
+
     /// Whether holds (and the checkout steps after them) go through batches.
     pub fn batches_holds(&self) -> bool {
         self.inner.combiner.is_some()
@@ -286,7 +293,7 @@ impl Ems {
     pub(crate) async fn reserve(&self, request: inventory::HoldRequest) -> Result<inventory::Hold> {
         match &self.inner.combiner {
             Some(c) => c.hold(request).await,
-            None => self.inner.store.try_hold(&request).await,
+            None => self.port().try_hold(&request).await,
         }
     }
 
@@ -322,8 +329,7 @@ impl Ems {
             Some(c) => c.run(request).await,
             // A batch of one: a store may open it in one step.
             None => sole_answer(
-                self.inner
-                    .store
+                self.port()
                     .open_checkouts(std::slice::from_ref(&request))
                     .await,
             ),
@@ -346,8 +352,7 @@ impl Ems {
         match &self.inner.settles {
             Some(c) => c.run(request).await,
             None => sole_answer(
-                self.inner
-                    .store
+                self.port()
                     .settle_paid(std::slice::from_ref(&request))
                     .await,
             ),

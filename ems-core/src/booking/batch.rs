@@ -308,7 +308,7 @@ impl crate::batch::BatchOp for OpenOp {
         open_one(&*self.0, request).await
     }
     async fn batch(&self, requests: &[OpenCheckout]) -> Vec<Result<Opened>> {
-        self.0.open_checkouts(requests).await
+        (*self.0).open_checkouts(requests).await
     }
     // A caller that left finds its booking pending: retrying its key resumes it,
     // and otherwise its hold lapses and the booking expires with it.
@@ -330,7 +330,7 @@ impl crate::batch::BatchOp for SettleOp {
         settle_one(&*self.0, request).await
     }
     async fn batch(&self, requests: &[SettlePaid]) -> Vec<Result<Settled>> {
-        self.0.settle_paid(requests).await
+        (*self.0).settle_paid(requests).await
     }
     // A caller that left has been paid and confirmed all the same; the booking
     // and its tickets are there for the customer to read.
@@ -349,15 +349,17 @@ impl crate::batch::BatchOp for HoldOpenOp {
         request.hold.event_id
     }
     async fn one(&self, request: &HoldAndOpen) -> Result<HeldAndOpened> {
-        crate::sole_answer(self.0.hold_and_open(std::slice::from_ref(request)).await)
+        crate::sole_answer((*self.0).hold_and_open(std::slice::from_ref(request)).await)
     }
     async fn batch(&self, requests: &[HoldAndOpen]) -> Vec<Result<HeldAndOpened>> {
-        self.0.hold_and_open(requests).await
+        (*self.0).hold_and_open(requests).await
     }
     async fn abandoned(&self, request: &HoldAndOpen, answer: HeldAndOpened) {
         // Its caller left while the batch was out: give the units back (which
         // fails the booking opened on the hold, if any). Should that fail,
         // the hold still lapses at its expiry and its booking with it.
-        let _ = self.0.release_hold(answer.hold.id, request.hold.now).await;
+        let _ = (*self.0)
+            .release_hold(answer.hold.id, request.hold.now)
+            .await;
     }
 }

@@ -108,7 +108,7 @@ impl Ems {
         let batching = self.batches_holds();
         if !batching {
             if let Some(existing) = self
-                .store()
+                .port()
                 .booking_by_key(customer, &request.idempotency_key)
                 .await?
             {
@@ -168,7 +168,7 @@ impl Ems {
                     return Err(e);
                 }
                 return match self
-                    .store()
+                    .port()
                     .booking_by_key(customer, &request.idempotency_key)
                     .await?
                 {
@@ -188,7 +188,7 @@ impl Ems {
                 // Compensate unless our booking got opened: then it stays pending
                 // and a retry with the key resumes it.
                 let opened = self
-                    .store()
+                    .port()
                     .booking_by_key(customer, &request.idempotency_key)
                     .await
                     .ok()
@@ -239,7 +239,7 @@ impl Ems {
             });
         }
         if existing.status == BookingStatus::Pending {
-            let mut payments = self.store().payments_for_booking(existing.id).await?;
+            let mut payments = self.port().payments_for_booking(existing.id).await?;
             match payments.pop() {
                 // The first attempt stopped between booking and payment.
                 None => return self.pay(existing).await,
@@ -254,9 +254,9 @@ impl Ems {
     }
 
     async fn checkout_state(&self, booking: Booking) -> Result<Checkout> {
-        let payment = self.store().payments_for_booking(booking.id).await?.pop();
+        let payment = self.port().payments_for_booking(booking.id).await?.pop();
         let tickets = if booking.status == BookingStatus::Confirmed {
-            self.store()
+            self.port()
                 .tickets_for_booking(booking.id)
                 .await?
                 .into_iter()
@@ -276,7 +276,7 @@ impl Ems {
     async fn pay(&self, booking: Booking) -> Result<Checkout> {
         let payment = OpenCheckout::new(booking.clone(), self.now()).payment;
         let ours = payment.id;
-        let payment = self.store().insert_payment(&payment).await?;
+        let payment = self.port().insert_payment(&payment).await?;
         self.charge(booking, payment, ours).await
     }
 
@@ -305,13 +305,15 @@ impl Ems {
             customer: booking.customer,
             description: format!("booking {}", booking.id),
         };
-        let mut outcome = gateway.create_payment(&request).await;
+        let mut outcome = (*gateway).create_payment(&request).await;
         if let Ok(GatewayPayment {
             reference,
             status: GatewayPaymentStatus::Authorized,
         }) = &outcome
         {
-            outcome = gateway.capture(reference, &request.idempotency_key).await;
+            outcome = (*gateway)
+                .capture(reference, &request.idempotency_key)
+                .await;
         }
         match outcome {
             Ok(GatewayPayment {
@@ -369,11 +371,11 @@ impl Ems {
     }
 
     async fn fail_pending(&self, booking: BookingId, reason: BookingReason) -> Result<Booking> {
-        self.store().fail_booking(booking, reason, self.now()).await
+        self.port().fail_booking(booking, reason, self.now()).await
     }
 
     pub(crate) async fn booking_record(&self, id: BookingId) -> Result<Booking> {
-        self.store()
+        self.port()
             .booking(id)
             .await?
             .ok_or_else(|| Error::not_found("booking", id))
@@ -404,11 +406,11 @@ impl Ems {
             next.failure = failure.clone();
             next.updated_at = self.now();
             next.version += 1;
-            match self.store().update_payment(&next).await {
+            match self.port().update_payment(&next).await {
                 Ok(()) => return Ok(next),
                 Err(Error::Conflict { .. }) => {
                     current = self
-                        .store()
+                        .port()
                         .payment(current.id)
                         .await?
                         .ok_or_else(|| Error::not_found("payment", current.id))?;
@@ -480,7 +482,7 @@ impl Ems {
             None => self.booking_record(payment.booking_id).await?,
         };
         let request = ConfirmBooking::issuing(&booking, self.now());
-        let outcome = self.store().confirm_booking(&request).await?;
+        let outcome = self.port().confirm_booking(&request).await?;
         self.confirmed(payment, request, outcome).await
     }
 
@@ -508,7 +510,7 @@ impl Ems {
     }
 
     async fn refund_unfulfilled(&self, booking: &Booking, payment: &Payment) -> Result<()> {
-        let existing = self.store().refunds_for_booking(booking.id).await?;
+        let existing = self.port().refunds_for_booking(booking.id).await?;
         let already: Vec<_> = existing
             .iter()
             .filter(|r| r.payment_id == payment.id)
@@ -527,7 +529,7 @@ impl Ems {
             return Ok(());
         }
         let refund = self.new_refund(payment, refundable, "booking could not be fulfilled");
-        match self.store().insert_refund(&refund).await {
+        match self.port().insert_refund(&refund).await {
             Ok(()) => self.execute_refund(refund).await.map(|_| ()),
             // A concurrent delivery of the same success already recorded it.
             Err(Error::InvalidInput {
@@ -557,7 +559,7 @@ impl Ems {
     /// Sends a recorded refund to its payment's gateway and records the answer.
     async fn execute_refund(&self, refund: Refund) -> Result<Refund> {
         let payment = self
-            .store()
+            .port()
             .payment(refund.payment_id)
             .await?
             .ok_or_else(|| Error::not_found("payment", refund.payment_id))?;
@@ -574,7 +576,7 @@ impl Ems {
                     amount: refund.amount,
                     reason: refund.reason.clone(),
                 };
-                match gateway.refund(&request).await {
+                match (*gateway).refund(&request).await {
                     Ok(r) => {
                         next.status = RefundStatus::Succeeded;
                         next.reference = Some(r.reference);
@@ -591,7 +593,7 @@ impl Ems {
                 next.failure = Some(format!("payment {} has no gateway reference", payment.id));
             }
         }
-        self.store().update_refund(&next).await?;
+        self.port().update_refund(&next).await?;
         Ok(next)
     }
 
@@ -599,7 +601,7 @@ impl Ems {
     /// never paid out twice). The event's organizers, admins and the system.
     pub async fn retry_refund(&self, actor: &Actor, refund: RefundId) -> Result<Refund> {
         let r = self
-            .store()
+            .port()
             .refund(refund)
             .await?
             .ok_or_else(|| Error::not_found("refund", refund))?;
@@ -623,7 +625,7 @@ impl Ems {
         let gateway = self.gateway(gateway_name)?;
         let event = gateway.parse_webhook(request)?;
         let payment = self
-            .store()
+            .port()
             .payment_by_reference(gateway_name, &event.payment_reference)
             .await?
             .ok_or_else(|| Error::not_found("payment", &event.payment_reference))?;
@@ -669,7 +671,7 @@ impl Ems {
     pub async fn reconcile_payment(&self, actor: &Actor, payment: PaymentId) -> Result<Checkout> {
         actor.require_privileged("reconcile payment")?;
         let p = self
-            .store()
+            .port()
             .payment(payment)
             .await?
             .ok_or_else(|| Error::not_found("payment", payment))?;
@@ -684,7 +686,7 @@ impl Ems {
         }
         let gateway = self.gateway(&p.gateway)?;
         let answer = match &p.reference {
-            Some(r) => gateway.payment_status(r).await,
+            Some(r) => (*gateway).payment_status(r).await,
             None => {
                 let booking = self.booking_record(p.booking_id).await?;
                 // Same idempotency key: the gateway returns the original attempt.
@@ -774,7 +776,7 @@ impl Ems {
         }
         let (limit, before) = page.keyset::<BookingId>()?;
         let rows = self
-            .store()
+            .port()
             .bookings_for_customer(customer, before, limit + 1)
             .await?;
         Ok(Page::from_overfetch(rows, limit, |b: &Booking| b.id))
@@ -788,14 +790,14 @@ impl Ems {
         page: PageRequest,
     ) -> Result<Page<Booking>> {
         let e = self
-            .store()
+            .port()
             .event(event)
             .await?
             .ok_or_else(|| Error::not_found("event", event))?;
         actor.require_manages(e.organization, "list bookings")?;
         let (limit, before) = page.keyset::<BookingId>()?;
         let rows = self
-            .store()
+            .port()
             .bookings_for_event(event, before, limit + 1)
             .await?;
         Ok(Page::from_overfetch(rows, limit, |b: &Booking| b.id))
@@ -809,8 +811,8 @@ impl Ems {
     ) -> Result<(Vec<Payment>, Vec<Refund>)> {
         self.booking(actor, booking).await?;
         Ok((
-            self.store().payments_for_booking(booking).await?,
-            self.store().refunds_for_booking(booking).await?,
+            self.port().payments_for_booking(booking).await?,
+            self.port().refunds_for_booking(booking).await?,
         ))
     }
 
@@ -833,7 +835,7 @@ impl Ems {
             (BookingReason::OrganizerCancelled, Decimal::ONE_HUNDRED)
         } else {
             let event = self
-                .store()
+                .port()
                 .event(booking.event_id)
                 .await?
                 .ok_or_else(|| Error::not_found("event", booking.event_id))?;
@@ -864,7 +866,7 @@ impl Ems {
     ) -> Result<Booking> {
         let booking = self.booking_record(id).await?;
         let payment = self
-            .store()
+            .port()
             .payments_for_booking(id)
             .await?
             .into_iter()
@@ -881,7 +883,7 @@ impl Ems {
             _ => None,
         };
         let cancelled = self
-            .store()
+            .port()
             .cancel_booking(&CancelBooking {
                 booking_id: id,
                 reason,
@@ -890,7 +892,7 @@ impl Ems {
             })
             .await?;
         if let Some(r) = refund {
-            if self.store().refund(r.id).await?.is_some() {
+            if self.port().refund(r.id).await?.is_some() {
                 self.execute_refund(r).await?;
             }
         }

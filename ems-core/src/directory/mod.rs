@@ -121,13 +121,13 @@ impl Ems {
             name: validate_name("name", name, 200)?,
             created_at: self.now(),
         };
-        self.store().insert_organization(&org).await?;
+        self.port().insert_organization(&org).await?;
         Ok(org)
     }
 
     /// Reads an organization.
     pub async fn organization(&self, id: OrganizationId) -> Result<Organization> {
-        self.store()
+        self.port()
             .organization(id)
             .await?
             .ok_or_else(|| Error::not_found("organization", id))
@@ -177,7 +177,7 @@ impl Ems {
             organization,
             created_at: self.now(),
         };
-        self.store().insert_user(&user).await?;
+        self.port().insert_user(&user).await?;
         Ok(user)
     }
 
@@ -189,7 +189,7 @@ impl Ems {
                 "only the user itself or an admin",
             ));
         }
-        self.store()
+        self.port()
             .user(id)
             .await?
             .ok_or_else(|| Error::not_found("user", id))

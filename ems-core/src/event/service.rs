@@ -181,14 +181,14 @@ impl Ems {
             created_at: now,
             updated_at: now,
         };
-        self.store().insert_event(&event).await?;
+        self.port().insert_event(&event).await?;
         Ok(event)
     }
 
     /// Reads an event. Drafts are visible only to their organizers and admins.
     pub async fn event(&self, actor: &Actor, id: crate::id::EventId) -> Result<Event> {
         let event = self
-            .store()
+            .port()
             .event(id)
             .await?
             .ok_or_else(|| Error::not_found("event", id))?;
@@ -205,7 +205,7 @@ impl Ems {
         action: &'static str,
     ) -> Result<Event> {
         let event = self
-            .store()
+            .port()
             .event(id)
             .await?
             .ok_or_else(|| Error::not_found("event", id))?;
@@ -232,7 +232,7 @@ impl Ems {
     ) -> Result<Event> {
         event.version += 1;
         event.updated_at = self.now();
-        self.store().update_event(&event, change).await?;
+        self.port().update_event(&event, change).await?;
         Ok(event)
     }
 
@@ -391,7 +391,7 @@ impl Ems {
             return Err(Error::invalid_state("event", id, event.status, "cancel"));
         }
         let cancellation = self
-            .store()
+            .port()
             .cancel_event(id, expected_version, self.now())
             .await?;
         // Its facilities next; if this step fails, `release_event_facilities` retries it.
@@ -431,7 +431,7 @@ impl Ems {
             after,
             limit: limit + 1,
         };
-        let rows = self.store().list_events(&query).await?;
+        let rows = self.port().list_events(&query).await?;
         Ok(Page::from_overfetch(rows, limit, |e: &Event| {
             (e.starts_at, e.id)
         }))

@@ -107,12 +107,12 @@ impl Ems {
             venue: new.venue,
             created_at: self.now(),
         };
-        self.store().insert_resource(&resource).await?;
+        self.port().insert_resource(&resource).await?;
         Ok(resource)
     }
 
     async fn resource_record(&self, id: ResourceId) -> Result<Resource> {
-        self.store()
+        self.port()
             .resource(id)
             .await?
             .ok_or_else(|| Error::not_found("resource", id))
@@ -133,7 +133,7 @@ impl Ems {
         }
         if let Some(e) = event {
             let ev = self
-                .store()
+                .port()
                 .event(e)
                 .await?
                 .ok_or_else(|| Error::not_found("event", e))?;
@@ -181,7 +181,7 @@ impl Ems {
                 created_at: now,
             });
         }
-        self.store().book_facilities(&bookings).await?;
+        self.port().book_facilities(&bookings).await?;
         Ok(bookings)
     }
 
@@ -193,12 +193,12 @@ impl Ems {
         booking: FacilityBookingId,
     ) -> Result<Vec<FacilityBooking>> {
         let b = self
-            .store()
+            .port()
             .facility_booking(booking)
             .await?
             .ok_or_else(|| Error::not_found("facility booking", booking))?;
         actor.require_manages(b.organization, "cancel facilities")?;
-        self.store().cancel_package(b.package, self.now()).await
+        self.port().cancel_package(b.package, self.now()).await
     }
 
     /// Whether `quantity` of `resource` is free for all of `[start, end)`.
@@ -210,7 +210,7 @@ impl Ems {
         quantity: u32,
     ) -> Result<bool> {
         let booked = self
-            .store()
+            .port()
             .facility_bookings(resource.id, start, end)
             .await?;
         Ok(peak_usage(&booked, start, end) + quantity <= resource.units())
@@ -263,7 +263,7 @@ impl Ems {
             }
         }
         let mut other_resources = Vec::new();
-        for other in self.store().resources(None, Some(&r.kind)).await? {
+        for other in self.port().resources(None, Some(&r.kind)).await? {
             if other.id == r.id
                 || other.units() < quantity
                 || other.price.currency() != r.price.currency()
@@ -294,7 +294,7 @@ impl Ems {
         date: NaiveDate,
     ) -> Result<Vec<(Resource, Vec<SlotAvailability>)>> {
         let mut out = Vec::new();
-        for r in self.store().resources(organization, Some(kind)).await? {
+        for r in self.port().resources(organization, Some(kind)).await? {
             let slots = self.resource_availability(r.id, date).await?;
             out.push((r, slots));
         }
@@ -309,12 +309,12 @@ impl Ems {
         event: crate::id::EventId,
     ) -> Result<Vec<FacilityBooking>> {
         let e = self
-            .store()
+            .port()
             .event(event)
             .await?
             .ok_or_else(|| Error::not_found("event", event))?;
         actor.require_manages(e.organization, "read event facilities")?;
-        self.store().event_facilities(event).await
+        self.port().event_facilities(event).await
     }
 
     /// Cancels every facility package booked for `event` (idempotent; cancelling
@@ -325,13 +325,13 @@ impl Ems {
         event: crate::id::EventId,
     ) -> Result<u32> {
         let e = self
-            .store()
+            .port()
             .event(event)
             .await?
             .ok_or_else(|| Error::not_found("event", event))?;
         actor.require_manages(e.organization, "release facilities")?;
         let mut packages: Vec<_> = self
-            .store()
+            .port()
             .event_facilities(event)
             .await?
             .into_iter()
@@ -340,7 +340,7 @@ impl Ems {
         packages.sort();
         packages.dedup();
         for p in &packages {
-            self.store().cancel_package(*p, self.now()).await?;
+            self.port().cancel_package(*p, self.now()).await?;
         }
         Ok(packages.len() as u32)
     }
@@ -385,10 +385,7 @@ impl Ems {
         ) else {
             return Ok(grid);
         };
-        let booked = self
-            .store()
-            .facility_bookings(resource, first, last)
-            .await?;
+        let booked = self.port().facility_bookings(resource, first, last).await?;
         // Bookings come by start; a booking reaching a slot starts at most `longest`
         // before it, so each slot looks at a short run found by binary search.
         let longest = booked
@@ -422,7 +419,7 @@ impl Ems {
             let Ok((start, end)) = local_interval(&r, &when) else {
                 continue;
             };
-            let booked = self.store().facility_bookings(resource, start, end).await?;
+            let booked = self.port().facility_bookings(resource, start, end).await?;
             let used = peak_usage(&booked, start, end);
             out.push(SlotAvailability {
                 slot: slot.name.clone(),

@@ -76,7 +76,7 @@ impl Ems {
         action: &'static str,
     ) -> Result<crate::event::Event> {
         let event = self
-            .store()
+            .port()
             .event(event_id)
             .await?
             .ok_or_else(|| Error::not_found("event", event_id))?;
@@ -117,7 +117,7 @@ impl Ems {
             pricing: new.pricing,
             version: 1,
         };
-        self.store().insert_tier(&tier).await?;
+        self.port().insert_tier(&tier).await?;
         Ok(tier)
     }
 
@@ -135,7 +135,7 @@ impl Ems {
             .await?;
         validate_tier(&event, &new)?;
         let current = self
-            .store()
+            .port()
             .tiers(event_id)
             .await?
             .into_iter()
@@ -162,7 +162,7 @@ impl Ems {
             version: current.version + 1,
             ..current
         };
-        self.store().update_tier(&tier).await?;
+        self.port().update_tier(&tier).await?;
         Ok(tier)
     }
 
@@ -182,14 +182,14 @@ impl Ems {
             name: validate_text("name", name, 100, true)?,
             capacity: validate_capacity("capacity", capacity)?,
         };
-        self.store().insert_shared_quota(&quota).await?;
+        self.port().insert_shared_quota(&quota).await?;
         Ok(quota)
     }
 
     /// An event's tiers (visible wherever the event is).
     pub async fn tiers(&self, actor: &Actor, event_id: EventId) -> Result<Vec<TicketTier>> {
         self.event(actor, event_id).await?;
-        self.store().tiers(event_id).await
+        self.port().tiers(event_id).await
     }
 
     /// What can be bought now, per tier and quota.
@@ -199,7 +199,7 @@ impl Ems {
         event_id: EventId,
     ) -> Result<EventAvailability> {
         self.event(actor, event_id).await?;
-        self.store().availability(event_id, self.now()).await
+        self.port().availability(event_id, self.now()).await
     }
 
     /// What `items` would cost if held now: the same rules and positions a hold
@@ -215,9 +215,9 @@ impl Ems {
         coupon: Option<&str>,
     ) -> Result<crate::pricing::Quote> {
         let event = self.event(actor, event_id).await?;
-        let tiers = self.store().tiers(event_id).await?;
+        let tiers = self.port().tiers(event_id).await?;
         let now = self.now();
-        let availability = self.store().availability(event_id, now).await?;
+        let availability = self.port().availability(event_id, now).await?;
         let taken = |k: QuotaKey| {
             availability
                 .quotas
@@ -237,7 +237,7 @@ impl Ems {
         };
         let coupon = match coupon {
             Some(code) => Some(
-                self.store()
+                self.port()
                     .coupon_by_code(event.organization, code)
                     .await?
                     .ok_or_else(|| {
@@ -317,7 +317,7 @@ impl Ems {
                 ref state,
                 ..
             } if state == "Draft" => {
-                let event = match self.store().event(event_id).await {
+                let event = match self.port().event(event_id).await {
                     Ok(Some(event)) => event,
                     Ok(None) => return Error::not_found("event", event_id),
                     Err(e) => return e,
@@ -334,7 +334,7 @@ impl Ems {
 
     /// Reads a hold: its customer, the event's organizers, admins.
     pub async fn hold(&self, actor: &Actor, id: HoldId) -> Result<Hold> {
-        let hold = self.store().hold(id).await?;
+        let hold = self.port().hold(id).await?;
         let owner = hold.as_ref().map(HoldOwner::of);
         visible(actor, id, owner, "read hold")?;
         hold.ok_or_else(|| Error::not_found("hold", id))
@@ -346,11 +346,11 @@ impl Ems {
         // store checks whose it is in the same step.
         if let (Actor::Customer { user }, false) = (actor, self.batches_holds()) {
             return self
-                .store()
+                .port()
                 .release_customer_hold(id, *user, self.now())
                 .await;
         }
-        let owner = self.store().hold_owner(id).await?;
+        let owner = self.port().hold_owner(id).await?;
         let owner = visible(actor, id, owner, "release hold")?;
         self.unreserve_hold(id, owner.event_id).await
     }
@@ -368,7 +368,7 @@ impl Ems {
         if older_than < Duration::zero() {
             return Err(Error::invalid("older_than", "must not be negative"));
         }
-        self.store()
+        self.port()
             .purge_ended_holds(self.now() - older_than, limit)
             .await
     }
@@ -376,7 +376,7 @@ impl Ems {
     /// Expires lapsed holds (up to `limit`); run it periodically. The system or admins.
     pub async fn sweep_expired(&self, actor: &Actor, limit: u32) -> Result<u32> {
         actor.require_privileged("sweep expired holds")?;
-        self.store().sweep_expired(self.now(), limit).await
+        self.port().sweep_expired(self.now(), limit).await
     }
 }
 

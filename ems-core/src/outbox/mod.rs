@@ -197,6 +197,6 @@ impl Ems {
                 format!("{limit} is outside 1..={}", crate::page::MAX_PAGE_SIZE),
             ));
         }
-        self.store().read_events(after, limit).await
+        self.port().read_events(after, limit).await
     }
 }

@@ -42,7 +42,7 @@ impl Ems {
             },
             CouponScope::Event(e) | CouponScope::Tier { event: e, .. } => {
                 let event = self
-                    .store()
+                    .port()
                     .event(e)
                     .await?
                     .ok_or_else(|| Error::not_found("event", e))?;
@@ -53,7 +53,7 @@ impl Ems {
                     ));
                 }
                 if let CouponScope::Tier { tier, .. } = new.scope {
-                    if !self.store().tiers(e).await?.iter().any(|t| t.id == tier) {
+                    if !self.port().tiers(e).await?.iter().any(|t| t.id == tier) {
                         return Err(Error::invalid(
                             "coupon.scope",
                             format!("tier {tier} is not a tier of event {e}"),
@@ -76,18 +76,18 @@ impl Ems {
             max_uses_per_customer: new.max_uses_per_customer,
         };
         coupon.validate(currency)?;
-        self.store().insert_coupon(&coupon).await?;
+        self.port().insert_coupon(&coupon).await?;
         Ok(coupon)
     }
 
     /// How many uses of a coupon are counted now: its organization's organizers and admins.
     pub async fn coupon_uses(&self, actor: &Actor, id: CouponId) -> Result<u32> {
         let c = self
-            .store()
+            .port()
             .coupon(id)
             .await?
             .ok_or_else(|| Error::not_found("coupon", id))?;
         actor.require_manages(c.organization, "read coupon")?;
-        self.store().coupon_uses(id).await
+        self.port().coupon_uses(id).await
     }
 }

@@ -122,7 +122,7 @@ impl Ems {
     /// A booking's tickets with their codes: its customer, the event's organizers, admins.
     pub async fn tickets(&self, actor: &Actor, booking: BookingId) -> Result<Vec<IssuedTicket>> {
         self.booking(actor, booking).await?;
-        let tickets = self.store().tickets_for_booking(booking).await?;
+        let tickets = self.port().tickets_for_booking(booking).await?;
         Ok(tickets.into_iter().map(|t| self.issue(t)).collect())
     }
 
@@ -135,7 +135,7 @@ impl Ems {
     /// system only. A forged or garbled code is refused without a store lookup.
     pub async fn check_in(&self, actor: &Actor, event: EventId, code: &str) -> Result<CheckIn> {
         let e = self
-            .store()
+            .port()
             .event(event)
             .await?
             .ok_or_else(|| Error::not_found("event", event))?;
@@ -153,6 +153,6 @@ impl Ems {
                 refusal: CheckInRefusal::WrongEvent { ticket_event },
             });
         }
-        self.store().check_in(ticket_id, event, self.now()).await
+        self.port().check_in(ticket_id, event, self.now()).await
     }
 }
