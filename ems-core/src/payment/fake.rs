@@ -37,6 +37,8 @@ pub enum FakeBehavior {
 
 #[derive(Debug, Clone)]
 struct FakePayment {
+    /// The idempotency key it was created under.
+    key: Box<str>,
     amount: Money,
     status: GatewayPaymentStatus,
     refunded: Money,
@@ -47,10 +49,15 @@ struct State {
     script: VecDeque<FakeBehavior>,
     default: Option<FakeBehavior>,
     refund_failures: u32,
-    /// By the uuid its reference spells (`fake_pay_{uuid}`): a reference is
-    /// parsed once per call instead of hashed as a string on every rehash.
+    /// By the number its reference spells (`fake_pay_{32 hex digits}`): a
+    /// reference is parsed once per call instead of hashed as a string on
+    /// every rehash. The number is a keyed 128-bit digest of the payment's
+    /// idempotency key (see [`State::number`]), so one map serves lookups
+    /// by reference and by key.
     payments: Map<Uuid, FakePayment>,
-    by_key: Map<String, Uuid>,
+    /// Two independently seeded hashers (random per gateway), one for each
+    /// half of a payment's number.
+    numbering: [ahash::RandomState; 2],
     refunds: Map<String, GatewayRefund>,
     create_calls: u32,
     refund_calls: u32,
@@ -79,6 +86,16 @@ fn payment_id(reference: &str) -> Option<Uuid> {
 }
 
 impl State {
+    /// The number of the payment created under idempotency key `key`: a
+    /// keyed digest, so a retried key finds its payment with one lookup.
+    /// The payment found is checked against the key, so even a collision
+    /// (odds about 2^-128 per pair) is refused rather than answered with
+    /// another key's payment.
+    fn number(&self, key: &str) -> Uuid {
+        let [a, b] = &self.numbering;
+        Uuid::from_u64_pair(a.hash_one(key), b.hash_one(key))
+    }
+
     fn payment_mut(&mut self, reference: &str) -> Option<&mut FakePayment> {
         self.payments.get_mut(&payment_id(reference)?)
     }
@@ -246,11 +263,16 @@ impl PaymentGateway for FakeGateway {
         &self,
         request: &PaymentRequest,
     ) -> Result<GatewayPayment, GatewayError> {
-        let behavior = {
+        let (id, behavior) = {
             let mut s = self.state.lock();
             s.create_calls += 1;
-            if let Some(&id) = s.by_key.get(&request.idempotency_key) {
-                let p = &s.payments[&id];
+            let id = s.number(&request.idempotency_key);
+            if let Some(p) = s.payments.get(&id) {
+                if *p.key != *request.idempotency_key {
+                    return Err(GatewayError::Rejected {
+                        reason: "idempotency key collides with another payment's".into(),
+                    });
+                }
                 if p.amount != request.amount {
                     return Err(GatewayError::Rejected {
                         reason: "idempotency key reused with another amount".into(),
@@ -261,10 +283,12 @@ impl PaymentGateway for FakeGateway {
                     status: p.status.clone(),
                 });
             }
-            s.script
+            let behavior = s
+                .script
                 .pop_front()
                 .or_else(|| s.default.clone())
-                .unwrap_or(FakeBehavior::Succeed)
+                .unwrap_or(FakeBehavior::Succeed);
+            (id, behavior)
         };
         if let FakeBehavior::Delay(d) = &behavior {
             tokio::time::sleep(*d).await;
@@ -287,13 +311,12 @@ impl PaymentGateway for FakeGateway {
                 })
             }
         };
-        let id = Uuid::now_v7();
         {
             let mut s = self.state.lock();
-            s.by_key.insert(request.idempotency_key.clone(), id);
             s.payments.insert(
                 id,
                 FakePayment {
+                    key: request.idempotency_key.as_str().into(),
                     amount: request.amount,
                     status: status.clone(),
                     refunded: Money::zero(request.amount.currency()),
@@ -465,5 +488,41 @@ mod tests {
             fake.net_charged(&paid.reference),
             Some(Money::parse("10", "EUR").unwrap())
         );
+    }
+
+    #[tokio::test]
+    async fn a_key_is_taken_by_a_charge_only() {
+        let fake = FakeGateway::new("s");
+        fake.push(FakeBehavior::Decline("no funds".into()));
+        assert!(matches!(
+            fake.create_payment(&request("k1", "10")).await,
+            Err(GatewayError::Declined { .. })
+        ));
+        // Nothing was charged under the key: a retry is a new attempt.
+        let paid = fake.create_payment(&request("k1", "10")).await.unwrap();
+        assert_eq!(paid.status, GatewayPaymentStatus::Succeeded);
+        let other = fake.create_payment(&request("k2", "10")).await.unwrap();
+        assert_ne!(other.reference, paid.reference);
+        assert_eq!(fake.references().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_number_found_under_another_key_is_refused() {
+        let fake = FakeGateway::new("s");
+        let paid = fake.create_payment(&request("k1", "10")).await.unwrap();
+        // Forge what a digest collision would look like: "k2" numbered as k1's payment.
+        {
+            let mut s = fake.state.lock();
+            let id = s.number("k1");
+            let p = s.payments.remove(&id).unwrap();
+            let forged = s.number("k2");
+            s.payments.insert(forged, p);
+        }
+        let refused = fake.create_payment(&request("k2", "10")).await;
+        assert!(
+            matches!(&refused, Err(GatewayError::Rejected { reason }) if reason.contains("collides")),
+            "{refused:?}"
+        );
+        assert!(fake.payment_status(&paid.reference).await.is_err());
     }
 }
