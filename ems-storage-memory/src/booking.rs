@@ -31,14 +31,14 @@ impl MemoryStore {
         match self.inner.booking_keys.entry(key) {
             dashmap::Entry::Occupied(o) => Ok(Some(*o.get())),
             dashmap::Entry::Vacant(v) => {
-                // Held until the booking is in, so an id is taken once.
-                let dashmap::Entry::Vacant(by_id) = self.inner.bookings.entry(booking.id) else {
-                    return Err(Error::AlreadyExists {
-                        entity: "booking",
-                        field: "id",
-                        value: booking.id.to_string(),
-                    });
+                let taken = || Error::AlreadyExists {
+                    entity: "booking",
+                    field: "id",
+                    value: booking.id.to_string(),
                 };
+                if self.inner.bookings.contains_key(&booking.id) {
+                    return Err(taken());
+                }
                 let mut out = Events::new();
                 s.expire_due(booking.created_at, u32::MAX, &mut out);
                 // Holds expired just now are recorded whether or not this booking is.
@@ -56,17 +56,27 @@ impl MemoryStore {
                         return Err(e);
                     }
                 };
+                // The booking's place, taken in the id index before anything
+                // is written (the index is shared by every shard: another
+                // event's booking may have taken the id since the check
+                // above). Readers of the place lock this shard, so they find
+                // the booking there once it is in.
+                let loc = Loc {
+                    shard: s.number,
+                    slot: s.bookings.next_slot(),
+                };
+                if self.inner.bookings.insert_new(booking.id, loc).is_err() {
+                    self.record(booking.created_at, out);
+                    return Err(taken());
+                }
                 let gateway = s.gateways.number(&booking.gateway);
                 let rec = BookingRec::new(booking, &hold, gateway);
                 if let Some(h) = s.holds.get_mut(&booking.hold_id) {
                     h.booking_id = Some(booking.id);
                 }
-                let loc = Loc {
-                    shard: s.number,
-                    slot: s.bookings.insert(booking.id, rec),
-                };
+                let slot = s.bookings.insert(booking.id, rec);
+                debug_assert_eq!(slot, loc.slot);
                 v.insert(loc);
-                by_id.insert(loc);
                 let mut mine = self
                     .inner
                     .customer_bookings

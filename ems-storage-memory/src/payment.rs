@@ -67,7 +67,7 @@ impl MemoryStore {
             dashmap::Entry::Vacant(v) => v,
         };
         if let Some(other) = owner.filter(|_| !own) {
-            let taken = match self.inner.bookings.get(&other).map(|e| *e.value()) {
+            let taken = match self.inner.bookings.get(&other) {
                 None => None,
                 Some(at) if at.shard == s.number => s.bookings.at(at.slot).and_then(has_own),
                 Some(at) => {
@@ -84,20 +84,26 @@ impl MemoryStore {
                 return Ok(Inserted::Existing(id));
             }
         }
-        let dashmap::Entry::Vacant(by_id) = self.inner.payments.entry(payment.id) else {
-            return Err(Error::AlreadyExists {
-                entity: "payment",
-                field: "id",
-                value: payment.id.to_string(),
-            });
+        let taken = || Error::AlreadyExists {
+            entity: "payment",
+            field: "id",
+            value: payment.id.to_string(),
         };
+        if self.inner.payments.contains_key(&payment.id) {
+            return Err(taken());
+        }
         let gateway = s.gateways.number(&payment.gateway);
         let rec = s
             .bookings
             .at_mut(loc.slot)
             .ok_or_else(|| Error::not_found("booking", payment.booking_id))?;
+        // Checked above; taken here by another event's payment meanwhile
+        // (the id index is shared by every shard), it is refused the same.
+        self.inner
+            .payments
+            .insert_new(payment.id, loc)
+            .map_err(|_| taken())?;
         rec.add_payment(payment, gateway);
-        by_id.insert(loc);
         if own {
             drop(by_key);
         } else {

@@ -247,12 +247,17 @@ impl Bookings {
         self.slots.get_mut(n as usize).map(|r| &mut **r)
     }
 
-    /// Keeps `rec`, booking `id`'s (not kept yet: the caller checked), in a
-    /// new slot; returns the slot's number.
-    pub(crate) fn insert(&mut self, id: BookingId, rec: BookingRec) -> u32 {
+    /// The number of the slot the next booking kept goes to.
+    pub(crate) fn next_slot(&self) -> u32 {
         // Four billion bookings of one event would need far more memory than a
         // process has.
-        let n = u32::try_from(self.slots.len()).expect("fewer than 2^32 bookings per event");
+        u32::try_from(self.slots.len()).expect("fewer than 2^32 bookings per event")
+    }
+
+    /// Keeps `rec`, booking `id`'s (not kept yet: the caller checked), in a
+    /// new slot ([`Bookings::next_slot`]); returns the slot's number.
+    pub(crate) fn insert(&mut self, id: BookingId, rec: BookingRec) -> u32 {
+        let n = self.next_slot();
         self.slots.push(Box::new(rec));
         self.by_id.insert(id, n);
         n
