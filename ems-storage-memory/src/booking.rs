@@ -83,8 +83,12 @@ impl MemoryStore {
                     .entry(booking.customer)
                     .or_default();
                 // Ids grow with time (UUID v7), so this is nearly always the end.
-                let at = mine.partition_point(|b| *b < booking.id);
-                mine.insert(at, booking.id);
+                if mine.last().is_none_or(|last| *last < booking.id) {
+                    mine.push(booking.id);
+                } else {
+                    let at = mine.partition_point(|b| *b < booking.id);
+                    mine.insert(at, booking.id);
+                }
                 out.push(DomainEvent::BookingCreated {
                     event_id: booking.event_id,
                     booking_id: booking.id,

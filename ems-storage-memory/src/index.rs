@@ -59,9 +59,14 @@ struct Padded<T>(T);
 /// first, so keys order as the numbers do and an entry is aligned to 4 bytes
 /// (a `u128` would align it to 16, padding most entries).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-struct Key([u32; 4]);
+pub(crate) struct Key([u32; 4]);
 
 impl Key {
+    /// The key of `id`.
+    pub(crate) fn id(id: impl Id) -> Self {
+        Self::of(id.bits())
+    }
+
     fn of(bits: u128) -> Self {
         Key([
             (bits >> 96) as u32,

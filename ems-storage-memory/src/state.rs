@@ -1,6 +1,6 @@
 //! The data behind the lock of one event, and the helpers every port shares.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 use chrono::{DateTime, Utc};
 use ems_core::booking::{Booking, BookingReason, BookingStatus};
@@ -17,6 +17,7 @@ use ems_core::{Error, Result};
 use rust_decimal::Decimal;
 use std::sync::Arc;
 
+use crate::index::Key;
 use crate::lock::Mutex;
 
 /// Hash maps keyed by ids (see `Index` for why aHash).
@@ -211,7 +212,9 @@ pub(crate) struct Shard {
 /// also kept by booking id, for lookups by id and listings in id order.
 #[derive(Default)]
 pub(crate) struct Bookings {
-    by_id: BTreeMap<BookingId, u32>,
+    /// (id, slot), sorted by id: ids are minted in time order, so a new
+    /// booking's goes at the end (or near it, overtaken by a concurrent one).
+    by_id: Vec<(Key, u32)>,
     #[allow(
         clippy::vec_box,
         reason = "a grown Vec's spare capacity costs 8 bytes per slot boxed, \
@@ -221,20 +224,29 @@ pub(crate) struct Bookings {
 }
 
 impl Bookings {
+    /// Where booking `id` is (`Ok`) or would go (`Err`) in `by_id`.
+    fn position(&self, id: &BookingId) -> std::result::Result<usize, usize> {
+        let key = Key::id(*id);
+        match self.by_id.last() {
+            Some((last, _)) if *last < key => Err(self.by_id.len()),
+            _ => self.by_id.binary_search_by(|(k, _)| k.cmp(&key)),
+        }
+    }
+
     /// Booking `id`'s record.
     pub(crate) fn get(&self, id: &BookingId) -> Option<&BookingRec> {
-        self.by_id.get(id).and_then(|&n| self.at(n))
+        self.slot_of(id).and_then(|n| self.at(n))
     }
 
     /// Booking `id`'s record, to change.
     pub(crate) fn get_mut(&mut self, id: &BookingId) -> Option<&mut BookingRec> {
-        let n = *self.by_id.get(id)?;
+        let n = self.slot_of(id)?;
         self.at_mut(n)
     }
 
     /// The slot of booking `id`.
     pub(crate) fn slot_of(&self, id: &BookingId) -> Option<u32> {
-        self.by_id.get(id).copied()
+        self.position(id).ok().map(|i| self.by_id[i].1)
     }
 
     /// The record in slot `n`.
@@ -259,13 +271,16 @@ impl Bookings {
     pub(crate) fn insert(&mut self, id: BookingId, rec: BookingRec) -> u32 {
         let n = self.next_slot();
         self.slots.push(Box::new(rec));
-        self.by_id.insert(id, n);
+        match self.position(&id) {
+            Ok(i) => self.by_id[i].1 = n,
+            Err(i) => self.by_id.insert(i, (Key::id(id), n)),
+        }
         n
     }
 
     /// The records in id order.
     pub(crate) fn values(&self) -> impl Iterator<Item = &BookingRec> + '_ {
-        self.by_id.values().filter_map(|&n| self.at(n))
+        self.by_id.iter().filter_map(|&(_, n)| self.at(n))
     }
 
     /// The records newest id first: all, or those with ids below `before`.
@@ -273,11 +288,17 @@ impl Bookings {
         &self,
         before: Option<BookingId>,
     ) -> impl Iterator<Item = &BookingRec> + '_ {
-        let ids = match before {
-            Some(b) => self.by_id.range(..b),
-            None => self.by_id.range(..),
+        let end = match before {
+            Some(b) => {
+                let key = Key::id(b);
+                self.by_id.partition_point(|(k, _)| *k < key)
+            }
+            None => self.by_id.len(),
         };
-        ids.rev().filter_map(|(_, &n)| self.at(n))
+        self.by_id[..end]
+            .iter()
+            .rev()
+            .filter_map(|&(_, n)| self.at(n))
     }
 }
 
