@@ -207,6 +207,15 @@ impl Error {
         }
     }
 
+    /// Shorthand for [`Error::AlreadyExists`]: `entity`'s `field` is taken by `value`.
+    pub fn already_exists(entity: &'static str, field: &'static str, value: impl ToString) -> Self {
+        Error::AlreadyExists {
+            entity,
+            field,
+            value: value.to_string(),
+        }
+    }
+
     /// Shorthand for [`Error::InvalidInput`].
     pub fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
         Error::InvalidInput {

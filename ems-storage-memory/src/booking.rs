@@ -31,11 +31,7 @@ impl MemoryStore {
         match self.inner.booking_keys.entry(key) {
             dashmap::Entry::Occupied(o) => Ok(Some(*o.get())),
             dashmap::Entry::Vacant(v) => {
-                let taken = || Error::AlreadyExists {
-                    entity: "booking",
-                    field: "id",
-                    value: booking.id.to_string(),
-                };
+                let taken = || Error::already_exists("booking", "id", booking.id);
                 if self.inner.bookings.contains_key(&booking.id) {
                     return Err(taken());
                 }
@@ -291,11 +287,11 @@ impl MemoryStore {
             .read_loc(loc, |s, r| Some(s.booking(r)))
             .ok_or_else(|| Error::not_found("booking", new.id))?;
         if b.customer != new.customer || b.idempotency_key != new.idempotency_key {
-            return Err(Error::AlreadyExists {
-                entity: "booking",
-                field: "idempotency_key",
-                value: new.idempotency_key.clone(),
-            });
+            return Err(Error::already_exists(
+                "booking",
+                "idempotency_key",
+                &new.idempotency_key,
+            ));
         }
         Ok(b)
     }

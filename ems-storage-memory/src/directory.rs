@@ -11,11 +11,7 @@ impl DirectoryStore for MemoryStore {
     async fn insert_organization(&self, org: &Organization) -> Result<()> {
         let mut d = self.inner.directory.write();
         if d.organizations.contains_key(&org.id) {
-            return Err(Error::AlreadyExists {
-                entity: "organization",
-                field: "id",
-                value: org.id.to_string(),
-            });
+            return Err(Error::already_exists("organization", "id", org.id));
         }
         d.organizations.insert(org.id, org.clone());
         self.record(
@@ -35,18 +31,10 @@ impl DirectoryStore for MemoryStore {
         let email = user.email.to_lowercase();
         let mut d = self.inner.directory.write();
         if d.emails.contains_key(&email) {
-            return Err(Error::AlreadyExists {
-                entity: "user",
-                field: "email",
-                value: email,
-            });
+            return Err(Error::already_exists("user", "email", email));
         }
         if d.users.contains_key(&user.id) {
-            return Err(Error::AlreadyExists {
-                entity: "user",
-                field: "id",
-                value: user.id.to_string(),
-            });
+            return Err(Error::already_exists("user", "id", user.id));
         }
         d.emails.insert(email, user.id);
         d.users.insert(user.id, user.clone());

@@ -27,11 +27,7 @@ impl EventStore for MemoryStore {
         let mut index = self.inner.event_index.write();
         match self.inner.events.entry(event.id) {
             dashmap::Entry::Occupied(_) => {
-                return Err(Error::AlreadyExists {
-                    entity: "event",
-                    field: "id",
-                    value: event.id.to_string(),
-                })
+                return Err(Error::already_exists("event", "id", event.id))
             }
             dashmap::Entry::Vacant(v) => {
                 // Numbered while the entry is held: no other call can add

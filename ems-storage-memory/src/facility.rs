@@ -49,11 +49,7 @@ impl FacilityStore for MemoryStore {
     async fn insert_resource(&self, resource: &Resource) -> Result<()> {
         let mut f = self.inner.facilities.lock();
         if f.resources.contains_key(&resource.id) {
-            return Err(Error::AlreadyExists {
-                entity: "resource",
-                field: "id",
-                value: resource.id.to_string(),
-            });
+            return Err(Error::already_exists("resource", "id", resource.id));
         }
         f.resources.insert(resource.id, resource.clone());
         Ok(())

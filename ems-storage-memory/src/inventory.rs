@@ -321,11 +321,7 @@ impl MemoryStore {
     /// (until then, a read of the id finds no hold in the shard, as before).
     fn take_hold_id(&self, id: HoldId, number: u32) -> Result<()> {
         match self.inner.holds.entry(id) {
-            dashmap::Entry::Occupied(_) => Err(Error::AlreadyExists {
-                entity: "hold",
-                field: "id",
-                value: id.to_string(),
-            }),
+            dashmap::Entry::Occupied(_) => Err(Error::already_exists("hold", "id", id)),
             dashmap::Entry::Vacant(v) => {
                 v.insert(number);
                 Ok(())

@@ -84,11 +84,7 @@ impl MemoryStore {
                 return Ok(Inserted::Existing(id));
             }
         }
-        let taken = || Error::AlreadyExists {
-            entity: "payment",
-            field: "id",
-            value: payment.id.to_string(),
-        };
+        let taken = || Error::already_exists("payment", "id", payment.id);
         if self.inner.payments.contains_key(&payment.id) {
             return Err(taken());
         }
@@ -130,11 +126,11 @@ impl MemoryStore {
     pub(crate) async fn keyed_payment(&self, id: PaymentId, new: &Payment) -> Result<Payment> {
         let p = self.stored_payment(id).await?;
         if p.idempotency_key != new.idempotency_key {
-            return Err(Error::AlreadyExists {
-                entity: "payment",
-                field: "idempotency_key",
-                value: new.idempotency_key.clone(),
-            });
+            return Err(Error::already_exists(
+                "payment",
+                "idempotency_key",
+                &new.idempotency_key,
+            ));
         }
         Ok(p)
     }
@@ -234,11 +230,7 @@ impl PaymentStore for MemoryStore {
         let mut guard = shard.lock();
         let s = &mut *guard;
         if self.inner.refunds.contains_key(&refund.id) {
-            return Err(Error::AlreadyExists {
-                entity: "refund",
-                field: "id",
-                value: refund.id.to_string(),
-            });
+            return Err(Error::already_exists("refund", "id", refund.id));
         }
         let event_id = s.config.event.id;
         let rec = s

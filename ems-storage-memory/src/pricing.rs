@@ -33,11 +33,7 @@ impl CouponStore for MemoryStore {
         let mut book = self.inner.coupons.lock();
         let key = code_key(coupon.organization, &coupon.code);
         if book.by_code.contains_key(&key) {
-            return Err(Error::AlreadyExists {
-                entity: "coupon",
-                field: "code",
-                value: coupon.code.clone(),
-            });
+            return Err(Error::already_exists("coupon", "code", &coupon.code));
         }
         book.by_code.insert(key, coupon.id);
         book.by_id.insert(
