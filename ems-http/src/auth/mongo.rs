@@ -158,6 +158,22 @@ impl CredentialStore for MongoCredentials {
 
     async fn use_refresh(&self, digest: TokenDigest, now: DateTime<Utc>) -> Result<RefreshUse> {
         let id = hex(&digest);
+        let Some(d) = self
+            .col("http_refresh_tokens")
+            .find_one(doc! { "_id": &id })
+            .await
+            .map_err(db)?
+        else {
+            return Ok(RefreshUse::Unknown);
+        };
+        let family = uuid_field("http_refresh_tokens", &d, "family")?;
+        let user = UserId(uuid_field("http_refresh_tokens", &d, "user")?);
+        let expires_at = date_field("http_refresh_tokens", &d, "expires_at")?;
+        // Whether the family was revoked is read before the token is spent,
+        // as PostgreSQL reads it in the spending statement: the losers of a
+        // concurrent reuse revoke the family only after the winner spent the
+        // token, and must not turn the winner's use into a reuse.
+        let revoked = self.revoked(family).await?;
         // One conditional update: of two concurrent uses, one finds it unused.
         let spent = self
             .col("http_refresh_tokens")
@@ -167,24 +183,11 @@ impl CredentialStore for MongoCredentials {
             )
             .await
             .map_err(db)?;
-        let Some(d) = spent else {
-            let Some(d) = self
-                .col("http_refresh_tokens")
-                .find_one(doc! { "_id": &id })
-                .await
-                .map_err(db)?
-            else {
-                return Ok(RefreshUse::Unknown);
-            };
-            let family = uuid_field("http_refresh_tokens", &d, "family")?;
-            let user = UserId(uuid_field("http_refresh_tokens", &d, "user")?);
+        if spent.is_none() {
             self.revoke_family(family).await?;
             return Ok(RefreshUse::Reused { family, user });
-        };
-        let family = uuid_field("http_refresh_tokens", &d, "family")?;
-        let user = UserId(uuid_field("http_refresh_tokens", &d, "user")?);
-        let expires_at = date_field("http_refresh_tokens", &d, "expires_at")?;
-        if self.revoked(family).await? {
+        }
+        if revoked {
             return Ok(RefreshUse::Reused { family, user });
         }
         if expires_at <= now {
