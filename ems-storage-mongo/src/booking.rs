@@ -235,11 +235,11 @@ impl BookingStore for MongoStore {
                 .await;
             match inserted {
                 Err(e) if is_duplicate(&e) => {
-                    return Err(Error::AlreadyExists {
-                        entity: "booking",
-                        field: "idempotency_key",
-                        value: booking.idempotency_key.clone(),
-                    })
+                    return Err(Error::already_exists(
+                        "booking",
+                        "idempotency_key",
+                        &booking.idempotency_key,
+                    ))
                 }
                 other => other.map_err(db)?,
             };
@@ -267,11 +267,7 @@ impl BookingStore for MongoStore {
                 None => Err(match e {
                     Error::AlreadyExists {
                         entity: "booking", ..
-                    } => Error::AlreadyExists {
-                        entity: "booking",
-                        field: "id",
-                        value: booking.id.to_string(),
-                    },
+                    } => Error::already_exists("booking", "id", booking.id),
                     e => e,
                 }),
             },

@@ -27,11 +27,7 @@ impl DirectoryStore for MongoStore {
                 .await;
             match inserted {
                 Err(e) if is_duplicate(&e) => {
-                    return Err(Error::AlreadyExists {
-                        entity: "organization",
-                        field: "id",
-                        value: org.id.to_string(),
-                    })
+                    return Err(Error::already_exists("organization", "id", org.id))
                 }
                 other => other.map_err(db)?,
             };
@@ -67,11 +63,7 @@ impl DirectoryStore for MongoStore {
                 .map_err(db)?
                 .is_some()
             {
-                return Err(Error::AlreadyExists {
-                    entity: "user",
-                    field: "id",
-                    value: user.id.to_string(),
-                });
+                return Err(Error::already_exists("user", "id", user.id));
             }
             let inserted = self
                 .col("users")
@@ -87,11 +79,7 @@ impl DirectoryStore for MongoStore {
                 .await;
             match inserted {
                 Err(e) if is_duplicate(&e) => {
-                    return Err(Error::AlreadyExists {
-                        entity: "user",
-                        field: "email",
-                        value: email.clone(),
-                    })
+                    return Err(Error::already_exists("user", "email", &email))
                 }
                 other => other.map_err(db)?,
             };

@@ -61,11 +61,7 @@ pub(crate) fn db(e: mongodb::error::Error) -> Error {
         };
     }
     if is_duplicate(&e) {
-        return Error::AlreadyExists {
-            entity: "record",
-            field: "key",
-            value: String::new(),
-        };
+        return Error::already_exists("record", "key", "");
     }
     if code(&e) == Some(ILLEGAL_OPERATION) || matches!(&*e.kind, ErrorKind::Transaction { .. }) {
         return Error::NotSupported(

@@ -69,11 +69,7 @@ impl EventStore for MongoStore {
             d.insert("taken", doc! { "event": 0_i64 });
             match self.col("events").insert_one(d).session(&mut s).await {
                 Err(e) if is_duplicate(&e) => {
-                    return Err(Error::AlreadyExists {
-                        entity: "event",
-                        field: "id",
-                        value: event.id.to_string(),
-                    })
+                    return Err(Error::already_exists("event", "id", event.id))
                 }
                 other => other.map_err(db)?,
             };

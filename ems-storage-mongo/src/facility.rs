@@ -78,11 +78,7 @@ impl FacilityStore for MongoStore {
             })
             .await;
         match inserted {
-            Err(e) if is_duplicate(&e) => Err(Error::AlreadyExists {
-                entity: "resource",
-                field: "id",
-                value: resource.id.to_string(),
-            }),
+            Err(e) if is_duplicate(&e) => Err(Error::already_exists("resource", "id", resource.id)),
             other => other.map(|_| ()).map_err(db),
         }
     }

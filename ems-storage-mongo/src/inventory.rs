@@ -738,11 +738,7 @@ impl InventoryStore for MongoStore {
                 .await;
             if let Err(e) = inserted {
                 return Err(if crate::error::is_duplicate(&e) {
-                    Error::AlreadyExists {
-                        entity: "hold",
-                        field: "id",
-                        value: request.id.to_string(),
-                    }
+                    Error::already_exists("hold", "id", request.id)
                 } else {
                     db(e)
                 });

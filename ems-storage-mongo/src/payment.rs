@@ -76,11 +76,7 @@ pub(crate) async fn insert_refund_doc(
         .session(&mut *s)
         .await;
     match inserted {
-        Err(e) if is_duplicate(&e) => Err(Error::AlreadyExists {
-            entity: "refund",
-            field: "id",
-            value: refund.id.to_string(),
-        }),
+        Err(e) if is_duplicate(&e) => Err(Error::already_exists("refund", "id", refund.id)),
         other => other.map(|_| ()).map_err(db),
     }
 }
@@ -134,11 +130,11 @@ impl PaymentStore for MongoStore {
             d.insert("key", &payment.idempotency_key);
             match self.col("payments").insert_one(d).session(&mut s).await {
                 Err(e) if is_duplicate(&e) => {
-                    return Err(Error::AlreadyExists {
-                        entity: "payment",
-                        field: "idempotency_key",
-                        value: payment.idempotency_key.clone(),
-                    })
+                    return Err(Error::already_exists(
+                        "payment",
+                        "idempotency_key",
+                        &payment.idempotency_key,
+                    ))
                 }
                 other => other.map_err(db)?,
             };
@@ -164,11 +160,7 @@ impl PaymentStore for MongoStore {
                 .map(|d| from_body("payment", &d))
                 .transpose()?
                 // No payment has the key: the duplicate was the id.
-                .ok_or_else(|| Error::AlreadyExists {
-                    entity: "payment",
-                    field: "id",
-                    value: payment.id.to_string(),
-                }),
+                .ok_or_else(|| Error::already_exists("payment", "id", payment.id)),
             Err(e) => Err(e),
         }
     }
@@ -238,11 +230,7 @@ impl PaymentStore for MongoStore {
             }
             let others = refunds_of(self, Some(&mut s), refund.booking_id).await?;
             if others.iter().any(|r| r.id == refund.id) {
-                return Err(Error::AlreadyExists {
-                    entity: "refund",
-                    field: "id",
-                    value: refund.id.to_string(),
-                });
+                return Err(Error::already_exists("refund", "id", refund.id));
             }
             check_refundable(&payment, refund, &others)?;
             insert_refund_doc(self, &mut s, refund).await?;

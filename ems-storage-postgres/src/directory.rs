@@ -24,11 +24,7 @@ impl DirectoryStore for PostgresStore {
         .map_err(db)?
         .rows_affected();
         if inserted == 0 {
-            return Err(Error::AlreadyExists {
-                entity: "organization",
-                field: "id",
-                value: org.id.to_string(),
-            });
+            return Err(Error::already_exists("organization", "id", org.id));
         }
         record(
             &mut tx,

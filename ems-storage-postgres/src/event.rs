@@ -91,11 +91,7 @@ impl EventStore for PostgresStore {
         .map_err(db)?
         .rows_affected();
         if inserted == 0 {
-            return Err(Error::AlreadyExists {
-                entity: "event",
-                field: "id",
-                value: event.id.to_string(),
-            });
+            return Err(Error::already_exists("event", "id", event.id));
         }
         record(
             &mut tx,

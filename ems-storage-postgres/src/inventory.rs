@@ -691,11 +691,7 @@ impl InventoryStore for PostgresStore {
             .try_get(0)
             .map_err(db)?;
         if inserted == 0 {
-            return Err(Error::AlreadyExists {
-                entity: "hold",
-                field: "id",
-                value: request.id.to_string(),
-            });
+            return Err(Error::already_exists("hold", "id", request.id));
         }
         commit(tx).await?;
         Ok(hold)

@@ -255,11 +255,7 @@ impl PaymentStore for PostgresStore {
         }
         let others = refunds_of_booking(&mut *tx, refund.booking_id).await?;
         if others.iter().any(|r| r.id == refund.id) {
-            return Err(Error::AlreadyExists {
-                entity: "refund",
-                field: "id",
-                value: refund.id.to_string(),
-            });
+            return Err(Error::already_exists("refund", "id", refund.id));
         }
         check_refundable(&payment, refund, &others)?;
         insert_refund_row(&mut tx, refund).await?;

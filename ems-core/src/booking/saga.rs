@@ -232,11 +232,11 @@ impl Ems {
                 .iter()
                 .all(|i| existing.quantity_of(i.tier_id) == i.quantity);
         if existing.event_id != request.event_id || !same_items {
-            return Err(Error::AlreadyExists {
-                entity: "booking",
-                field: "idempotency_key",
-                value: request.idempotency_key.clone(),
-            });
+            return Err(Error::already_exists(
+                "booking",
+                "idempotency_key",
+                &request.idempotency_key,
+            ));
         }
         if existing.status == BookingStatus::Pending {
             let mut payments = self.port().payments_for_booking(existing.id).await?;

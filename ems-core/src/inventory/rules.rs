@@ -389,11 +389,7 @@ pub fn availability_of(
 }
 
 fn tier_name_taken(tier: &TicketTier) -> Error {
-    Error::AlreadyExists {
-        entity: "tier",
-        field: "name",
-        value: tier.name.clone(),
-    }
+    Error::already_exists("tier", "name", &tier.name)
 }
 
 /// Checks a new tier against its event as stored: the event is not cancelled or
