@@ -3,7 +3,9 @@
 //! compare (state grows with every booking, as it would in production).
 //!
 //! `cargo bench --bench checkout_memory` runs 300,000 checkouts after 20,000 of
-//! warm-up; under `cargo test` it runs 2,000 to stay quick.
+//! warm-up; under `cargo test` it runs 2,000 to stay quick. To see how the
+//! rate moves with the state's size, `EMS_BENCH_CHECKOUTS` sets how many are
+//! measured and `EMS_BENCH_EVENTS` over how many events (default 1,000).
 
 use std::time::Instant;
 
@@ -13,12 +15,20 @@ mod common;
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|&v| v > 0)
+            .unwrap_or(default)
+    };
     let (warmup, n) = if full {
-        (20_000u64, 300_000u64)
+        (20_000u64, env("EMS_BENCH_CHECKOUTS", 300_000))
     } else {
         (200, 2_000)
     };
-    let w = common::world(1_000, 50_000_000);
+    let events = env("EMS_BENCH_EVENTS", 1_000);
+    let w = common::world(events as usize, 50_000_000);
     let buyer = Actor::Customer {
         user: UserId::new(),
     };
@@ -43,7 +53,9 @@ fn main() {
     latencies.sort();
     let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
     let rate = n as f64 / elapsed.as_secs_f64();
-    println!("checkouts: {n} (after {warmup} warm-up), 2 tickets each, 1,000 events, one thread");
+    println!(
+        "checkouts: {n} (after {warmup} warm-up), 2 tickets each, {events} events, one thread"
+    );
     println!("checkouts/s: {rate:.0}   tickets/s: {:.0}", rate * 2.0);
     println!(
         "latency p50: {:?}   p99: {:?}   max: {:?}",
