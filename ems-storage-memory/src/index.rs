@@ -86,9 +86,6 @@ struct Run<V> {
     /// inserted (and not among the sorted ones). A key is in the sorted
     /// entries or here, never both.
     late: HashMap<u128, V>,
-    /// The highest key this shard has (the last chunk's last): a key above
-    /// it is new, and goes after every sorted entry.
-    high: Option<u128>,
 }
 
 impl<K, V> Default for IdIndex<K, V> {
@@ -100,7 +97,6 @@ impl<K, V> Default for IdIndex<K, V> {
                     Padded(RwLock::new(Run {
                         chunks: Vec::new(),
                         late: HashMap::default(),
-                        high: None,
                     }))
                 })
                 .collect(),
@@ -164,9 +160,18 @@ impl<V: Copy> Run<V> {
         Some((c, i))
     }
 
+    /// Whether `key` is above every key this shard has (the last chunk's
+    /// last: the hash map's are below it), as a new id is.
+    fn is_new(&self, key: Key) -> bool {
+        self.chunks
+            .last()
+            .and_then(|c| c.last())
+            .is_none_or(|(high, _)| key > *high)
+    }
+
     fn get(&self, key: u128) -> Option<V> {
-        if self.high.is_none_or(|high| key > high) {
-            // Above every key this shard ever had (as a new id is).
+        if self.is_new(Key::of(key)) {
+            // A new id: not here.
             return None;
         }
         if let Some((c, i)) = self.find(key) {
@@ -180,10 +185,10 @@ impl<V: Copy> Run<V> {
 
     /// Sets `key` to `value`.
     fn put(&mut self, key: u128, value: V) {
-        if self.high.is_none_or(|high| key > high) {
-            // Above every key this shard ever had: new, and in order.
-            self.high = Some(key);
-            let entry = (Key::of(key), value);
+        let at = Key::of(key);
+        if self.is_new(at) {
+            // New, and in order.
+            let entry = (at, value);
             match self.chunks.last_mut() {
                 Some(c) if c.len() < CHUNK => c.push(entry),
                 _ => {
@@ -198,7 +203,6 @@ impl<V: Copy> Run<V> {
             }
             return;
         }
-        let at = Key::of(key);
         if let Some(last) = self.chunks.last_mut().filter(|c| c[0].0 <= at) {
             // Overtaken by a newer id, as concurrent inserts are: into its
             // place among the last chunk's entries, near their end.
