@@ -626,7 +626,7 @@ mod tests {
 
     use super::*;
     use crate::batch_fn::BEGIN_INDEXED;
-    use crate::testing::{fresh_database, pool_store};
+    use crate::testing::fresh_store;
 
     /// One node of a plan.
     #[derive(Debug)]
@@ -702,11 +702,9 @@ mod tests {
 
     #[tokio::test]
     async fn batch_statements_keep_plans_that_use_the_indexes_on_a_new_database() {
-        let options = fresh_database("ems_test")
+        let store = fresh_store("ems_test", 2)
             .await
-            .expect("the PostgreSQL server (DATABASE_URL) is reachable");
-        let store = pool_store(options, 2).await.expect("pool connects");
-        store.migrate().await.expect("migrations apply");
+            .expect("the PostgreSQL server (DATABASE_URL) is reachable and migrates");
         let docs = store.docs().await;
         for (what, sql) in [
             ("openings", open_sql(docs)),

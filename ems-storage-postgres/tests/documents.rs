@@ -11,7 +11,7 @@ use ems_core::booking::{Booking, BookingStatus};
 use ems_core::inventory::Hold;
 use ems_core::payment::{FakeBehavior, Payment, PaymentStatus};
 use ems_core::testkit::{Fixture, TestStores};
-use ems_storage_postgres::testing::{fresh_database, pool_store};
+use ems_storage_postgres::testing::{fresh_database, fresh_store, pool_store};
 use ems_storage_postgres::PostgresStore;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection, Row};
@@ -59,11 +59,9 @@ async fn world(store: &PostgresStore) -> (Fixture, ems_core::id::EventId, ems_co
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_database_writes_documents_as_json() {
-    let options = fresh_database("ems_test")
+    let store = fresh_store("ems_test", 4)
         .await
-        .expect("the test PostgreSQL (DATABASE_URL) is reachable");
-    let store = pool_store(options, 4).await.expect("pool connects");
-    store.migrate().await.expect("migrations apply");
+        .expect("the test PostgreSQL (DATABASE_URL) is reachable and migrates");
     let (f, event, tier) = world(&store).await;
     let c = f.buy(&f.customer(), event, tier, 2).await;
     assert_eq!(c.booking.status, BookingStatus::Confirmed);
