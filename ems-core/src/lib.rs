@@ -290,9 +290,13 @@ impl Ems {
     }
 
     /// Reserves units: through the combiner when batching, else directly.
+    ///
+    /// Here and in the other queued steps the queue's future is boxed: held
+    /// inline it would enlarge the direct path's future too, and with it every
+    /// caller's, up to the checkout's, which is moved whole when it starts.
     pub(crate) async fn reserve(&self, request: inventory::HoldRequest) -> Result<inventory::Hold> {
         match &self.inner.combiner {
-            Some(c) => c.hold(request).await,
+            Some(c) => Box::pin(c.hold(request)).await,
             None => self.port().try_hold(&request).await,
         }
     }
@@ -310,7 +314,7 @@ impl Ems {
             now: self.now(),
         };
         match &self.inner.releases {
-            Some(c) => c.run(request).await,
+            Some(c) => Box::pin(c.run(request)).await,
             None => {
                 self.inner
                     .store
@@ -326,7 +330,7 @@ impl Ems {
         request: booking::OpenCheckout,
     ) -> Result<booking::Opened> {
         match &self.inner.opens {
-            Some(c) => c.run(request).await,
+            Some(c) => Box::pin(c.run(request)).await,
             // A batch of one: a store may open it in one step.
             None => sole_answer(
                 self.port()
@@ -350,7 +354,7 @@ impl Ems {
         request: booking::SettlePaid,
     ) -> Result<booking::Settled> {
         match &self.inner.settles {
-            Some(c) => c.run(request).await,
+            Some(c) => Box::pin(c.run(request)).await,
             None => sole_answer(
                 self.port()
                     .settle_paid(std::slice::from_ref(&request))

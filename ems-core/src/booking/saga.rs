@@ -112,7 +112,7 @@ impl Ems {
                 .booking_by_key(customer, &request.idempotency_key)
                 .await?
             {
-                return self.resume_checkout(existing, &request).await;
+                return Box::pin(self.resume_checkout(existing, &request)).await;
             }
         }
         let hold_request = self.hold_request(
@@ -137,13 +137,13 @@ impl Ems {
         // The hold, then the booking opened on it: in one store step where the
         // store does both at once, else one after the other.
         let held = if let Some(queue) = self.hold_opens() {
-            let placed = queue
-                .run(HoldAndOpen {
-                    hold: hold_request,
-                    // Kept for an opening the store leaves to us.
-                    draft: draft.clone(),
-                })
-                .await;
+            // Boxed, as the queued steps are (see `Ems::reserve`).
+            let placed = Box::pin(queue.run(HoldAndOpen {
+                hold: hold_request,
+                // Kept for an opening the store leaves to us.
+                draft: draft.clone(),
+            }))
+            .await;
             match placed {
                 Ok(HeldAndOpened {
                     hold,
@@ -172,7 +172,7 @@ impl Ems {
                     .booking_by_key(customer, &request.idempotency_key)
                     .await?
                 {
-                    Some(existing) => self.resume_checkout(existing, &request).await,
+                    Some(existing) => Box::pin(self.resume_checkout(existing, &request)).await,
                     None => Err(e),
                 };
             }
@@ -182,7 +182,7 @@ impl Ems {
             Ok(Opened::Existing(stored)) => {
                 // A concurrent request with the same key won; give our units back.
                 self.unreserve_hold(hold_id, hold_event).await?;
-                self.resume_checkout(stored, &request).await
+                Box::pin(self.resume_checkout(stored, &request)).await
             }
             Err(e) => {
                 // Compensate unless our booking got opened: then it stays pending
@@ -331,8 +331,10 @@ impl Ems {
             Ok(GatewayPayment {
                 reference,
                 status: GatewayPaymentStatus::Declined { reason },
-            }) => self.decline(payment, Some(reference), reason).await,
-            Err(GatewayError::Declined { reason }) => self.decline(payment, None, reason).await,
+            }) => Box::pin(self.decline(payment, Some(reference), reason)).await,
+            Err(GatewayError::Declined { reason }) => {
+                Box::pin(self.decline(payment, None, reason)).await
+            }
             Err(e) => {
                 // Outcome unknown: release the units now; the payment stays pending
                 // so `reconcile_payment` (or a webhook) settles it: a late success
@@ -450,14 +452,21 @@ impl Ems {
             confirm: confirm.clone(),
         };
         match self.settle_paid(request).await {
-            Ok(Settled { payment, outcome }) => self.confirmed(payment, confirm, outcome).await,
+            // Confirmed now, the usual answer, without `confirmed`'s future.
+            Ok(Settled {
+                payment,
+                outcome: ConfirmOutcome::Confirmed(b),
+            }) => Ok(self.confirmed_now(b, payment, confirm)),
+            Ok(Settled { payment, outcome }) => {
+                Box::pin(self.confirmed(payment, confirm, outcome)).await
+            }
             Err(Error::Conflict { .. }) => {
                 // Someone else (a webhook, a reconciliation) moved the payment
                 // first: merge with what is stored, then confirm.
                 let paid = self
                     .set_payment_status(payment, PaymentStatus::Succeeded, reference, None)
                     .await?;
-                self.complete_paid(paid, Some(booking)).await
+                Box::pin(self.complete_paid(paid, Some(booking))).await
             }
             Err(e) => {
                 // Settling failed as a whole. Keep at least what the gateway said
@@ -495,17 +504,22 @@ impl Ems {
         outcome: ConfirmOutcome,
     ) -> Result<Checkout> {
         match outcome {
-            // Confirmed now: the stored tickets are exactly the ones just built.
-            ConfirmOutcome::Confirmed(b) => Ok(Checkout {
-                booking: b,
-                payment: Some(payment),
-                tickets: request.tickets.into_iter().map(|t| self.issue(t)).collect(),
-            }),
+            ConfirmOutcome::Confirmed(b) => Ok(self.confirmed_now(b, payment, request)),
             ConfirmOutcome::Unfulfilled(b) => {
-                self.refund_unfulfilled(&b, &payment).await?;
+                Box::pin(self.refund_unfulfilled(&b, &payment)).await?;
                 self.checkout_state(b).await
             }
             other => self.checkout_state(other.booking().clone()).await,
+        }
+    }
+
+    /// The checkout of booking `b`, confirmed now by `request`: the stored
+    /// tickets are exactly the ones the request built.
+    fn confirmed_now(&self, b: Booking, payment: Payment, request: ConfirmBooking) -> Checkout {
+        Checkout {
+            booking: b,
+            payment: Some(payment),
+            tickets: request.tickets.into_iter().map(|t| self.issue(t)).collect(),
         }
     }
 
