@@ -69,6 +69,8 @@ impl MemoryStore {
                 let rec = BookingRec::new(booking, &hold, gateway);
                 if let Some(h) = s.holds.get_mut(&booking.hold_id) {
                     h.booking_id = Some(booking.id);
+                    // Never forgotten now: into the index of booked holds.
+                    self.hold_booked(booking.hold_id, s.number);
                 }
                 let slot = s.bookings.insert(booking.id, rec);
                 debug_assert_eq!(slot, loc.slot);

@@ -13,7 +13,7 @@
 //! than every id of the last chunk (minted long ago, or by another process)
 //! goes to a hash map beside the sorted entries.
 
-use ems_core::id::{BookingId, PaymentId, TicketId};
+use ems_core::id::{BookingId, HoldId, PaymentId, TicketId};
 use parking_lot::RwLock;
 
 use crate::state::HashMap;
@@ -35,7 +35,7 @@ macro_rules! uuid_ids {
         }
     )*};
 }
-uuid_ids!(BookingId, PaymentId, TicketId);
+uuid_ids!(BookingId, HoldId, PaymentId, TicketId);
 
 /// Shards per index: concurrent inserts of different shards do not contend.
 const SHARDS: usize = if cfg!(test) { 2 } else { 16 };

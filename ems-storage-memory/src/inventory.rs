@@ -320,8 +320,12 @@ impl MemoryStore {
     /// held across the index's own. A hold that then fails gives its id back
     /// (until then, a read of the id finds no hold in the shard, as before).
     fn take_hold_id(&self, id: HoldId, number: u32) -> Result<()> {
+        let taken = || Error::already_exists("hold", "id", id);
         match self.inner.holds.entry(id) {
-            dashmap::Entry::Occupied(_) => Err(Error::already_exists("hold", "id", id)),
+            dashmap::Entry::Occupied(_) => Err(taken()),
+            // Checked while the entry is held: a hold moving to
+            // `booked_holds` is entered there before it leaves `holds`.
+            dashmap::Entry::Vacant(_) if self.is_booked(&id) => Err(taken()),
             dashmap::Entry::Vacant(v) => {
                 v.insert(number);
                 Ok(())

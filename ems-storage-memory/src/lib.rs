@@ -47,6 +47,7 @@ mod pricing;
 mod state;
 mod ticket;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -142,11 +143,21 @@ struct Inner {
     /// store: callers borrow it instead of counting references to it).
     numbered: boxcar::Vec<ShardCell>,
     event_index: RwLock<EventIndex>,
-    /// Each hold's shard number. A hash map, not an [`IdIndex`]: holds are
-    /// forgotten in bulk once ended (`purge_ended_holds`), and on a hot event
-    /// concurrent holds overtake each other; `cargo bench --bench hot_event`
-    /// ran 10–15 % slower at 8 tasks with an `IdIndex` here.
+    /// The shard number of each hold without a booking. A hash map, not an
+    /// [`IdIndex`]: such holds are forgotten in bulk once ended
+    /// (`purge_ended_holds`), and on a hot event concurrent holds overtake
+    /// each other; `cargo bench --bench hot_event` ran 10–15 % slower at 8
+    /// tasks with an `IdIndex` here.
     holds: Index<HoldId, u32>,
+    /// The shard number of each hold with a booking, moved here from `holds`
+    /// when the booking is opened: such a hold is never forgotten, and in an
+    /// `IdIndex` the many holds of a store's bookings stay out of the hash
+    /// map every new hold is entered in (which stays small, and in cache).
+    booked_holds: IdIndex<HoldId, u32>,
+    /// The greatest first half of a booked hold's id: ids are minted in time
+    /// order (UUID v7), so a new hold's id is above it and surely not booked,
+    /// which every hold checks without reading `booked_holds`.
+    booked_high: AtomicU64,
     bookings: IdIndex<BookingId, Loc>,
     keys: Fingerprinter,
     booking_keys: Index<Fingerprint, Loc>,
@@ -237,8 +248,34 @@ impl MemoryStore {
 
     /// The shard of hold `id`.
     fn hold_shard(&self, id: &HoldId) -> Option<&Mutex<Shard>> {
-        let n = *self.inner.holds.get(id)?.value();
-        self.numbered(n)
+        self.numbered(self.hold_number(id)?)
+    }
+
+    /// Moves hold `id` of shard `number`, just booked, from `holds` to
+    /// `booked_holds`: entered there before it leaves `holds`.
+    fn hold_booked(&self, id: HoldId, number: u32) {
+        self.inner
+            .booked_high
+            .fetch_max(high_half(id), Ordering::Relaxed);
+        self.inner.booked_holds.insert(id, number);
+        self.inner.holds.remove(&id);
+    }
+
+    /// Whether hold `id` is among the booked ones. Called with `id`'s entry in
+    /// `holds` held: a hold that left `holds` for `booked_holds` did so after
+    /// it was entered there and `booked_high` was raised, both seen here.
+    fn is_booked(&self, id: &HoldId) -> bool {
+        high_half(*id) <= self.inner.booked_high.load(Ordering::Relaxed)
+            && self.inner.booked_holds.contains_key(id)
+    }
+
+    /// The shard number of hold `id`. A hold moving to `booked_holds` is
+    /// entered there before it leaves `holds`, so it is always in one of them.
+    fn hold_number(&self, id: &HoldId) -> Option<u32> {
+        match self.inner.holds.get(id) {
+            Some(n) => Some(*n.value()),
+            None => self.inner.booked_holds.get(id),
+        }
     }
 
     /// Where `key` of `index` (a booking, payment, refund or ticket id, or a
@@ -279,6 +316,11 @@ impl MemoryStore {
     ) -> Option<T> {
         self.read_at(&self.inner.bookings, &id, |s, r| Some(read(s, r)))
     }
+}
+
+/// The first (most significant) half of a hold id.
+fn high_half(id: HoldId) -> u64 {
+    (id.0.as_u128() >> 64) as u64
 }
 
 #[cfg(test)]

@@ -3210,7 +3210,10 @@ pub async fn a_hold_id_is_taken_once(stores: TestStores) {
         "got {:?}",
         answers[1]
     );
-    assert_eq!(store.hold(first.id).await.expect("read"), Some(held));
+    assert_eq!(
+        store.hold(first.id).await.expect("read"),
+        Some(held.clone())
+    );
     assert_eq!(f.available(e1.id, t1[0].id).await, 8);
     assert_eq!(
         f.available(e2.id, t2[0].id).await,
@@ -3252,6 +3255,34 @@ pub async fn a_hold_id_is_taken_once(stores: TestStores) {
     assert!(answers[0].is_ok(), "got {answers:?}");
     assert_eq!(f.available(e1.id, t1[0].id).await, 7);
     assert_eq!(f.available(e2.id, t2[0].id).await, 8);
+
+    // Booked, a hold keeps its id taken and stays readable, through either
+    // handle.
+    let booking = booking_of(&held, "booked-hold", f.clock_now());
+    store.create_booking(&booking).await.expect("booked");
+    for handle in [f.ems.store(), f.ems_b.store()] {
+        let again = crate::inventory::HoldRequest {
+            id: first.id,
+            ..hold_request(e2.id, t2[0].id, 1, f.clock_now(), 15)
+        };
+        let err = handle.try_hold(&again).await;
+        assert!(
+            matches!(
+                err,
+                Err(Error::AlreadyExists {
+                    entity: "hold",
+                    field: "id",
+                    ..
+                })
+            ),
+            "a booked hold's id is taken: {err:?}"
+        );
+        let read = handle.hold(first.id).await.expect("read").expect("kept");
+        assert_eq!(read.booking_id, Some(booking.id));
+        let owner = handle.hold_owner(first.id).await.expect("read");
+        assert_eq!(owner.map(|o| o.customer), Some(first.customer));
+    }
+    assert_eq!(f.available(e2.id, t2[0].id).await, 8, "no units taken");
 }
 
 /// A booking stored directly through the port, on a fresh hold of one unit
