@@ -325,18 +325,24 @@ impl Ems {
     }
 
     /// Opens a checkout: through its event's queue when batching, else directly.
-    pub(crate) async fn open_checkout(
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps its argument twice in its future"
+    )]
+    pub(crate) fn open_checkout(
         &self,
         request: booking::OpenCheckout,
-    ) -> Result<booking::Opened> {
-        match &self.inner.opens {
-            Some(c) => Box::pin(c.run(request)).await,
-            // A batch of one: a store may open it in one step.
-            None => sole_answer(
-                self.port()
-                    .open_checkouts(std::slice::from_ref(&request))
-                    .await,
-            ),
+    ) -> impl std::future::Future<Output = Result<booking::Opened>> + Send + '_ {
+        async move {
+            match &self.inner.opens {
+                Some(c) => Box::pin(c.run(request)).await,
+                // A batch of one: a store may open it in one step.
+                None => sole_answer(
+                    self.port()
+                        .open_checkouts(std::slice::from_ref(&request))
+                        .await,
+                ),
+            }
         }
     }
 
@@ -349,17 +355,23 @@ impl Ems {
 
     /// Settles a paid checkout: through its event's queue when batching, else
     /// directly.
-    pub(crate) async fn settle_paid(
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps its argument twice in its future"
+    )]
+    pub(crate) fn settle_paid(
         &self,
         request: booking::SettlePaid,
-    ) -> Result<booking::Settled> {
-        match &self.inner.settles {
-            Some(c) => Box::pin(c.run(request)).await,
-            None => sole_answer(
-                self.port()
-                    .settle_paid(std::slice::from_ref(&request))
-                    .await,
-            ),
+    ) -> impl std::future::Future<Output = Result<booking::Settled>> + Send + '_ {
+        async move {
+            match &self.inner.settles {
+                Some(c) => Box::pin(c.run(request)).await,
+                None => sole_answer(
+                    self.port()
+                        .settle_paid(std::slice::from_ref(&request))
+                        .await,
+                ),
+            }
         }
     }
 

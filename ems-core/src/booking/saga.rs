@@ -1,5 +1,7 @@
 //! The checkout saga and the booking operations around it.
 
+use std::future::Future;
+
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
@@ -204,19 +206,22 @@ impl Ems {
 
     /// Opens `draft`'s booking on `hold`, just placed, at its own instant:
     /// the hold's id and event, and what opening did.
-    async fn open_on_hold(
+    ///
+    /// A plain fn (see `charge`): the opening is built at once and only the
+    /// store's step is awaited.
+    fn open_on_hold(
         &self,
         draft: BookingDraft,
         hold: crate::inventory::Hold,
-    ) -> (HoldId, EventId, Result<Opened>) {
+    ) -> impl Future<Output = (HoldId, EventId, Result<Opened>)> + Send + '_ {
         let (hold_id, hold_event) = (hold.id, hold.event_id);
         // The booking carries the hold's lines and quote: moved, not copied.
         let draft = BookingDraft {
             now: self.now(),
             ..draft
         };
-        let opened = self.open_checkout(draft.into_opening(hold)).await;
-        (hold_id, hold_event, opened)
+        let opening = self.open_checkout(draft.into_opening(hold));
+        async move { (hold_id, hold_event, opening.await) }
     }
 
     async fn resume_checkout(
@@ -282,72 +287,80 @@ impl Ems {
 
     /// Charges `payment` (as stored; ours if its id is `ours`) through the
     /// booking's gateway and settles the outcome.
-    async fn charge(
+    // A plain fn returning an `async move` block: an `async fn` would keep its
+    // arguments twice in its future (as captured and as moved to locals).
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps its arguments twice in its future"
+    )]
+    fn charge(
         &self,
         booking: Booking,
         payment: Payment,
         ours: PaymentId,
-    ) -> Result<Checkout> {
-        let gateway = self.gateway(&booking.gateway)?;
-        if payment.id != ours || payment.status != PaymentStatus::Pending {
-            // Another request with the same key started this payment first: it alone
-            // talks to the gateway (a retry later resumes through `reconcile_payment`).
-            return self.checkout_state(booking).await;
-        }
-        if booking.total.is_zero() {
-            // Free tickets: nothing to charge, so no gateway reference either.
-            return self.settle(payment, None, booking).await;
-        }
-        let request = PaymentRequest {
-            idempotency_key: payment.idempotency_key.clone(),
-            amount: booking.total,
-            booking_id: booking.id,
-            customer: booking.customer,
-            description: format!("booking {}", booking.id),
-        };
-        let mut outcome = (*gateway).create_payment(&request).await;
-        if let Ok(GatewayPayment {
-            reference,
-            status: GatewayPaymentStatus::Authorized,
-        }) = &outcome
-        {
-            outcome = (*gateway)
-                .capture(reference, &request.idempotency_key)
-                .await;
-        }
-        match outcome {
-            Ok(GatewayPayment {
+    ) -> impl Future<Output = Result<Checkout>> + Send + '_ {
+        async move {
+            let gateway = self.gateway(&booking.gateway)?;
+            if payment.id != ours || payment.status != PaymentStatus::Pending {
+                // Another request with the same key started this payment first: it alone
+                // talks to the gateway (a retry later resumes through `reconcile_payment`).
+                return self.checkout_state(booking).await;
+            }
+            if booking.total.is_zero() {
+                // Free tickets: nothing to charge, so no gateway reference either.
+                return self.settle(payment, None, booking).await;
+            }
+            let request = PaymentRequest {
+                idempotency_key: payment.idempotency_key.clone(),
+                amount: booking.total,
+                booking_id: booking.id,
+                customer: booking.customer,
+                description: format!("booking {}", booking.id),
+            };
+            let mut outcome = (*gateway).create_payment(&request).await;
+            if let Ok(GatewayPayment {
                 reference,
-                status: GatewayPaymentStatus::Succeeded,
-            }) => self.settle(payment, Some(reference), booking).await,
-            Ok(GatewayPayment {
-                reference,
-                status: GatewayPaymentStatus::Pending | GatewayPaymentStatus::Authorized,
-            }) => {
-                self.set_payment_status(payment, PaymentStatus::Pending, Some(reference), None)
+                status: GatewayPaymentStatus::Authorized,
+            }) = &outcome
+            {
+                outcome = (*gateway)
+                    .capture(reference, &request.idempotency_key)
+                    .await;
+            }
+            match outcome {
+                Ok(GatewayPayment {
+                    reference,
+                    status: GatewayPaymentStatus::Succeeded,
+                }) => self.settle(payment, Some(reference), booking).await,
+                Ok(GatewayPayment {
+                    reference,
+                    status: GatewayPaymentStatus::Pending | GatewayPaymentStatus::Authorized,
+                }) => {
+                    self.set_payment_status(payment, PaymentStatus::Pending, Some(reference), None)
+                        .await?;
+                    self.checkout_state(booking).await
+                }
+                Ok(GatewayPayment {
+                    reference,
+                    status: GatewayPaymentStatus::Declined { reason },
+                }) => Box::pin(self.decline(payment, Some(reference), reason)).await,
+                Err(GatewayError::Declined { reason }) => {
+                    Box::pin(self.decline(payment, None, reason)).await
+                }
+                Err(e) => {
+                    // Outcome unknown: release the units now; the payment stays pending
+                    // so `reconcile_payment` (or a webhook) settles it: a late success
+                    // takes the units again or is refunded.
+                    self.fail_pending(
+                        booking.id,
+                        BookingReason::PaymentError {
+                            message: e.to_string(),
+                        },
+                    )
                     .await?;
-                self.checkout_state(booking).await
-            }
-            Ok(GatewayPayment {
-                reference,
-                status: GatewayPaymentStatus::Declined { reason },
-            }) => Box::pin(self.decline(payment, Some(reference), reason)).await,
-            Err(GatewayError::Declined { reason }) => {
-                Box::pin(self.decline(payment, None, reason)).await
-            }
-            Err(e) => {
-                // Outcome unknown: release the units now; the payment stays pending
-                // so `reconcile_payment` (or a webhook) settles it: a late success
-                // takes the units again or is refunded.
-                self.fail_pending(
-                    booking.id,
-                    BookingReason::PaymentError {
-                        message: e.to_string(),
-                    },
-                )
-                .await?;
-                self.checkout_state(self.booking_record(booking.id).await?)
-                    .await
+                    self.checkout_state(self.booking_record(booking.id).await?)
+                        .await
+                }
             }
         }
     }
@@ -430,54 +443,61 @@ impl Ems {
 
     /// Records a pending payment as succeeded and confirms its booking, in one
     /// step (batched with other buyers' when batching is on).
-    async fn settle(
+    // A plain fn for the reason `charge` is one.
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps its arguments twice in its future"
+    )]
+    fn settle(
         &self,
         payment: Payment,
         reference: Option<String>,
         booking: Booking,
-    ) -> Result<Checkout> {
-        let now = self.now();
-        let mut next = payment.clone();
-        next.status = PaymentStatus::Succeeded;
-        if reference.is_some() {
-            next.reference = reference.clone();
-        }
-        next.failure = None;
-        next.updated_at = now;
-        next.version += 1;
-        let confirm = ConfirmBooking::issuing(&booking, now);
-        let request = SettlePaid {
-            booking: booking.clone(),
-            payment: next,
-            confirm: confirm.clone(),
-        };
-        match self.settle_paid(request).await {
-            // Confirmed now, the usual answer, without `confirmed`'s future.
-            Ok(Settled {
-                payment,
-                outcome: ConfirmOutcome::Confirmed(b),
-            }) => Ok(self.confirmed_now(b, payment, confirm)),
-            Ok(Settled { payment, outcome }) => {
-                Box::pin(self.confirmed(payment, confirm, outcome)).await
+    ) -> impl Future<Output = Result<Checkout>> + Send + '_ {
+        async move {
+            let now = self.now();
+            let mut next = payment.clone();
+            next.status = PaymentStatus::Succeeded;
+            if reference.is_some() {
+                next.reference = reference.clone();
             }
-            Err(Error::Conflict { .. }) => {
-                // Someone else (a webhook, a reconciliation) moved the payment
-                // first: merge with what is stored, then confirm.
-                let paid = self
-                    .set_payment_status(payment, PaymentStatus::Succeeded, reference, None)
-                    .await?;
-                Box::pin(self.complete_paid(paid, Some(booking))).await
-            }
-            Err(e) => {
-                // Settling failed as a whole. Keep at least what the gateway said
-                // (status and reference), so webhooks find the payment and a retry
-                // or reconciliation confirms without asking the gateway again;
-                // should this fail too, reconciliation asks it under the
-                // payment's idempotency key.
-                let _ = self
-                    .set_payment_status(payment, PaymentStatus::Succeeded, reference, None)
-                    .await;
-                Err(e)
+            next.failure = None;
+            next.updated_at = now;
+            next.version += 1;
+            let confirm = ConfirmBooking::issuing(&booking, now);
+            let request = SettlePaid {
+                booking: booking.clone(),
+                payment: next,
+                confirm: confirm.clone(),
+            };
+            match self.settle_paid(request).await {
+                // Confirmed now, the usual answer, without `confirmed`'s future.
+                Ok(Settled {
+                    payment,
+                    outcome: ConfirmOutcome::Confirmed(b),
+                }) => Ok(self.confirmed_now(b, payment, confirm)),
+                Ok(Settled { payment, outcome }) => {
+                    Box::pin(self.confirmed(payment, confirm, outcome)).await
+                }
+                Err(Error::Conflict { .. }) => {
+                    // Someone else (a webhook, a reconciliation) moved the payment
+                    // first: merge with what is stored, then confirm.
+                    let paid = self
+                        .set_payment_status(payment, PaymentStatus::Succeeded, reference, None)
+                        .await?;
+                    Box::pin(self.complete_paid(paid, Some(booking))).await
+                }
+                Err(e) => {
+                    // Settling failed as a whole. Keep at least what the gateway said
+                    // (status and reference), so webhooks find the payment and a retry
+                    // or reconciliation confirms without asking the gateway again;
+                    // should this fail too, reconciliation asks it under the
+                    // payment's idempotency key.
+                    let _ = self
+                        .set_payment_status(payment, PaymentStatus::Succeeded, reference, None)
+                        .await;
+                    Err(e)
+                }
             }
         }
     }
