@@ -48,6 +48,23 @@ fn hold_request(
     }
 }
 
+/// Asserts `result` is the refusal of a hold id already taken, saying `what`
+/// was refused otherwise.
+#[track_caller]
+fn assert_hold_id_taken<T: std::fmt::Debug>(result: &crate::Result<T>, what: &str) {
+    assert!(
+        matches!(
+            result,
+            Err(Error::AlreadyExists {
+                entity: "hold",
+                field: "id",
+                ..
+            })
+        ),
+        "{what}: {result:?}"
+    );
+}
+
 /// A pending booking of all of `hold`, for its customer, under `key`, made
 /// `now`.
 fn booking_of(
@@ -3177,17 +3194,7 @@ pub async fn a_hold_id_is_taken_once(stores: TestStores) {
             ..hold_request(event, tier, 3, f.clock_now(), 15)
         };
         let err = store.try_hold(&again).await;
-        assert!(
-            matches!(
-                err,
-                Err(Error::AlreadyExists {
-                    entity: "hold",
-                    field: "id",
-                    ..
-                })
-            ),
-            "got {err:?}"
-        );
+        assert_hold_id_taken(&err, "a second hold with a taken id");
     }
     // In a batch, the request with a taken id alone is refused.
     let fresh = hold_request(e2.id, t2[0].id, 1, f.clock_now(), 15);
@@ -3198,18 +3205,7 @@ pub async fn a_hold_id_is_taken_once(stores: TestStores) {
     let answers = store.try_hold_batch(&[fresh.clone(), taken]).await;
     assert_eq!(answers.len(), 2);
     assert!(answers[0].is_ok(), "got {:?}", answers[0]);
-    assert!(
-        matches!(
-            answers[1],
-            Err(Error::AlreadyExists {
-                entity: "hold",
-                field: "id",
-                ..
-            })
-        ),
-        "got {:?}",
-        answers[1]
-    );
+    assert_hold_id_taken(&answers[1], "the batch's request with a taken id");
     assert_eq!(
         store.hold(first.id).await.expect("read"),
         Some(held.clone())
@@ -3266,17 +3262,7 @@ pub async fn a_hold_id_is_taken_once(stores: TestStores) {
             ..hold_request(e2.id, t2[0].id, 1, f.clock_now(), 15)
         };
         let err = handle.try_hold(&again).await;
-        assert!(
-            matches!(
-                err,
-                Err(Error::AlreadyExists {
-                    entity: "hold",
-                    field: "id",
-                    ..
-                })
-            ),
-            "a booked hold's id is taken: {err:?}"
-        );
+        assert_hold_id_taken(&err, "a booked hold's id is taken");
         let read = handle.hold(first.id).await.expect("read").expect("kept");
         assert_eq!(read.booking_id, Some(booking.id));
         let owner = handle.hold_owner(first.id).await.expect("read");
@@ -4144,17 +4130,7 @@ pub async fn holds_with_their_openings_match_one_by_one(stores: TestStores) {
         .await;
     assert_eq!(answers.len(), 3, "one answer per request");
     for refused in [&answers[0], &answers[2]] {
-        assert!(
-            matches!(
-                refused,
-                Err(Error::AlreadyExists {
-                    entity: "hold",
-                    field: "id",
-                    ..
-                })
-            ),
-            "a taken hold id is refused: {refused:?}"
-        );
+        assert_hold_id_taken(refused, "a taken hold id is refused");
     }
     let dan = answers[1].as_ref().expect("granted");
     assert_eq!(dan.hold.id, dan_new.hold.id);
