@@ -47,7 +47,6 @@ mod pricing;
 mod state;
 mod ticket;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -154,10 +153,6 @@ struct Inner {
     /// `IdIndex` the many holds of a store's bookings stay out of the hash
     /// map every new hold is entered in (which stays small, and in cache).
     booked_holds: IdIndex<HoldId, u32>,
-    /// The greatest first half of a booked hold's id: ids are minted in time
-    /// order (UUID v7), so a new hold's id is above it and surely not booked,
-    /// which every hold checks without reading `booked_holds`.
-    booked_high: AtomicU64,
     bookings: IdIndex<BookingId, Loc>,
     keys: Fingerprinter,
     booking_keys: Index<Fingerprint, Loc>,
@@ -254,19 +249,16 @@ impl MemoryStore {
     /// Moves hold `id` of shard `number`, just booked, from `holds` to
     /// `booked_holds`: entered there before it leaves `holds`.
     fn hold_booked(&self, id: HoldId, number: u32) {
-        self.inner
-            .booked_high
-            .fetch_max(high_half(id), Ordering::Relaxed);
         self.inner.booked_holds.insert(id, number);
         self.inner.holds.remove(&id);
     }
 
-    /// Whether hold `id` is among the booked ones. Called with `id`'s entry in
-    /// `holds` held: a hold that left `holds` for `booked_holds` did so after
-    /// it was entered there and `booked_high` was raised, both seen here.
+    /// Whether hold `id` is among the booked ones (a new hold's id, above
+    /// every booked one, is answered from the index's last key). Called with
+    /// `id`'s entry in `holds` held: a hold that left `holds` for
+    /// `booked_holds` was entered there first, which is seen here.
     fn is_booked(&self, id: &HoldId) -> bool {
-        high_half(*id) <= self.inner.booked_high.load(Ordering::Relaxed)
-            && self.inner.booked_holds.contains_key(id)
+        self.inner.booked_holds.contains_key(id)
     }
 
     /// The shard number of hold `id`. A hold moving to `booked_holds` is
@@ -316,11 +308,6 @@ impl MemoryStore {
     ) -> Option<T> {
         self.read_at(&self.inner.bookings, &id, |s, r| Some(read(s, r)))
     }
-}
-
-/// The first (most significant) half of a hold id.
-fn high_half(id: HoldId) -> u64 {
-    (id.0.as_u128() >> 64) as u64
 }
 
 #[cfg(test)]
