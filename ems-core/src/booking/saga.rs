@@ -443,7 +443,6 @@ impl Ems {
 
     /// Records a pending payment as succeeded and confirms its booking, in one
     /// step (batched with other buyers' when batching is on).
-    // A plain fn for the reason `charge` is one.
     #[allow(
         clippy::manual_async_fn,
         reason = "an async fn keeps its arguments twice in its future"
