@@ -6,6 +6,13 @@
 //! `cargo bench --bench hot_event` (`EMS_BENCH_ROUNDS`, default 9;
 //! `EMS_BENCH_SECS` per measurement, default 1). Each task checks every
 //! pair's hold and release succeed; `cargo test` runs one short round.
+//!
+//! Each round also prints how long a cache line takes to go from one core to
+//! another and back, measured right after it: the 8-task figure is bound by
+//! those trips (every line a critical section writes moves between the cores
+//! that take the lock in turn), and on a virtual machine the same two vCPUs
+//! can share a cache at one moment and sit on separate dies the next, which
+//! changes the round trip several times over. A ratio means little without it.
 
 #![allow(missing_docs)]
 
@@ -75,6 +82,35 @@ fn pairs_per_sec(
     done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// The median time, over a few samples, for a cache line to go from one
+/// thread to another and back: two threads take turns writing one counter.
+fn line_round_trip(trips: u64) -> Duration {
+    let sample = || {
+        let turn = Arc::new(AtomicU64::new(0));
+        let other = Arc::clone(&turn);
+        let start = Instant::now();
+        let peer = std::thread::spawn(move || {
+            for i in 0..trips {
+                while other.load(Ordering::Acquire) != 2 * i + 1 {
+                    std::hint::spin_loop();
+                }
+                other.store(2 * i + 2, Ordering::Release);
+            }
+        });
+        for i in 0..trips {
+            while turn.load(Ordering::Acquire) != 2 * i {
+                std::hint::spin_loop();
+            }
+            turn.store(2 * i + 1, Ordering::Release);
+        }
+        peer.join().expect("peer thread finishes");
+        start.elapsed() / u32::try_from(trips).expect("trips fit u32")
+    };
+    let mut samples: Vec<Duration> = (0..5).map(|_| sample()).collect();
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
 fn main() {
     // `cargo test` runs benches without `--bench`: one short round then.
     let full = std::env::args().any(|a| a == "--bench");
@@ -96,15 +132,20 @@ fn main() {
         .expect("runtime starts");
     pairs_per_sec(&rt, &w, event, 8, secs / 2); // warm-up
     let (mut ratios, mut ones, mut eights) = (Vec::new(), Vec::new(), Vec::new());
-    println!("round  1 task (pairs/s)  8 tasks (pairs/s)  ratio");
+    let trips = if full { 20_000 } else { 1_000 };
+    println!("round  1 task (pairs/s)  8 tasks (pairs/s)  line round trip  ratio");
     for round in 1..=rounds {
         let one = pairs_per_sec(&rt, &w, event, 1, secs);
         let eight = pairs_per_sec(&rt, &w, event, 8, secs);
+        // Right after the 8 tasks, while both cores are still awake (a
+        // vCPU that sat idle takes a while to answer its first trips).
+        let trip = line_round_trip(trips);
         ratios.push(eight / one);
         ones.push(one);
         eights.push(eight);
         println!(
-            "{round:>5}  {one:>17.0}  {eight:>17.0}  {:>5.2}",
+            "{round:>5}  {one:>16.0}  {eight:>17.0}  {:>12.0} ns  {:>5.2}",
+            trip.as_secs_f64() * 1e9,
             eight / one
         );
     }
