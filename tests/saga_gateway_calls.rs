@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use chrono::Duration;
 use ems::payment::*;
 use ems::prelude::*;
+use ems::ticket::TicketStore;
 use mockall::predicate::function;
 
 mockall::mock! {
@@ -32,7 +33,15 @@ fn caps() -> Capabilities {
 }
 
 async fn on_sale(gateway: MockGateway) -> (Ems, EventId, TierId) {
-    let ems = Ems::builder(Arc::new(ems::memory::MemoryStore::new()))
+    on_sale_in(ems::memory::MemoryStore::new(), gateway).await
+}
+
+/// [`on_sale`] over `store`, which the caller keeps a handle of.
+async fn on_sale_in(
+    store: ems::memory::MemoryStore,
+    gateway: MockGateway,
+) -> (Ems, EventId, TierId) {
+    let ems = Ems::builder(Arc::new(store))
         .gateway("mock", Arc::new(gateway))
         .build()
         .expect("valid configuration");
@@ -117,6 +126,61 @@ async fn checkout_charges_the_booking_total_once_under_a_key_derived_from_the_bo
         again.booking.id, first.booking.id,
         "the retry reaches no gateway (times(1))"
     );
+}
+
+#[tokio::test]
+async fn a_payment_recorded_as_paid_while_the_gateway_answers_is_confirmed_once() {
+    // The gateway's webhook (here: a write straight to the store) records the
+    // payment as succeeded before the gateway's own answer reaches the saga,
+    // whose settling then finds the payment moved on (a version conflict).
+    let store = ems::memory::MemoryStore::new();
+    let webhook = store.clone();
+    let mut gateway = MockGateway::new();
+    gateway.expect_capabilities().return_const(caps());
+    gateway
+        .expect_create_payment()
+        .times(1)
+        .returning(move |request: &PaymentRequest| {
+            futures::executor::block_on(async {
+                let mut paid = webhook
+                    .payments_for_booking(request.booking_id)
+                    .await
+                    .expect("payments read")
+                    .pop()
+                    .expect("the pending payment");
+                paid.status = PaymentStatus::Succeeded;
+                paid.reference = Some("p-1".into());
+                paid.version += 1;
+                webhook.update_payment(&paid).await.expect("webhook write");
+            });
+            Ok(GatewayPayment {
+                reference: "p-1".into(),
+                status: GatewayPaymentStatus::Succeeded,
+            })
+        });
+    gateway.expect_refund().never();
+    let (ems, event, tier) = on_sale_in(store.clone(), gateway).await;
+    let buyer = Actor::Customer {
+        user: UserId::new(),
+    };
+    let done = ems
+        .checkout(&buyer, order(event, tier, "k"))
+        .await
+        .expect("checkout");
+    assert_eq!(done.booking.status, BookingStatus::Confirmed);
+    assert_eq!(done.tickets.len(), 3);
+    let payments = store
+        .payments_for_booking(done.booking.id)
+        .await
+        .expect("payments read");
+    assert_eq!(payments.len(), 1, "one payment record, settled once");
+    assert_eq!(payments[0].status, PaymentStatus::Succeeded);
+    assert_eq!(payments[0].reference.as_deref(), Some("p-1"));
+    let tickets = store
+        .tickets_for_booking(done.booking.id)
+        .await
+        .expect("tickets read");
+    assert_eq!(tickets.len(), 3, "tickets issued once");
 }
 
 #[tokio::test]

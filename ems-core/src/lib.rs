@@ -353,24 +353,22 @@ impl Ems {
         self.inner.hold_opens.as_ref()
     }
 
-    /// Settles a paid checkout: through its event's queue when batching, else
-    /// directly.
+    /// Settles a paid checkout: through its event's queue when batching (a
+    /// copy of the request joins it), else directly. Borrowed, so the caller
+    /// keeps the request's parts (the confirmation's tickets, the booking)
+    /// without copying them.
     #[allow(
         clippy::manual_async_fn,
         reason = "an async fn keeps its argument twice in its future"
     )]
-    pub(crate) fn settle_paid(
-        &self,
-        request: booking::SettlePaid,
-    ) -> impl std::future::Future<Output = Result<booking::Settled>> + Send + '_ {
+    pub(crate) fn settle_paid<'a>(
+        &'a self,
+        request: &'a booking::SettlePaid,
+    ) -> impl std::future::Future<Output = Result<booking::Settled>> + Send + 'a {
         async move {
             match &self.inner.settles {
-                Some(c) => Box::pin(c.run(request)).await,
-                None => sole_answer(
-                    self.port()
-                        .settle_paid(std::slice::from_ref(&request))
-                        .await,
-                ),
+                Some(c) => Box::pin(c.run(request.clone())).await,
+                None => sole_answer(self.port().settle_paid(std::slice::from_ref(request)).await),
             }
         }
     }

@@ -389,6 +389,13 @@ impl Ems {
         self.port().fail_booking(booking, reason, self.now()).await
     }
 
+    async fn payment_record(&self, id: PaymentId) -> Result<Payment> {
+        self.port()
+            .payment(id)
+            .await?
+            .ok_or_else(|| Error::not_found("payment", id))
+    }
+
     pub(crate) async fn booking_record(&self, id: BookingId) -> Result<Booking> {
         self.port()
             .booking(id)
@@ -455,21 +462,28 @@ impl Ems {
     ) -> impl Future<Output = Result<Checkout>> + Send + '_ {
         async move {
             let now = self.now();
-            let mut next = payment.clone();
+            let confirm = ConfirmBooking::issuing(&booking, now);
+            let mut next = payment;
             next.status = PaymentStatus::Succeeded;
             if reference.is_some() {
-                next.reference = reference.clone();
+                next.reference = reference;
             }
             next.failure = None;
             next.updated_at = now;
             next.version += 1;
-            let confirm = ConfirmBooking::issuing(&booking, now);
+            // Moved in and taken back apart after: nothing of it is copied.
             let request = SettlePaid {
-                booking: booking.clone(),
+                booking,
                 payment: next,
-                confirm: confirm.clone(),
+                confirm,
             };
-            match self.settle_paid(request).await {
+            let settled = self.settle_paid(&request).await;
+            let SettlePaid {
+                booking,
+                payment: next,
+                confirm,
+            } = request;
+            match settled {
                 // Confirmed now, the usual answer, without `confirmed`'s future.
                 Ok(Settled {
                     payment,
@@ -481,10 +495,19 @@ impl Ems {
                 Err(Error::Conflict { .. }) => {
                     // Someone else (a webhook, a reconciliation) moved the payment
                     // first: merge with what is stored, then confirm.
-                    let paid = self
-                        .set_payment_status(payment, PaymentStatus::Succeeded, reference, None)
-                        .await?;
-                    Box::pin(self.complete_paid(paid, Some(booking))).await
+                    Box::pin(async move {
+                        let stored = self.payment_record(next.id).await?;
+                        let paid = self
+                            .set_payment_status(
+                                stored,
+                                PaymentStatus::Succeeded,
+                                next.reference,
+                                None,
+                            )
+                            .await?;
+                        self.complete_paid(paid, Some(booking)).await
+                    })
+                    .await
                 }
                 Err(e) => {
                     // Settling failed as a whole. Keep at least what the gateway said
@@ -492,9 +515,19 @@ impl Ems {
                     // or reconciliation confirms without asking the gateway again;
                     // should this fail too, reconciliation asks it under the
                     // payment's idempotency key.
-                    let _ = self
-                        .set_payment_status(payment, PaymentStatus::Succeeded, reference, None)
-                        .await;
+                    Box::pin(async move {
+                        if let Ok(stored) = self.payment_record(next.id).await {
+                            let _ = self
+                                .set_payment_status(
+                                    stored,
+                                    PaymentStatus::Succeeded,
+                                    next.reference,
+                                    None,
+                                )
+                                .await;
+                        }
+                    })
+                    .await;
                     Err(e)
                 }
             }
