@@ -227,8 +227,11 @@ impl Bookings {
     /// Where booking `id` is (`Ok`) or would go (`Err`) in `by_id`.
     fn position(&self, id: &BookingId) -> std::result::Result<usize, usize> {
         let key = Key::id(*id);
+        // The newest booking is the one a checkout's next steps (its
+        // payment, its confirmation) look up, and a new one goes after it.
         match self.by_id.last() {
             Some((last, _)) if *last < key => Err(self.by_id.len()),
+            Some((last, _)) if *last == key => Ok(self.by_id.len() - 1),
             _ => self.by_id.binary_search_by(|(k, _)| k.cmp(&key)),
         }
     }
