@@ -1,3 +1,4 @@
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -73,7 +74,12 @@ const PAYMENT_PREFIX: &str = "fake_pay_";
 
 /// The reference of the payment numbered `id`.
 fn payment_reference(id: Uuid) -> String {
-    format!("{PAYMENT_PREFIX}{}", id.simple())
+    let mut digits = [0u8; uuid::fmt::Simple::LENGTH];
+    let digits = id.simple().encode_lower(&mut digits);
+    let mut reference = String::with_capacity(PAYMENT_PREFIX.len() + digits.len());
+    reference.push_str(PAYMENT_PREFIX);
+    reference.push_str(digits);
+    reference
 }
 
 /// The payment number a reference of this gateway spells, if it is one.
@@ -241,6 +247,74 @@ impl FakeGateway {
     }
 }
 
+/// The answer to a key's retry: the payment it created, if it is that
+/// key's with the same amount.
+fn replayed(
+    p: &FakePayment,
+    id: Uuid,
+    request: &PaymentRequest,
+) -> Result<GatewayPayment, GatewayError> {
+    if *p.key != *request.idempotency_key {
+        return Err(GatewayError::Rejected {
+            reason: "idempotency key collides with another payment's".into(),
+        });
+    }
+    if p.amount != request.amount {
+        return Err(GatewayError::Rejected {
+            reason: "idempotency key reused with another amount".into(),
+        });
+    }
+    Ok(GatewayPayment {
+        reference: payment_reference(id),
+        status: p.status.clone(),
+    })
+}
+
+/// The status `behavior` gives a new payment, or the error it answers
+/// without charging.
+fn charge_status(behavior: &FakeBehavior) -> Result<GatewayPaymentStatus, GatewayError> {
+    match behavior {
+        FakeBehavior::Succeed | FakeBehavior::Delay(_) | FakeBehavior::TimeoutAfterCharge => {
+            Ok(GatewayPaymentStatus::Succeeded)
+        }
+        FakeBehavior::Authorize => Ok(GatewayPaymentStatus::Authorized),
+        FakeBehavior::Pending => Ok(GatewayPaymentStatus::Pending),
+        FakeBehavior::Decline(reason) => Err(GatewayError::Declined {
+            reason: reason.clone(),
+        }),
+        FakeBehavior::Timeout => Err(GatewayError::Timeout),
+        FakeBehavior::Unavailable => Err(GatewayError::Unavailable {
+            reason: "fake outage".into(),
+        }),
+    }
+}
+
+/// The answer for payment `id`, charged with `status` under `behavior`.
+fn answer(
+    id: Uuid,
+    status: GatewayPaymentStatus,
+    behavior: &FakeBehavior,
+) -> Result<GatewayPayment, GatewayError> {
+    if *behavior == FakeBehavior::TimeoutAfterCharge {
+        return Err(GatewayError::Timeout);
+    }
+    Ok(GatewayPayment {
+        reference: payment_reference(id),
+        status,
+    })
+}
+
+impl FakePayment {
+    fn new(request: &PaymentRequest, status: GatewayPaymentStatus) -> Self {
+        Self {
+            key: request.idempotency_key.as_str().into(),
+            amount: request.amount,
+            status,
+            refunded: Money::zero(request.amount.currency()),
+        }
+    }
+}
+
 fn unknown_payment(reference: &str) -> GatewayError {
     GatewayError::Rejected {
         reason: format!("unknown payment {reference}"),
@@ -264,72 +338,37 @@ impl PaymentGateway for FakeGateway {
         request: &PaymentRequest,
     ) -> Result<GatewayPayment, GatewayError> {
         let (id, behavior) = {
-            let mut s = self.state.lock();
+            let mut guard = self.state.lock();
+            let s = &mut *guard;
             s.create_calls += 1;
             let id = s.number(&request.idempotency_key);
-            if let Some(p) = s.payments.get(&id) {
-                if *p.key != *request.idempotency_key {
-                    return Err(GatewayError::Rejected {
-                        reason: "idempotency key collides with another payment's".into(),
-                    });
-                }
-                if p.amount != request.amount {
-                    return Err(GatewayError::Rejected {
-                        reason: "idempotency key reused with another amount".into(),
-                    });
-                }
-                return Ok(GatewayPayment {
-                    reference: payment_reference(id),
-                    status: p.status.clone(),
-                });
-            }
+            let slot = match s.payments.entry(id) {
+                Entry::Occupied(p) => return replayed(p.get(), id, request),
+                Entry::Vacant(slot) => slot,
+            };
             let behavior = s
                 .script
                 .pop_front()
                 .or_else(|| s.default.clone())
                 .unwrap_or(FakeBehavior::Succeed);
+            if !matches!(behavior, FakeBehavior::Delay(_)) {
+                // Decided at once: recorded under the same lock, in the
+                // slot the key's look-up found.
+                let status = charge_status(&behavior)?;
+                slot.insert(FakePayment::new(request, status.clone()));
+                return answer(id, status, &behavior);
+            }
             (id, behavior)
         };
         if let FakeBehavior::Delay(d) = &behavior {
             tokio::time::sleep(*d).await;
         }
-        let status = match &behavior {
-            FakeBehavior::Succeed | FakeBehavior::Delay(_) | FakeBehavior::TimeoutAfterCharge => {
-                GatewayPaymentStatus::Succeeded
-            }
-            FakeBehavior::Authorize => GatewayPaymentStatus::Authorized,
-            FakeBehavior::Pending => GatewayPaymentStatus::Pending,
-            FakeBehavior::Decline(reason) => {
-                return Err(GatewayError::Declined {
-                    reason: reason.clone(),
-                })
-            }
-            FakeBehavior::Timeout => return Err(GatewayError::Timeout),
-            FakeBehavior::Unavailable => {
-                return Err(GatewayError::Unavailable {
-                    reason: "fake outage".into(),
-                })
-            }
-        };
-        {
-            let mut s = self.state.lock();
-            s.payments.insert(
-                id,
-                FakePayment {
-                    key: request.idempotency_key.as_str().into(),
-                    amount: request.amount,
-                    status: status.clone(),
-                    refunded: Money::zero(request.amount.currency()),
-                },
-            );
-        }
-        if behavior == FakeBehavior::TimeoutAfterCharge {
-            return Err(GatewayError::Timeout);
-        }
-        Ok(GatewayPayment {
-            reference: payment_reference(id),
-            status,
-        })
+        let status = charge_status(&behavior)?;
+        self.state
+            .lock()
+            .payments
+            .insert(id, FakePayment::new(request, status.clone()));
+        answer(id, status, &behavior)
     }
 
     async fn payment_status(&self, reference: &str) -> Result<GatewayPayment, GatewayError> {
