@@ -389,11 +389,21 @@ impl Ems {
         self.port().fail_booking(booking, reason, self.now()).await
     }
 
-    async fn payment_record(&self, id: PaymentId) -> Result<Payment> {
-        self.port()
-            .payment(id)
+    /// Records the payment `next` describes as succeeded (with `next`'s
+    /// reference) over the record stored now, whoever wrote it last.
+    async fn record_paid(&self, next: &Payment) -> Result<Payment> {
+        let stored = self
+            .port()
+            .payment(next.id)
             .await?
-            .ok_or_else(|| Error::not_found("payment", id))
+            .ok_or_else(|| Error::not_found("payment", next.id))?;
+        self.set_payment_status(
+            stored,
+            PaymentStatus::Succeeded,
+            next.reference.clone(),
+            None,
+        )
+        .await
     }
 
     pub(crate) async fn booking_record(&self, id: BookingId) -> Result<Booking> {
@@ -496,15 +506,7 @@ impl Ems {
                     // Someone else (a webhook, a reconciliation) moved the payment
                     // first: merge with what is stored, then confirm.
                     Box::pin(async move {
-                        let stored = self.payment_record(next.id).await?;
-                        let paid = self
-                            .set_payment_status(
-                                stored,
-                                PaymentStatus::Succeeded,
-                                next.reference,
-                                None,
-                            )
-                            .await?;
+                        let paid = self.record_paid(&next).await?;
                         self.complete_paid(paid, Some(booking)).await
                     })
                     .await
@@ -515,19 +517,7 @@ impl Ems {
                     // or reconciliation confirms without asking the gateway again;
                     // should this fail too, reconciliation asks it under the
                     // payment's idempotency key.
-                    Box::pin(async move {
-                        if let Ok(stored) = self.payment_record(next.id).await {
-                            let _ = self
-                                .set_payment_status(
-                                    stored,
-                                    PaymentStatus::Succeeded,
-                                    next.reference,
-                                    None,
-                                )
-                                .await;
-                        }
-                    })
-                    .await;
+                    let _ = Box::pin(self.record_paid(&next)).await;
                     Err(e)
                 }
             }
