@@ -237,7 +237,7 @@ impl Tuner {
         let current = self.policy();
         let kept = &self.rates[current as usize];
         kept.store(smoothed(kept.load(Relaxed), rate), Relaxed);
-        let windows = self.windows.load(Relaxed) + 1;
+        let windows = self.windows.load(Relaxed).wrapping_add(1);
         self.windows.store(windows, Relaxed);
         let next = choose(
             current,
