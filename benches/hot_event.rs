@@ -7,8 +7,10 @@
 //! `EMS_BENCH_SECS` per measurement, default 1). Each task checks every
 //! pair's hold and release succeed; `cargo test` runs one short round.
 //!
-//! Each round also prints how long a cache line takes to go from one core to
-//! another and back, measured right after it: the 8-task figure is bound by
+//! Each round also prints the time of a hold + release pair at 8 tasks
+//! (median and 99th percentile of every 64th pair: what a buyer waits, the
+//! lock's waiting included), and how long a cache line takes to go from
+//! one core to another and back, measured right after it: the 8-task figure is bound by
 //! those trips (every line a critical section writes moves between the cores
 //! that take the lock in turn), and on a virtual machine the same two vCPUs
 //! can share a cache at one moment and sit on separate dies the next, which
@@ -32,17 +34,18 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// Pairs per second of `tasks` tasks on `event` for `secs`.
+/// Pairs per second of `tasks` tasks on `event` for `secs`, and the times
+/// of a sample of the pairs (every 64th of each task), sorted.
 fn pairs_per_sec(
     rt: &tokio::runtime::Runtime,
     w: &common::World,
     (event, tier): (EventId, TierId),
     tasks: usize,
     secs: Duration,
-) -> f64 {
+) -> (f64, Vec<Duration>) {
     let done = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
-    rt.block_on(async {
+    let mut sampled = rt.block_on(async {
         let handles: Vec<_> = (0..tasks)
             .map(|_| {
                 let (ems, store) = (w.ems.clone(), w.store.clone());
@@ -56,15 +59,20 @@ fn pairs_per_sec(
                         quantity: 1,
                     }];
                     let mut n = 0u64;
+                    let mut sampled = Vec::new();
                     // Each task watches the clock itself: tasks that never
                     // wait leave no worker free to run a timer.
                     while start.elapsed() < secs {
-                        for _ in 0..64 {
+                        for i in 0..64 {
+                            let began = (i == 0).then(Instant::now);
                             let hold = ems
                                 .place_hold(&buyer, event, &items, HoldOptions::default())
                                 .await
                                 .expect("hold");
                             ems.release_hold(&buyer, hold.id).await.expect("release");
+                            if let Some(began) = began {
+                                sampled.push(began.elapsed());
+                            }
                             n += 1;
                             if n % 8192 == 0 {
                                 common::prune(&store);
@@ -72,14 +80,28 @@ fn pairs_per_sec(
                         }
                     }
                     done.fetch_add(n, Ordering::Relaxed);
+                    sampled
                 })
             })
             .collect();
+        let mut sampled = Vec::new();
         for h in handles {
-            h.await.expect("task finishes");
+            sampled.extend(h.await.expect("task finishes"));
         }
+        sampled
     });
-    done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+    sampled.sort();
+    let rate = done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64();
+    (rate, sampled)
+}
+
+/// The `q` quantile of sorted `times`, in microseconds.
+fn quantile_us(times: &[Duration], q: f64) -> f64 {
+    if times.is_empty() {
+        return 0.0;
+    }
+    let i = ((times.len() - 1) as f64 * q).round() as usize;
+    times[i].as_secs_f64() * 1e6
 }
 
 /// The median time, over a few samples, for a cache line to go from one
@@ -133,10 +155,12 @@ fn main() {
     pairs_per_sec(&rt, &w, event, 8, secs / 2); // warm-up
     let (mut ratios, mut ones, mut eights) = (Vec::new(), Vec::new(), Vec::new());
     let trips = if full { 20_000 } else { 1_000 };
-    println!("round  1 task (pairs/s)  8 tasks (pairs/s)  line round trip  ratio");
+    println!(
+        "round  1 task (pairs/s)  8 tasks (pairs/s)  8 tasks' pair p50 / p99  line round trip  ratio"
+    );
     for round in 1..=rounds {
-        let one = pairs_per_sec(&rt, &w, event, 1, secs);
-        let eight = pairs_per_sec(&rt, &w, event, 8, secs);
+        let (one, _) = pairs_per_sec(&rt, &w, event, 1, secs);
+        let (eight, times) = pairs_per_sec(&rt, &w, event, 8, secs);
         // Right after the 8 tasks, while both cores are still awake (a
         // vCPU that sat idle takes a while to answer its first trips).
         let trip = line_round_trip(trips);
@@ -144,7 +168,9 @@ fn main() {
         ones.push(one);
         eights.push(eight);
         println!(
-            "{round:>5}  {one:>16.0}  {eight:>17.0}  {:>12.0} ns  {:>5.2}",
+            "{round:>5}  {one:>16.0}  {eight:>17.0}  {:>12.1} / {:>6.1} µs  {:>12.0} ns  {:>5.2}",
+            quantile_us(&times, 0.5),
+            quantile_us(&times, 0.99),
             trip.as_secs_f64() * 1e9,
             eight / one
         );
