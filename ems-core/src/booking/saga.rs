@@ -392,11 +392,7 @@ impl Ems {
     /// Records the payment `next` describes as succeeded (with `next`'s
     /// reference) over the record stored now, whoever wrote it last.
     async fn record_paid(&self, next: &Payment) -> Result<Payment> {
-        let stored = self
-            .port()
-            .payment(next.id)
-            .await?
-            .ok_or_else(|| Error::not_found("payment", next.id))?;
+        let stored = self.payment_record(next.id).await?;
         self.set_payment_status(
             stored,
             PaymentStatus::Succeeded,
@@ -404,6 +400,13 @@ impl Ems {
             None,
         )
         .await
+    }
+
+    async fn payment_record(&self, id: PaymentId) -> Result<Payment> {
+        self.port()
+            .payment(id)
+            .await?
+            .ok_or_else(|| Error::not_found("payment", id))
     }
 
     pub(crate) async fn booking_record(&self, id: BookingId) -> Result<Booking> {
@@ -441,11 +444,7 @@ impl Ems {
             match self.port().update_payment(&next).await {
                 Ok(()) => return Ok(next),
                 Err(Error::Conflict { .. }) => {
-                    current = self
-                        .port()
-                        .payment(current.id)
-                        .await?
-                        .ok_or_else(|| Error::not_found("payment", current.id))?;
+                    current = self.payment_record(current.id).await?;
                 }
                 Err(e) => return Err(e),
             }
@@ -614,11 +613,7 @@ impl Ems {
 
     /// Sends a recorded refund to its payment's gateway and records the answer.
     async fn execute_refund(&self, refund: Refund) -> Result<Refund> {
-        let payment = self
-            .port()
-            .payment(refund.payment_id)
-            .await?
-            .ok_or_else(|| Error::not_found("payment", refund.payment_id))?;
+        let payment = self.payment_record(refund.payment_id).await?;
         let mut next = refund.clone();
         next.version += 1;
         next.updated_at = self.now();
@@ -726,11 +721,7 @@ impl Ems {
     /// (timeouts) and settles it like a webhook would. The system and admins.
     pub async fn reconcile_payment(&self, actor: &Actor, payment: PaymentId) -> Result<Checkout> {
         actor.require_privileged("reconcile payment")?;
-        let p = self
-            .port()
-            .payment(payment)
-            .await?
-            .ok_or_else(|| Error::not_found("payment", payment))?;
+        let p = self.payment_record(payment).await?;
         if p.status != PaymentStatus::Pending {
             let booking = self.booking_record(p.booking_id).await?;
             if p.status == PaymentStatus::Succeeded && booking.status == BookingStatus::Pending {
