@@ -31,7 +31,7 @@
 //! lock nobody waits for never changes policy and pays for one clock
 //! reading per [`WINDOW`] acquisitions.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -158,9 +158,10 @@ impl<T> Mutex<T> {
     }
 }
 
-/// A lock's waiting policy and its measurements. The counters are written
-/// only by the thread holding the lock (plain loads and stores of atomics),
-/// on the lock word's cache line, so they add no traffic of their own.
+/// A lock's waiting policy and its measurements, on the lock word's cache
+/// line. All but `waiting` (which waiters count themselves in and out of)
+/// are written only by the thread holding the lock, with plain loads and
+/// stores of atomics, so they add no traffic of their own.
 #[derive(Default)]
 struct Tuner {
     policy: AtomicU8,
@@ -172,9 +173,10 @@ struct Tuner {
     contended: AtomicU32,
     /// Contended windows measured so far.
     windows: AtomicU32,
-    /// Contended windows since the policy last changed: the first is not
-    /// measured (waiters that began under the old policy are still in it).
-    since_switch: AtomicU32,
+    /// Whether a contended window has gone by under the current policy: the
+    /// first is not measured (waiters that began under the old policy are
+    /// still in it).
+    settled: AtomicBool,
     /// When the current window began (nanoseconds since [`epoch`]; 0: not
     /// begun).
     window_start: AtomicU64,
@@ -228,8 +230,8 @@ impl Tuner {
         if start == 0 || contended * 2 < taken {
             return;
         }
-        if self.since_switch.load(Relaxed) == 0 {
-            self.since_switch.store(1, Relaxed);
+        if !self.settled.load(Relaxed) {
+            self.settled.store(true, Relaxed);
             return;
         }
         let elapsed = now.saturating_sub(start).max(1);
@@ -245,7 +247,7 @@ impl Tuner {
             windows,
         );
         if next != current {
-            self.since_switch.store(0, Relaxed);
+            self.settled.store(false, Relaxed);
             self.policy.store(next as u8, Relaxed);
         }
     }
