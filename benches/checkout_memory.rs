@@ -51,7 +51,7 @@ fn main() {
     }
     let elapsed = start.elapsed();
     latencies.sort();
-    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p) as usize];
+    let pct = |p: f64| common::quantile(&latencies, p);
     let rate = n as f64 / elapsed.as_secs_f64();
     println!(
         "checkouts: {n} (after {warmup} warm-up), 2 tickets each, {events} events, one thread"

@@ -95,15 +95,6 @@ fn pairs_per_sec(
     (rate, sampled)
 }
 
-/// The `q` quantile of sorted `times`, in microseconds.
-fn quantile_us(times: &[Duration], q: f64) -> f64 {
-    if times.is_empty() {
-        return 0.0;
-    }
-    let i = ((times.len() - 1) as f64 * q).round() as usize;
-    times[i].as_secs_f64() * 1e6
-}
-
 /// The median time, over a few samples, for a cache line to go from one
 /// thread to another and back: two threads take turns writing one counter.
 fn line_round_trip(trips: u64) -> Duration {
@@ -169,8 +160,8 @@ fn main() {
         eights.push(eight);
         println!(
             "{round:>5}  {one:>16.0}  {eight:>17.0}  {:>12.1} / {:>6.1} µs  {:>12.0} ns  {:>5.2}",
-            quantile_us(&times, 0.5),
-            quantile_us(&times, 0.99),
+            common::quantile(&times, 0.5).as_secs_f64() * 1e6,
+            common::quantile(&times, 0.99).as_secs_f64() * 1e6,
             trip.as_secs_f64() * 1e9,
             eight / one
         );

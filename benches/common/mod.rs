@@ -212,6 +212,16 @@ pub(crate) fn prune(store: &MemoryStore) {
     });
 }
 
+/// The `q` quantile (0 to 1) of `sorted` times: the one that far through
+/// them, zero if there are none.
+#[allow(dead_code)] // each bench compiles this module; not all of them time calls
+pub(crate) fn quantile(sorted: &[std::time::Duration], q: f64) -> std::time::Duration {
+    sorted
+        .get(((sorted.len().max(1) - 1) as f64 * q) as usize)
+        .copied()
+        .unwrap_or_default()
+}
+
 /// Checks out 2 tickets of event `i % events` under key `i`.
 #[allow(dead_code)] // each bench compiles this module; not all of them check out
 pub(crate) fn checkout_two(w: &World, buyer: &Actor, i: u64) -> ems::booking::Checkout {

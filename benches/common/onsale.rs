@@ -24,12 +24,7 @@ impl Run {
     /// One line: checkouts/s, tickets/s, p50 and p99 latency.
     pub(crate) fn print(&self) {
         let secs = self.elapsed.as_secs_f64();
-        let pct = |p: f64| {
-            self.latencies
-                .get(((self.latencies.len().max(1) - 1) as f64 * p) as usize)
-                .copied()
-                .unwrap_or_default()
-        };
+        let pct = |p: f64| super::quantile(&self.latencies, p);
         let (ops, units) = match self.mode {
             Mode::Checkout => ("checkouts", "tickets"),
             Mode::Hold => ("holds", "units"),
@@ -59,10 +54,7 @@ impl Run {
     /// The 99th-percentile latency.
     #[allow(dead_code)]
     pub(crate) fn p99(&self) -> Duration {
-        self.latencies
-            .get(((self.latencies.len().max(1) - 1) as f64 * 0.99) as usize)
-            .copied()
-            .unwrap_or_default()
+        super::quantile(&self.latencies, 0.99)
     }
 }
 
