@@ -1,10 +1,68 @@
-//! Typed identifiers. Each is a UUID v7, so ids sort by creation time.
+//! Typed identifiers. Each is a UUID v7 ([`mint`]), so ids sort by creation
+//! time: to the millisecond, and within one among the ids a thread mints.
 
+use std::cell::Cell;
 use std::fmt;
 use std::str::FromStr;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+/// Bits of a v7 id's counter (RFC 9562, section 6.2, method 1): the 12 of
+/// `rand_a` and the first 30 of `rand_b`.
+const COUNTER_BITS: u32 = 42;
+
+thread_local! {
+    /// This thread's last id: its millisecond and counter.
+    static LAST: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// A fresh UUID v7: the Unix time in milliseconds, a 42-bit counter and 32
+/// random bits (RFC 9562, section 6.2, method 1, as `uuid`'s own
+/// `ContextV7` lays them out).
+///
+/// Each thread keeps its own counter, so minting takes no process-wide
+/// lock: the counter starts at a random 41-bit value in each new
+/// millisecond and counts up within it, so a thread's ids strictly
+/// increase (a clock that steps back keeps the last millisecond; a counter
+/// that runs out moves to the next one). Ids of different threads in the
+/// same millisecond are ordered by chance, and differ in their random
+/// counter start and tail.
+pub fn mint() -> Uuid {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let (ms, counter) = LAST.with(|last| {
+        let next = step(last.get(), now, || {
+            rand::random::<u64>() >> (64 - (COUNTER_BITS - 1))
+        });
+        last.set(next);
+        next
+    });
+    v7_of(ms, counter, rand::random())
+}
+
+/// The millisecond and counter of the id after `(last_ms, count)` when the
+/// clock reads `now`: a new millisecond (or a counter run out) starts at
+/// `seed()`, a random value below half the counter's range, leaving room to
+/// count up.
+fn step((last_ms, count): (u64, u64), now: u64, seed: impl FnOnce() -> u64) -> (u64, u64) {
+    if now > last_ms {
+        (now, seed())
+    } else if count + 1 < 1 << COUNTER_BITS {
+        (last_ms, count + 1)
+    } else {
+        (last_ms + 1, seed())
+    }
+}
+
+/// The UUID v7 of a millisecond, a 42-bit counter and 32 random bits.
+fn v7_of(ms: u64, counter: u64, random: u32) -> Uuid {
+    let high = (ms & 0xFFFF_FFFF_FFFF) << 16 | 0x7 << 12 | counter >> 30;
+    let low = 0b10 << 62 | (counter & ((1 << 30) - 1)) << 32 | u64::from(random);
+    Uuid::from_u64_pair(high, low)
+}
 
 macro_rules! typed_id {
     ($(#[$doc:meta])* $name:ident, $label:literal) => {
@@ -15,9 +73,10 @@ macro_rules! typed_id {
         pub struct $name(pub Uuid);
 
         impl $name {
-            /// A fresh id (UUID v7: time-ordered, 74 random bits).
+            /// A fresh id: a UUID v7 (see [`mint`]): time-ordered, and
+            /// increasing among the ids one thread mints.
             pub fn new() -> Self {
-                Self(Uuid::now_v7())
+                Self(mint())
             }
 
             /// The underlying UUID.
@@ -89,3 +148,63 @@ typed_id!(/// Identifies a [`FacilityBooking`](crate::facility::FacilityBooking)
     FacilityBookingId, "facility_booking_id");
 typed_id!(/// Identifies a package of facility bookings made together.
     PackageId, "package_id");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn minted_ids_are_rfc_9562_version_7_with_the_current_millisecond() {
+        let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        let id = mint();
+        let after = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        assert_eq!(id.get_version_num(), 7);
+        assert_eq!(id.get_variant(), uuid::Variant::RFC4122);
+        let (secs, nanos) = id.get_timestamp().unwrap().to_unix();
+        let ms = u128::from(secs) * 1000 + u128::from(nanos) / 1_000_000;
+        assert!(before.as_millis() <= ms && ms <= after.as_millis());
+    }
+
+    #[test]
+    fn one_threads_ids_strictly_increase() {
+        let ids: Vec<Uuid> = (0..100_000).map(|_| mint()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn the_counter_counts_within_a_millisecond_and_carries_into_the_next() {
+        let ms = 1_700_000_000_000;
+        let max = (1 << COUNTER_BITS) - 1;
+        let seed = || 5;
+        // A later millisecond starts afresh; the same one, or a clock that
+        // stepped back, counts on; a full counter moves to the next.
+        assert_eq!(step((ms, 9), ms + 3, seed), (ms + 3, 5));
+        assert_eq!(step((ms, 9), ms, seed), (ms, 10));
+        assert_eq!(step((ms, 9), ms - 20, seed), (ms, 10));
+        assert_eq!(step((ms, max), ms, seed), (ms + 1, 5));
+        assert!(v7_of(ms, max, u32::MAX) < v7_of(ms + 1, 5, 0));
+        // The counter's bits land in rand_a and rand_b, clear of the
+        // version and variant bits.
+        let (high, low) = v7_of(0, max, 0).as_u64_pair();
+        assert_eq!(high, 0x7FFF);
+        assert_eq!(low, 0xBFFF_FFFF_0000_0000);
+        // A seed leaves room to count up.
+        let seeds = (0..1_000).map(|_| rand::random::<u64>() >> (64 - (COUNTER_BITS - 1)));
+        assert!(seeds.into_iter().all(|s| s < 1 << (COUNTER_BITS - 1)));
+    }
+
+    #[test]
+    fn ids_minted_on_many_threads_at_once_are_all_distinct() {
+        let threads: Vec<_> = (0..8)
+            .map(|_| std::thread::spawn(|| (0..50_000).map(|_| mint()).collect::<Vec<_>>()))
+            .collect();
+        let mut seen = HashSet::new();
+        for t in threads {
+            for id in t.join().unwrap() {
+                assert!(seen.insert(id), "{id} minted twice");
+            }
+        }
+        assert_eq!(seen.len(), 400_000);
+    }
+}

@@ -1,15 +1,17 @@
 //! An index keyed by time-ordered ids.
 //!
-//! Bookings, payments and tickets get UUID v7 ids, which one process mints
-//! in increasing order, and the store indexes each one as it is made (and
-//! keeps it: they are never removed).
+//! Bookings, payments and tickets get UUID v7 ids, which increase with the
+//! millisecond and, within one, among the ids one thread mints
+//! ([`ems_core::id::mint`]), and the store indexes each one as it is made
+//! (and keeps it: they are never removed).
 //! A hash table puts every new entry at a random place: once the table
 //! outgrows the processor's caches, each insert misses them (and a growing
 //! table moves every entry again at each doubling). [`IdIndex`] keeps each
 //! shard's entries sorted, in chunks: an id above every id of its shard (nearly
 //! every insert) is appended right after the previous one, in memory that is
-//! already in cache. An id overtaken by a newer one (concurrent inserts)
-//! takes its place among the last chunk's entries, near their end; one older
+//! already in cache. An id overtaken by a newer one (concurrent inserts, or
+//! another thread's ids of the same millisecond) takes its place among the
+//! last chunk's entries, near their end; one older
 //! than every id of the last chunk (minted long ago, or by another process)
 //! goes to a hash map beside the sorted entries.
 
