@@ -8,22 +8,59 @@ use ems_core::ticket::TicketStatus;
 use ems_core::{Error, Result};
 
 use crate::payment::Inserted;
+use crate::state::HoldSet;
 use crate::state::{BookingRec, Events, Shard, StoredTicket};
-use crate::{Loc, MemoryStore};
+use crate::{LaneGuard, Loc, MemoryStore, ShardCell, ShardGuard, OWN};
 
 impl MemoryStore {
-    /// The shard holding booking `id`; the booking is in it whenever this is `Ok`
-    /// (bookings are never removed).
-    fn booking_shard(&self, id: BookingId) -> Result<&crate::lock::Mutex<crate::state::Shard>> {
-        self.shard_at(&self.inner.bookings, &id)
-            .map(|(shard, _)| shard)
+    /// The shard holding booking `id`, with its lanes; the booking is in it
+    /// whenever this is `Ok` (bookings are never removed).
+    fn booking_cell(&self, id: BookingId) -> Result<&ShardCell> {
+        self.inner
+            .bookings
+            .get(&id)
+            .and_then(|loc| self.numbered_at(loc.shard))
             .ok_or_else(|| Error::not_found("booking", id))
     }
 
-    /// `create_booking` under the lock of the booking's shard: `Ok(None)` when
-    /// stored, `Ok(Some(loc))` when the customer's key already names the
-    /// booking at `loc` (read it after unlocking: it may live in another shard).
-    fn create_booking_locked(&self, s: &mut Shard, booking: &Booking) -> Result<Option<Loc>> {
+    /// Locks what opening `booking` writes: the lane keeping its hold, if
+    /// a lane of its event's shard does, then the shard (see
+    /// [`MemoryStore::lock_at`]).
+    fn lock_for_booking(
+        &self,
+        booking: &Booking,
+    ) -> Result<(Option<LaneGuard<'_>>, ShardGuard<'_>)> {
+        let (number, cell) = self
+            .numbered_cell(booking.event_id)
+            .ok_or_else(|| Error::not_found("event", booking.event_id))?;
+        let now = Some(booking.created_at);
+        loop {
+            let at = self.inner.holds.get(&booking.hold_id).map(|at| *at);
+            match at {
+                Some(at) if at.shard == number && at.lane != OWN => {
+                    let (lane, s) = self.lock_lane_at(cell, at.lane, now);
+                    let moved = !lane.holds.contains_key(&booking.hold_id)
+                        && self.inner.holds.get(&booking.hold_id).map(|a| *a) != Some(at);
+                    if !moved {
+                        return Ok((Some(lane), s));
+                    }
+                }
+                _ => return Ok((None, self.lock_at(cell, now))),
+            }
+        }
+    }
+
+    /// `create_booking` under the lock of the booking's shard (and of the
+    /// lane keeping its hold: `lane`, `None` if the shard keeps it itself):
+    /// `Ok(None)` when stored, `Ok(Some(loc))` when the customer's key
+    /// already names the booking at `loc` (read it after unlocking: it may
+    /// live in another shard). The booked hold moves to the shard's own set.
+    fn create_booking_locked(
+        &self,
+        s: &mut Shard,
+        lane: Option<&mut HoldSet>,
+        booking: &Booking,
+    ) -> Result<Option<Loc>> {
         let key = self
             .inner
             .keys
@@ -36,9 +73,10 @@ impl MemoryStore {
                     return Err(taken());
                 }
                 let mut out = Events::new();
-                s.expire_due(booking.created_at, u32::MAX, &mut out);
+                s.expire_due(None, booking.created_at, u32::MAX, &mut out);
                 // Holds expired just now are recorded whether or not this booking is.
-                let hold = match s.holds.get(&booking.hold_id) {
+                let set = lane.as_deref().unwrap_or(&s.own);
+                let hold = match set.holds.get(&booking.hold_id) {
                     None => Err(Error::not_found("hold", booking.hold_id)),
                     Some(hold) => {
                         let hold = hold.hold(&s.config.event);
@@ -67,7 +105,10 @@ impl MemoryStore {
                 }
                 let gateway = s.gateways.number(&booking.gateway);
                 let rec = BookingRec::new(booking, &hold, gateway);
-                if let Some(h) = s.holds.get_mut(&booking.hold_id) {
+                if let Some(h) = lane.and_then(|lane| lane.take(&booking.hold_id)) {
+                    s.own.put(h);
+                }
+                if let Some(h) = s.own.holds.get_mut(&booking.hold_id) {
                     h.booking_id = Some(booking.id);
                     // Never forgotten now: into the index of booked holds.
                     self.hold_booked(booking.hold_id, s.number);
@@ -98,7 +139,8 @@ impl MemoryStore {
         }
     }
 
-    /// `confirm_booking` under the lock of the booking's shard.
+    /// `confirm_booking` under the lock of the booking's shard, taken by
+    /// [`MemoryStore::lock_at`] at the request's instant.
     fn confirm_locked(&self, s: &mut Shard, request: &ConfirmBooking) -> Result<ConfirmOutcome> {
         let id = request.booking_id;
         let now = request.now;
@@ -139,8 +181,9 @@ impl MemoryStore {
             .map(|t| StoredTicket::of(t, lines, customer))
             .collect();
         let mut out = Events::new();
-        s.expire_due(now, u32::MAX, &mut out);
+        s.expire_due(None, now, u32::MAX, &mut out);
         let hold_active = s
+            .own
             .holds
             .get(&hold_id)
             .is_some_and(|h| h.status == HoldStatus::Active);
@@ -154,7 +197,7 @@ impl MemoryStore {
                     s.take(&demand);
                     // The lapsed hold gave its coupon use back; the payment was made
                     // with the discount, so the use counts again (limits were met then).
-                    if let Some(coupon) = s.holds.get(&hold_id).and_then(|h| h.coupon) {
+                    if let Some(coupon) = s.own.holds.get(&hold_id).and_then(|h| h.coupon) {
                         s.coupons.lock().take(coupon, customer);
                     }
                     Some(Ok(BookingReason::Reacquired))
@@ -164,10 +207,10 @@ impl MemoryStore {
         };
         let confirmed = !matches!(reason, Some(Err(_)));
         if confirmed {
-            if let Some(h) = s.holds.get_mut(&hold_id) {
+            if let Some(h) = s.own.holds.get_mut(&hold_id) {
                 let key = (h.expires_at, h.id);
                 h.status = HoldStatus::Confirmed;
-                s.expiry.remove(&key);
+                s.own.expiry.remove(&key);
             }
         }
         let rec = s
@@ -241,10 +284,9 @@ impl MemoryStore {
             // Not one shard's business: the single steps say what is wrong.
             return open_one(self, request).await;
         }
-        let shard = self.shard_or_missing(booking.event_id)?;
         let existing = {
-            let mut s = shard.lock();
-            match self.create_booking_locked(&mut s, booking)? {
+            let (mut lane, mut s) = self.lock_for_booking(booking)?;
+            match self.create_booking_locked(&mut s, lane.as_deref_mut(), booking)? {
                 Some(loc) => Err(loc),
                 None => Ok(self.insert_payment_locked(&mut s, payment)),
             }
@@ -272,8 +314,8 @@ impl MemoryStore {
         if request.payment.booking_id != request.confirm.booking_id {
             return settle_one(self, request).await;
         }
-        let shard = self.booking_shard(request.confirm.booking_id)?;
-        let mut s = shard.lock();
+        let cell = self.booking_cell(request.confirm.booking_id)?;
+        let mut s = self.lock_at(cell, Some(request.confirm.now));
         self.update_payment_locked(&mut s, &request.payment)?;
         let outcome = self.confirm_locked(&mut s, &request.confirm)?;
         Ok(Settled {
@@ -309,8 +351,10 @@ impl MemoryStore {
 #[async_trait]
 impl BookingStore for MemoryStore {
     async fn create_booking(&self, booking: &Booking) -> Result<Booking> {
-        let shard = self.shard_or_missing(booking.event_id)?;
-        let existing = self.create_booking_locked(&mut shard.lock(), booking)?;
+        let existing = {
+            let (mut lane, mut s) = self.lock_for_booking(booking)?;
+            self.create_booking_locked(&mut s, lane.as_deref_mut(), booking)?
+        };
         match existing {
             None => Ok(booking.clone()),
             Some(loc) => self.keyed_booking(loc, booking),
@@ -375,8 +419,8 @@ impl BookingStore for MemoryStore {
     }
 
     async fn confirm_booking(&self, request: &ConfirmBooking) -> Result<ConfirmOutcome> {
-        let shard = self.booking_shard(request.booking_id)?;
-        let mut s = shard.lock();
+        let cell = self.booking_cell(request.booking_id)?;
+        let mut s = self.lock_at(cell, Some(request.now));
         self.confirm_locked(&mut s, request)
     }
 
@@ -386,8 +430,8 @@ impl BookingStore for MemoryStore {
         reason: BookingReason,
         now: DateTime<Utc>,
     ) -> Result<Booking> {
-        let shard = self.booking_shard(id)?;
-        let mut s = shard.lock();
+        let cell = self.booking_cell(id)?;
+        let mut s = self.lock_at(cell, Some(now));
         let (status, hold_id) = {
             let b = s
                 .bookings
@@ -405,8 +449,8 @@ impl BookingStore for MemoryStore {
         }
         let mut out = Events::new();
         let event_id = s.config.event.id;
-        s.expire_due(now, u32::MAX, &mut out);
-        s.end_hold(hold_id, HoldStatus::Released, None, now, &mut out);
+        s.expire_due(None, now, u32::MAX, &mut out);
+        s.end_hold(None, hold_id, HoldStatus::Released, None, now, &mut out);
         let b = s
             .bookings
             .get_mut(&id)
@@ -451,7 +495,7 @@ impl BookingStore for MemoryStore {
         let demand = demand_of(&s.config.tiers, s.booking_lines(rec));
         let (event_id, hold_id) = (s.config.event.id, rec.fields().hold_id);
         s.give_back(&demand);
-        if let Some(h) = s.holds.get_mut(&hold_id) {
+        if let Some(h) = s.own.holds.get_mut(&hold_id) {
             h.status = HoldStatus::Released;
         }
         let rec = s

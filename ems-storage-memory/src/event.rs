@@ -87,8 +87,9 @@ impl EventStore for MemoryStore {
         expected_version: u64,
         now: DateTime<Utc>,
     ) -> Result<EventCancellation> {
-        let shard = self.shard_or_missing(id)?;
-        let mut s = shard.lock();
+        let cell = self.cell(id).ok_or_else(|| Error::not_found("event", id))?;
+        // Every hold of the event is released: its lanes' too.
+        let (mut lanes, mut s) = self.lock_all(cell);
         if s.config.event.version != expected_version {
             return Err(conflict(&s.config.event, expected_version));
         }
@@ -106,20 +107,27 @@ impl EventStore for MemoryStore {
         cancelled.status = EventStatus::Cancelled;
         cancelled.version += 1;
         cancelled.updated_at = now;
-        let mut active: Vec<_> = s
-            .holds
-            .values()
-            .filter(|h| h.status == HoldStatus::Active)
-            .map(|h| h.id)
-            .collect();
+        // (hold, its lane: `None` for the shard's own), in id order.
+        let mut active: Vec<(ems_core::id::HoldId, Option<usize>)> =
+            std::iter::once((None, &s.own))
+                .chain(lanes.iter().enumerate().map(|(i, l)| (Some(i), &**l)))
+                .flat_map(|(lane, set)| {
+                    set.holds
+                        .values()
+                        .filter(|h| h.status == HoldStatus::Active)
+                        .map(move |h| (h.id, lane))
+                })
+                .collect();
         active.sort();
         let mut failed = Vec::new();
-        for hold in &active {
-            if let Some(b) = s.holds[hold].booking_id {
+        for &(hold, lane) in &active {
+            let lane = lane.map(|i| &mut *lanes[i]);
+            if let Some(b) = lane.as_deref().unwrap_or(&s.own).holds[&hold].booking_id {
                 failed.push(b);
             }
             s.end_hold(
-                *hold,
+                lane,
+                hold,
                 HoldStatus::Released,
                 Some((BookingStatus::Failed, BookingReason::EventCancelled)),
                 now,

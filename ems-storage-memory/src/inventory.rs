@@ -8,8 +8,8 @@ use ems_core::inventory::*;
 use ems_core::outbox::DomainEvent;
 use ems_core::{Error, Result};
 
-use crate::state::{Events, HoldRec, Shard};
-use crate::MemoryStore;
+use crate::state::{Events, HoldRec, HoldSet, Shard};
+use crate::{HoldAt, MemoryStore, OWN};
 
 #[async_trait]
 impl InventoryStore for MemoryStore {
@@ -94,10 +94,12 @@ impl InventoryStore for MemoryStore {
     }
 
     async fn availability(&self, event: EventId, now: DateTime<Utc>) -> Result<EventAvailability> {
-        let shard = self.shard_or_missing(event)?;
-        let mut s = shard.lock();
+        let cell = self
+            .cell(event)
+            .ok_or_else(|| Error::not_found("event", event))?;
+        let mut s = self.lock_at(cell, Some(now));
         let mut out = Events::new();
-        s.expire_due(now, u32::MAX, &mut out);
+        s.expire_due(None, now, u32::MAX, &mut out);
         self.record(now, out);
         Ok(availability_of(
             &s.config.event,
@@ -133,17 +135,31 @@ impl InventoryStore for MemoryStore {
             })
             .flatten()
             .map(|plan| EarlyHold::of(plan, request, config.event.organization));
-        self.take_hold_id(request.id, number)?;
-        let mut s = cell.lock.lock();
+        let lane = crate::my_lane();
+        self.take_hold_id(
+            request.id,
+            HoldAt {
+                shard: number,
+                lane,
+            },
+        )?;
+        let (mut l, mut s) = self.lock_lane_at(cell, lane, Some(request.now));
         let current = Arc::ptr_eq(&config, &s.config);
         if !current {
             // The config changed since it was published: publish it now.
             cell.published.store(Arc::clone(&s.config));
         }
         let mut out = Events::new();
-        let hold = self.try_hold_locked(&mut s, request, early.filter(|_| current), &mut out);
+        let hold = self.try_hold_locked(
+            &mut s,
+            Some(&mut l),
+            request,
+            early.filter(|_| current),
+            &mut out,
+        );
         self.record(request.now, out);
         drop(s);
+        drop(l);
         if hold.is_err() {
             self.inner.holds.remove(&request.id);
         }
@@ -163,18 +179,25 @@ impl InventoryStore for MemoryStore {
                 continue;
             };
             let first = results.len();
-            let taken: Vec<Result<()>> = run
-                .iter()
-                .map(|r| self.take_hold_id(r.id, number))
-                .collect();
+            // A batch's holds are kept by the shard itself.
+            let at = HoldAt {
+                shard: number,
+                lane: OWN,
+            };
+            let taken: Vec<Result<()>> = run.iter().map(|r| self.take_hold_id(r.id, at)).collect();
             let ours: Vec<bool> = taken.iter().map(Result::is_ok).collect();
-            let mut s = cell.lock.lock();
+            let mut s = self.lock_at(cell, Some(run[0].now));
             for (request, taken) in run.iter().zip(taken) {
+                if s.lanes_due_by(request.now) {
+                    drop(s);
+                    s = self.lock_at(cell, Some(request.now));
+                }
                 // Each request's events carry its own instant.
                 let mut out = Events::new();
-                results.push(
-                    taken.and_then(|()| self.try_hold_locked(&mut s, request, None, &mut out)),
-                );
+                results
+                    .push(taken.and_then(|()| {
+                        self.try_hold_locked(&mut s, None, request, None, &mut out)
+                    }));
                 self.record(request.now, out);
             }
             drop(s);
@@ -189,18 +212,21 @@ impl InventoryStore for MemoryStore {
     }
 
     async fn hold(&self, id: HoldId) -> Result<Option<Hold>> {
-        Ok(self.hold_shard(&id).and_then(|s| {
-            let s = s.lock();
-            s.holds.get(&id).map(|h| h.hold(&s.config.event))
+        Ok(self.lock_hold_at(&id, None).and_then(|(lane, s)| {
+            lane.as_deref()
+                .unwrap_or(&s.own)
+                .holds
+                .get(&id)
+                .map(|h| h.hold(&s.config.event))
         }))
     }
 
     /// Copies three ids under the shard's lock, where `hold` rebuilds the
     /// whole hold.
     async fn hold_owner(&self, id: HoldId) -> Result<Option<HoldOwner>> {
-        Ok(self.hold_shard(&id).and_then(|s| {
-            let s = s.lock();
-            s.holds.get(&id).map(|h| HoldOwner {
+        Ok(self.lock_hold_at(&id, None).and_then(|(lane, s)| {
+            let set = lane.as_deref().unwrap_or(&s.own);
+            set.holds.get(&id).map(|h| HoldOwner {
                 event_id: s.config.event.id,
                 organization: s.config.event.organization,
                 customer: h.customer,
@@ -225,64 +251,36 @@ impl InventoryStore for MemoryStore {
     /// Releases a batch's holds in order, taking each event's lock once for
     /// every run of requests of that event.
     async fn release_hold_batch(&self, requests: &[HoldRelease]) -> Vec<Result<Hold>> {
-        let mut results = Vec::with_capacity(requests.len());
-        for run in requests.chunk_by(|a, b| a.event_id == b.event_id) {
-            let shard = self.shard(run[0].event_id);
-            let mut guard = shard.as_ref().map(|s| s.lock());
-            for r in run {
-                match guard.as_mut() {
-                    Some(s) if s.holds.contains_key(&r.hold_id) => {
-                        let mut out = Events::new();
-                        results.push(release_locked(s, r.hold_id, r.now, &mut out));
-                        self.record(r.now, out);
-                    }
-                    // A hold of another event (or of none): as `release_hold`
-                    // answers it, with this shard unlocked meanwhile.
-                    _ => {
-                        drop(guard.take());
-                        results.push(self.release_one(r.hold_id, None, r.now));
-                        guard = shard.as_ref().map(|s| s.lock());
-                    }
-                }
-            }
-        }
-        results
+        // Each under its own hold's locks: a batch's holds may sit in
+        // different lanes.
+        requests
+            .iter()
+            .map(|r| self.release_one(r.hold_id, None, r.now))
+            .collect()
     }
 
     async fn sweep_expired(&self, now: DateTime<Utc>, limit: u32) -> Result<u32> {
-        let shards = self.all_shards();
         let mut total = 0;
-        for shard in shards {
+        for (_, cell) in self.inner.numbered.iter() {
             if total >= limit {
                 break;
             }
-            let mut s = shard.lock();
-            let mut out = Events::new();
-            total += s.expire_due(now, limit - total, &mut out);
-            self.record(now, out);
+            total += self.sweep(cell, now, limit - total);
         }
         Ok(total)
     }
 
     async fn purge_ended_holds(&self, created_before: DateTime<Utc>, limit: u32) -> Result<u32> {
-        let shards = self.all_shards();
         let mut purged = 0u32;
-        for shard in shards {
-            let mut s = shard.lock();
-            // Holds end roughly in creation order; stop at the first one too young.
-            while purged < limit {
-                let Some(&(created, id)) = s.ended.front() else {
-                    break;
-                };
-                if created >= created_before {
+        for (_, cell) in self.inner.numbered.iter() {
+            // The shard's own set, then each lane's (an ended hold is never
+            // booked, so it stays where it ended).
+            purged += self.purge(&mut cell.lock.lock().own, created_before, limit - purged);
+            for lane in &cell.lanes {
+                if purged >= limit {
                     break;
                 }
-                s.ended.pop_front();
-                // An ended hold never gets a booking, so it is still forgettable.
-                if s.holds.remove(&id).is_some() {
-                    self.inner.holds.remove(&id);
-                    purged += 1;
-                }
+                purged += self.purge(&mut lane.0.lock(), created_before, limit - purged);
             }
             if purged >= limit {
                 break;
@@ -292,16 +290,50 @@ impl InventoryStore for MemoryStore {
     }
 }
 
-/// `release_hold` under the lock of the hold's shard.
-fn release_locked(s: &mut Shard, id: HoldId, now: DateTime<Utc>, out: &mut Events) -> Result<Hold> {
-    s.expire_due(now, u32::MAX, out);
-    let status = s
+impl MemoryStore {
+    /// Forgets the holds of `set` that ended without a booking and were
+    /// created before `created_before` (at most `limit`); returns how many.
+    fn purge(&self, set: &mut HoldSet, created_before: DateTime<Utc>, limit: u32) -> u32 {
+        let mut purged = 0;
+        // Holds end roughly in creation order; stop at the first one too young.
+        while purged < limit {
+            let Some(&(created, id)) = set.ended.front() else {
+                break;
+            };
+            if created >= created_before {
+                break;
+            }
+            set.ended.pop_front();
+            // An ended hold never gets a booking, so it is still forgettable.
+            if set.holds.remove(&id).is_some() {
+                self.inner.holds.remove(&id);
+                purged += 1;
+            }
+        }
+        purged
+    }
+}
+
+/// `release_hold` under the locks of the hold's lane (`None`: kept by the
+/// shard itself) and shard.
+fn release_locked(
+    s: &mut Shard,
+    mut lane: Option<&mut HoldSet>,
+    id: HoldId,
+    now: DateTime<Utc>,
+    out: &mut Events,
+) -> Result<Hold> {
+    s.expire_due(None, now, u32::MAX, out);
+    let status = lane
+        .as_deref()
+        .unwrap_or(&s.own)
         .holds
         .get(&id)
         .ok_or_else(|| Error::not_found("hold", id))?
         .status;
     match status {
         HoldStatus::Active => s.end_hold(
+            lane.as_deref_mut(),
             id,
             HoldStatus::Released,
             Some((BookingStatus::Failed, BookingReason::Abandoned)),
@@ -311,7 +343,7 @@ fn release_locked(s: &mut Shard, id: HoldId, now: DateTime<Utc>, out: &mut Event
         HoldStatus::Released | HoldStatus::Expired => {}
         other => return Err(Error::invalid_state("hold", id, other, "release")),
     }
-    Ok(s.holds[&id].hold(&s.config.event))
+    Ok(lane.as_deref().unwrap_or(&s.own).holds[&id].hold(&s.config.event))
 }
 
 impl MemoryStore {
@@ -319,7 +351,7 @@ impl MemoryStore {
     /// refuses it as taken: before the event's lock, so that lock is never
     /// held across the index's own. A hold that then fails gives its id back
     /// (until then, a read of the id finds no hold in the shard, as before).
-    fn take_hold_id(&self, id: HoldId, number: u32) -> Result<()> {
+    fn take_hold_id(&self, id: HoldId, at: HoldAt) -> Result<()> {
         let taken = || Error::already_exists("hold", "id", id);
         match self.inner.holds.entry(id) {
             dashmap::Entry::Occupied(_) => Err(taken()),
@@ -327,7 +359,7 @@ impl MemoryStore {
             // `booked_holds` is entered there before it leaves `holds`.
             dashmap::Entry::Vacant(_) if self.is_booked(&id) => Err(taken()),
             dashmap::Entry::Vacant(v) => {
-                v.insert(number);
+                v.insert(at);
                 Ok(())
             }
         }
@@ -341,31 +373,33 @@ impl MemoryStore {
         customer: Option<UserId>,
         now: DateTime<Utc>,
     ) -> Result<Hold> {
-        let shard = self
-            .hold_shard(&id)
+        let (mut lane, mut s) = self
+            .lock_hold_at(&id, Some(now))
             .ok_or_else(|| Error::not_found("hold", id))?;
-        let mut s = shard.lock();
-        if customer.is_some_and(|c| s.holds.get(&id).is_some_and(|h| h.customer != c)) {
+        let set = lane.as_deref().unwrap_or(&s.own);
+        if customer.is_some_and(|c| set.holds.get(&id).is_some_and(|h| h.customer != c)) {
             return Err(Error::not_found("hold", id));
         }
         let mut out = Events::new();
-        let hold = release_locked(&mut s, id, now, &mut out);
+        let hold = release_locked(&mut s, lane.as_deref_mut(), id, now, &mut out);
         self.record(now, out);
         hold
     }
 
-    /// `try_hold` under the lock of the event's shard; the domain events it
+    /// `try_hold` under the lock of the event's shard (and of `lane`, which
+    /// is to keep the hold; `None`: the shard keeps it); the domain events it
     /// causes go to `out`. `early` is the request's plan made with nothing
     /// taken from the shard's current config, if there is one (no coupon, a
     /// price that does not read sales); otherwise it is planned here.
     fn try_hold_locked(
         &self,
         s: &mut Shard,
+        lane: Option<&mut HoldSet>,
         request: &HoldRequest,
         early: Option<EarlyHold>,
         out: &mut Events,
     ) -> Result<Hold> {
-        s.expire_due(request.now, u32::MAX, out);
+        s.expire_due(None, request.now, u32::MAX, out);
         // The coupon book (shared by every event) is locked only for orders with a
         // coupon: after the shard, and kept until the use is counted, so two holds
         // racing for a coupon's last use get it once.
@@ -415,8 +449,13 @@ impl MemoryStore {
         for item in &request.items {
             s.note_sale(item.tier_id, item.quantity, request.now);
         }
-        s.expiry.insert((hold.expires_at, hold.id));
-        s.holds.insert(hold.id, rec);
+        match lane {
+            Some(lane) => {
+                s.lane_holds_until(hold.expires_at);
+                lane.insert(rec);
+            }
+            None => s.own.insert(rec),
+        }
         out.push(hold.placed_event());
         Ok(hold)
     }

@@ -50,6 +50,7 @@ mod ticket;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use ems_core::id::*;
 use ems_core::{Error, Result};
@@ -57,7 +58,7 @@ use lock::Mutex;
 use parking_lot::RwLock;
 
 use index::IdIndex;
-use state::{Config, CouponBook, Directory, EventIndex, Outbox, Shard};
+use state::{Config, CouponBook, Directory, EventIndex, Events, HoldSet, Outbox, Shard};
 
 /// The in-memory store. See the crate docs.
 #[derive(Clone, Default)]
@@ -117,10 +118,24 @@ struct Loc {
 /// Reading it writes nothing shared, so planners on different cores do not
 /// contend. A change to the config is published by the first hold that finds
 /// the published version behind.
+///
+/// Beside them, the event's *lanes*: a hold placed by a single `try_hold`
+/// is kept, until it is booked, in the lane of the thread that placed it,
+/// under that lane's own lock ([`LANES`] per event, a thread always using
+/// the same one). The shard's lock then only guards what every hold must
+/// see (the units taken, the event's domain events), a few cache lines,
+/// while each hold's record, its place in the expiry order and the queue of
+/// ended holds stay in the cache of the core that made them: when several
+/// cores sell one hot event, the lines that move between them at each turn
+/// of the shard's lock are those few, not the holds' tables. Locks are
+/// always taken lanes first (in their order), then the shard. A lane's
+/// holds that lapse are expired by the first operation at a later instant
+/// (see [`MemoryStore::lock_at`]), as the shard's own are.
 #[repr(align(128))]
 struct ShardCell {
     lock: Mutex<Shard>,
     published: ArcSwap<Config>,
+    lanes: [Lane; LANES],
 }
 
 impl ShardCell {
@@ -128,9 +143,43 @@ impl ShardCell {
         Self {
             published: ArcSwap::new(Arc::clone(&shard.config)),
             lock: Mutex::new(shard),
+            lanes: Default::default(),
         }
     }
 }
+
+/// Lanes per event (see [`ShardCell`]).
+const LANES: usize = 8;
+
+/// One lane's holds, on cache lines of its own.
+#[derive(Default)]
+#[repr(align(128))]
+struct Lane(parking_lot::Mutex<HoldSet>);
+
+/// The lane of the calling thread: threads are given lanes in turn as they
+/// first ask, so a runtime's few workers each get their own.
+fn my_lane() -> u8 {
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static LANE: u8 = u8::try_from(NEXT.fetch_add(1, Relaxed) % LANES).unwrap_or(0);
+    }
+    LANE.with(|lane| *lane)
+}
+
+/// Where a hold is: its event's shard (by number) and the lane keeping it,
+/// or [`OWN`] for the shard's own set.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct HoldAt {
+    shard: u32,
+    lane: u8,
+}
+
+/// [`HoldAt::lane`] of a hold the shard keeps itself.
+const OWN: u8 = u8::MAX;
+
+type ShardGuard<'a> = parking_lot::MutexGuard<'a, Shard>;
+type LaneGuard<'a> = parking_lot::MutexGuard<'a, HoldSet>;
 
 #[derive(Default)]
 struct Inner {
@@ -147,7 +196,7 @@ struct Inner {
     /// (`purge_ended_holds`), and on a hot event concurrent holds overtake
     /// each other; `cargo bench --bench hot_event` ran 10–15 % slower at 8
     /// tasks with an `IdIndex` here.
-    holds: Index<HoldId, u32>,
+    holds: Index<HoldId, HoldAt>,
     /// The shard number of each hold with a booking, moved here from `holds`
     /// when the booking is opened: such a hold is never forgotten, and in an
     /// `IdIndex` the many holds of a store's bookings stay out of the hash
@@ -226,11 +275,6 @@ impl MemoryStore {
         Some((n, self.inner.numbered.get(n as usize)?))
     }
 
-    /// Every event's shard.
-    fn all_shards(&self) -> impl Iterator<Item = &Mutex<Shard>> {
-        self.inner.numbered.iter().map(|(_, cell)| &cell.lock)
-    }
-
     fn shard_or_missing(&self, event: EventId) -> Result<&Mutex<Shard>> {
         self.shard(event)
             .ok_or_else(|| Error::not_found("event", event))
@@ -241,13 +285,109 @@ impl MemoryStore {
         self.inner.numbered.get(n as usize).map(|cell| &cell.lock)
     }
 
-    /// The shard of hold `id`.
-    fn hold_shard(&self, id: &HoldId) -> Option<&Mutex<Shard>> {
-        self.numbered(self.hold_number(id)?)
+    /// Shard number `n` with its lanes.
+    fn numbered_at(&self, n: u32) -> Option<&ShardCell> {
+        self.inner.numbered.get(n as usize)
     }
 
-    /// Moves hold `id` of shard `number`, just booked, from `holds` to
-    /// `booked_holds`: entered there before it leaves `holds`.
+    /// Locks `cell`'s shard once none of its lanes keeps a hold due at
+    /// `now`: lanes whose holds may be due are swept first (lanes, then the
+    /// shard, locked in order), so under the guard the units taken count
+    /// only holds that are live at `now`, as an operation at `now` must see
+    /// them. Expiring the shard's own holds is the caller's part.
+    fn lock_at<'a>(&self, cell: &'a ShardCell, now: Option<DateTime<Utc>>) -> ShardGuard<'a> {
+        loop {
+            let s = cell.lock.lock();
+            let Some(now) = now.filter(|now| s.lanes_due_by(*now)) else {
+                return s;
+            };
+            drop(s);
+            self.sweep(cell, now, u32::MAX);
+        }
+    }
+
+    /// As [`MemoryStore::lock_at`], with lane `lane` locked before the shard.
+    fn lock_lane_at<'a>(
+        &self,
+        cell: &'a ShardCell,
+        lane: u8,
+        now: Option<DateTime<Utc>>,
+    ) -> (LaneGuard<'a>, ShardGuard<'a>) {
+        loop {
+            let l = cell.lanes[usize::from(lane) % LANES].0.lock();
+            let s = cell.lock.lock();
+            let Some(now) = now.filter(|now| s.lanes_due_by(*now)) else {
+                return (l, s);
+            };
+            drop(s);
+            drop(l);
+            self.sweep(cell, now, u32::MAX);
+        }
+    }
+
+    /// Every lane of `cell` and its shard, locked in order.
+    fn lock_all<'a>(&self, cell: &'a ShardCell) -> (Vec<LaneGuard<'a>>, ShardGuard<'a>) {
+        let lanes = cell.lanes.iter().map(|l| l.0.lock()).collect();
+        (lanes, cell.lock.lock())
+    }
+
+    /// Expires the holds of `cell` due at `now`, its own and its lanes' (at
+    /// most `limit`); returns how many.
+    fn sweep(&self, cell: &ShardCell, now: DateTime<Utc>, limit: u32) -> u32 {
+        let (mut lanes, mut s) = self.lock_all(cell);
+        let mut out = Events::new();
+        let mut n = s.expire_due(None, now, limit, &mut out);
+        for lane in &mut lanes {
+            n += s.expire_due(Some(lane), now, limit - n, &mut out);
+        }
+        s.lanes_due = lanes.iter().filter_map(|l| l.first_due()).min();
+        self.record(now, out);
+        n
+    }
+
+    /// Where hold `id` is, and its shard. A hold moving to its shard's own
+    /// set (when booked) is entered in `booked_holds` before it leaves
+    /// `holds`, so it is always in one of them.
+    fn hold_at(&self, id: &HoldId) -> Option<(HoldAt, &ShardCell)> {
+        let at = match self.inner.holds.get(id) {
+            Some(at) => *at.value(),
+            None => HoldAt {
+                shard: self.inner.booked_holds.get(id)?,
+                lane: OWN,
+            },
+        };
+        Some((at, self.numbered_at(at.shard)?))
+    }
+
+    /// Locks hold `id`'s lane (if a lane keeps it) and shard, as
+    /// [`MemoryStore::lock_lane_at`] does: `None` if there is no such hold.
+    /// The lane is `None` when the shard keeps the hold itself.
+    #[allow(clippy::type_complexity)]
+    fn lock_hold_at(
+        &self,
+        id: &HoldId,
+        now: Option<DateTime<Utc>>,
+    ) -> Option<(Option<LaneGuard<'_>>, ShardGuard<'_>)> {
+        loop {
+            let (at, cell) = self.hold_at(id)?;
+            if at.lane == OWN {
+                return Some((None, self.lock_at(cell, now)));
+            }
+            let (lane, s) = self.lock_lane_at(cell, at.lane, now);
+            if lane.holds.contains_key(id) {
+                return Some((Some(lane), s));
+            }
+            // Booked (moved to the shard's own set) or purged meanwhile:
+            // look again.
+            if self.hold_at(id).is_some_and(|(again, _)| again == at) {
+                return Some((Some(lane), s));
+            }
+        }
+    }
+
+    /// Moves hold `id` of shard `number`, just booked (and moved to the
+    /// shard's own set), from `holds` to `booked_holds`: entered there
+    /// before it leaves `holds`.
     fn hold_booked(&self, id: HoldId, number: u32) {
         self.inner.booked_holds.insert(id, number);
         self.inner.holds.remove(&id);
@@ -259,15 +399,6 @@ impl MemoryStore {
     /// `booked_holds` was entered there first, which is seen here.
     fn is_booked(&self, id: &HoldId) -> bool {
         self.inner.booked_holds.contains_key(id)
-    }
-
-    /// The shard number of hold `id`. A hold moving to `booked_holds` is
-    /// entered there before it leaves `holds`, so it is always in one of them.
-    fn hold_number(&self, id: &HoldId) -> Option<u32> {
-        match self.inner.holds.get(id) {
-            Some(n) => Some(*n.value()),
-            None => self.inner.booked_holds.get(id),
-        }
     }
 
     /// Where `key` of `index` (a booking, payment, refund or ticket id, or a

@@ -194,16 +194,57 @@ pub(crate) struct Shard {
     pub(crate) recent: HashMap<TierId, VecDeque<(DateTime<Utc>, u32)>>,
     /// Units taken (held + sold) per quota; a handful of entries, scanned linearly.
     pub(crate) taken: Vec<(QuotaKey, u32)>,
-    pub(crate) holds: HashMap<HoldId, Box<HoldRec>>,
-    pub(crate) expiry: BTreeSet<(DateTime<Utc>, HoldId)>,
-    /// Ended holds without a booking, oldest first: what `purge_ended_holds` may forget.
-    pub(crate) ended: VecDeque<(DateTime<Utc>, HoldId)>,
+    /// The holds kept here rather than in a lane (see [`crate::ShardCell`]):
+    /// every hold with a booking, and the holds of batches.
+    pub(crate) own: HoldSet,
+    /// No hold in a lane of this shard expires before this (`None`: no
+    /// lane holds one): a hold entering a lane lowers it, and an operation
+    /// at a later instant first expires the lanes' due holds (see
+    /// [`crate::MemoryStore::lock_at`]).
+    pub(crate) lanes_due: Option<DateTime<Utc>>,
     /// Each booking with its payments, refunds and tickets, in its slot.
     pub(crate) bookings: Bookings,
     /// This shard's number in the store (indexes name shards by it).
     pub(crate) number: u32,
     /// Gateway names of the event's bookings and payments.
     pub(crate) gateways: Names,
+}
+
+/// Holds of one event with what finds them by expiry and by end.
+#[derive(Default)]
+pub(crate) struct HoldSet {
+    pub(crate) holds: HashMap<HoldId, Box<HoldRec>>,
+    pub(crate) expiry: BTreeSet<(DateTime<Utc>, HoldId)>,
+    /// Ended holds without a booking, oldest first: what `purge_ended_holds` may forget.
+    pub(crate) ended: VecDeque<(DateTime<Utc>, HoldId)>,
+}
+
+impl HoldSet {
+    /// When the first active hold here expires.
+    pub(crate) fn first_due(&self) -> Option<DateTime<Utc>> {
+        self.expiry.first().map(|(at, _)| *at)
+    }
+
+    /// Enters a new active hold.
+    pub(crate) fn insert(&mut self, rec: Box<HoldRec>) {
+        self.expiry.insert((rec.expires_at, rec.id));
+        self.holds.insert(rec.id, rec);
+    }
+
+    /// Takes hold `id` out, with its place in the expiry order.
+    pub(crate) fn take(&mut self, id: &HoldId) -> Option<Box<HoldRec>> {
+        let rec = self.holds.remove(id)?;
+        self.expiry.remove(&(rec.expires_at, rec.id));
+        Some(rec)
+    }
+
+    /// Enters a hold taken from another set as it was (see [`HoldSet::take`]).
+    pub(crate) fn put(&mut self, rec: Box<HoldRec>) {
+        if rec.status == HoldStatus::Active {
+            self.expiry.insert((rec.expires_at, rec.id));
+        }
+        self.holds.insert(rec.id, rec);
+    }
 }
 
 /// An event's bookings. Each record is boxed in a slot whose number never
@@ -864,6 +905,16 @@ impl BookingRec {
     }
 }
 
+/// Returns units to `taken`.
+fn give_back(taken: &mut [(QuotaKey, u32)], demand: &[(QuotaKey, u32)]) {
+    for (key, n) in demand {
+        if let Some((_, c)) = taken.iter_mut().find(|(k, _)| k == key) {
+            debug_assert!(*c >= *n, "quota {key} would go negative");
+            *c = c.saturating_sub(*n);
+        }
+    }
+}
+
 impl Shard {
     /// The shard of `event`, numbered 0 until the store numbers it.
     pub(crate) fn new(event: Event, coupons: Arc<Mutex<CouponBook>>) -> Self {
@@ -876,9 +927,8 @@ impl Shard {
             }),
             recent: HashMap::default(),
             taken: vec![(QuotaKey::Event, 0)],
-            holds: HashMap::default(),
-            expiry: BTreeSet::new(),
-            ended: VecDeque::new(),
+            own: HoldSet::default(),
+            lanes_due: None,
             bookings: Bookings::default(),
             number: 0,
             gateways: Names::default(),
@@ -901,8 +951,10 @@ impl Shard {
 
     /// The hold booking `rec` was made on.
     fn booked_hold(&self, rec: &BookingRec) -> &HoldRec {
-        // Only ended holds without a booking are ever purged.
-        self.holds
+        // Only ended holds without a booking are ever purged; a booked one is
+        // kept by the shard itself.
+        self.own
+            .holds
             .get(&rec.fields.hold_id)
             .expect("a booked hold is never purged")
     }
@@ -1061,24 +1113,36 @@ impl Shard {
     }
 
     pub(crate) fn give_back(&mut self, demand: &[(QuotaKey, u32)]) {
-        for (key, n) in demand {
-            let c = self.counter(*key);
-            debug_assert!(*c >= *n, "quota {key} would go negative");
-            *c = c.saturating_sub(*n);
-        }
+        give_back(&mut self.taken, demand);
+    }
+
+    /// Whether a hold in a lane may be due at `now`.
+    pub(crate) fn lanes_due_by(&self, now: DateTime<Utc>) -> bool {
+        self.lanes_due.is_some_and(|due| due <= now)
+    }
+
+    /// Notes that a lane now keeps a hold expiring at `at`.
+    pub(crate) fn lane_holds_until(&mut self, at: DateTime<Utc>) {
+        self.lanes_due = Some(self.lanes_due.map_or(at, |due| due.min(at)));
     }
 
     /// Returns an active hold's units and moves it to `status`; fails its pending
     /// booking with `booking_status`/`reason`. Records the matching events.
+    /// The hold is in `lane`, or with `None` in the shard's own set.
     pub(crate) fn end_hold(
         &mut self,
+        lane: Option<&mut HoldSet>,
         id: HoldId,
         status: HoldStatus,
         booking_outcome: Option<(BookingStatus, BookingReason)>,
         now: DateTime<Utc>,
         out: &mut Events,
     ) {
-        let Some(hold) = self.holds.get_mut(&id) else {
+        let set = match lane {
+            Some(lane) => lane,
+            None => &mut self.own,
+        };
+        let Some(hold) = set.holds.get_mut(&id) else {
             return;
         };
         if hold.status != HoldStatus::Active {
@@ -1096,10 +1160,10 @@ impl Shard {
             self.coupons.lock().give_back(coupon, hold.customer);
         }
         if booking.is_none() {
-            self.ended.push_back((hold.created_at, id));
+            set.ended.push_back((hold.created_at, id));
         }
-        self.expiry.remove(&(expires_at, id));
-        self.give_back(&demand);
+        set.expiry.remove(&(expires_at, id));
+        give_back(&mut self.taken, &demand);
         out.push(match status {
             HoldStatus::Expired => DomainEvent::HoldExpired {
                 event_id,
@@ -1135,18 +1199,30 @@ impl Shard {
         }
     }
 
-    /// Expires every active hold due at `now` (at most `limit`); returns how many.
-    pub(crate) fn expire_due(&mut self, now: DateTime<Utc>, limit: u32, out: &mut Events) -> u32 {
+    /// Expires every active hold of `lane` (`None`: of the shard's own set)
+    /// due at `now` (at most `limit`); returns how many.
+    pub(crate) fn expire_due(
+        &mut self,
+        mut lane: Option<&mut HoldSet>,
+        now: DateTime<Utc>,
+        limit: u32,
+        out: &mut Events,
+    ) -> u32 {
         let mut n = 0;
         while n < limit {
-            let Some(&(at, id)) = self.expiry.first() else {
+            let set = match lane.as_deref_mut() {
+                Some(lane) => lane,
+                None => &mut self.own,
+            };
+            let Some(&(at, id)) = set.expiry.first() else {
                 break;
             };
             if at > now {
                 break;
             }
-            self.expiry.pop_first();
+            set.expiry.pop_first();
             self.end_hold(
+                lane.as_deref_mut(),
                 id,
                 HoldStatus::Expired,
                 Some((BookingStatus::Expired, BookingReason::HoldExpired)),
