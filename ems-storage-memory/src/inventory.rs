@@ -276,7 +276,7 @@ impl InventoryStore for MemoryStore {
             // The shard's own set, then each lane's (an ended hold is never
             // booked, so it stays where it ended).
             purged += self.purge(&mut cell.lock.lock().own, created_before, limit - purged);
-            for lane in &cell.lanes {
+            for lane in cell.lanes() {
                 if purged >= limit {
                     break;
                 }

@@ -5,9 +5,12 @@
 //!
 //! [`MemoryStore`] is a cheap `Clone` handle over shared state: clones see the same
 //! data, so two clones behave like two server processes over one database. Each
-//! event's inventory, holds, bookings, payments and tickets live behind one lock,
-//! so every domain-atomic port operation is a single critical section; different
-//! events never contend. A booking is one record with its payments, refunds and
+//! event's inventory, bookings, payments and tickets live behind one lock, and
+//! its holds not yet booked in lanes beside it, one per thread that places
+//! them (so that the cores selling one hot event do not pass the holds' tables
+//! back and forth); every domain-atomic port operation holds the locks of all
+//! it touches at once, so it is a single critical section; different events
+//! never contend. A booking is one record with its payments, refunds and
 //! tickets, in a numbered slot of its event's shard; the store's indexes name
 //! a booking, payment, refund or ticket by shard and slot (8 bytes), and
 //! idempotency keys and gateway references by a keyed 128-bit digest, every
@@ -47,7 +50,7 @@ mod pricing;
 mod state;
 mod ticket;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
@@ -121,21 +124,24 @@ struct Loc {
 ///
 /// Beside them, the event's *lanes*: a hold placed by a single `try_hold`
 /// is kept, until it is booked, in the lane of the thread that placed it,
-/// under that lane's own lock ([`LANES`] per event, a thread always using
-/// the same one). The shard's lock then only guards what every hold must
+/// under that lane's own lock (a thread always using the same one). The
+/// shard's lock then only guards what every hold must
 /// see (the units taken, the event's domain events), a few cache lines,
 /// while each hold's record, its place in the expiry order and the queue of
 /// ended holds stay in the cache of the core that made them: when several
 /// cores sell one hot event, the lines that move between them at each turn
-/// of the shard's lock are those few, not the holds' tables. Locks are
-/// always taken lanes first (in their order), then the shard. A lane's
-/// holds that lapse are expired by the first operation at a later instant
-/// (see [`MemoryStore::lock_at`]), as the shard's own are.
+/// of the shard's lock are those few, not the holds' tables. An event's
+/// lanes are made with its first such hold (an event nobody holds
+/// tickets of pays nothing for them), twice as many as the machine has
+/// cores ([`lane_count`]). Locks are always taken lanes first (in their
+/// order), then the shard. A lane's holds that lapse are expired by the
+/// first operation at a later instant (see [`MemoryStore::lock_at`]), as
+/// the shard's own are.
 #[repr(align(128))]
 struct ShardCell {
     lock: Mutex<Shard>,
     published: ArcSwap<Config>,
-    lanes: [Lane; LANES],
+    lanes: OnceLock<Box<[Lane]>>,
 }
 
 impl ShardCell {
@@ -143,13 +149,35 @@ impl ShardCell {
         Self {
             published: ArcSwap::new(Arc::clone(&shard.config)),
             lock: Mutex::new(shard),
-            lanes: Default::default(),
+            lanes: OnceLock::new(),
         }
+    }
+
+    /// The lanes made so far (none before the event's first hold placed in
+    /// one).
+    fn lanes(&self) -> &[Lane] {
+        self.lanes.get().map_or(&[], |lanes| lanes)
+    }
+
+    /// Lane `n`, made with the others on first use.
+    fn lane(&self, n: u8) -> &Lane {
+        let lanes = self
+            .lanes
+            .get_or_init(|| (0..lane_count()).map(|_| Lane::default()).collect());
+        &lanes[usize::from(n) % lanes.len()]
     }
 }
 
-/// Lanes per event (see [`ShardCell`]).
-const LANES: usize = 8;
+/// Lanes per event (see [`ShardCell`]): twice the machine's cores, so that
+/// a runtime's workers rarely share one, from 2 to 64.
+fn lane_count() -> usize {
+    static COUNT: OnceLock<usize> = OnceLock::new();
+    *COUNT.get_or_init(|| {
+        std::thread::available_parallelism()
+            .map_or(2, |n| 2 * n.get())
+            .clamp(2, 64)
+    })
+}
 
 /// One lane's holds, on cache lines of its own.
 #[derive(Default)]
@@ -162,7 +190,7 @@ fn my_lane() -> u8 {
     use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
-        static LANE: u8 = u8::try_from(NEXT.fetch_add(1, Relaxed) % LANES).unwrap_or(0);
+        static LANE: u8 = u8::try_from(NEXT.fetch_add(1, Relaxed) % lane_count()).unwrap_or(0);
     }
     LANE.with(|lane| *lane)
 }
@@ -314,7 +342,7 @@ impl MemoryStore {
         now: Option<DateTime<Utc>>,
     ) -> (LaneGuard<'a>, ShardGuard<'a>) {
         loop {
-            let l = cell.lanes[usize::from(lane) % LANES].0.lock();
+            let l = cell.lane(lane).0.lock();
             let s = cell.lock.lock();
             let Some(now) = now.filter(|now| s.lanes_due_by(*now)) else {
                 return (l, s);
@@ -327,7 +355,7 @@ impl MemoryStore {
 
     /// Every lane of `cell` and its shard, locked in order.
     fn lock_all<'a>(&self, cell: &'a ShardCell) -> (Vec<LaneGuard<'a>>, ShardGuard<'a>) {
-        let lanes = cell.lanes.iter().map(|l| l.0.lock()).collect();
+        let lanes = cell.lanes().iter().map(|l| l.0.lock()).collect();
         (lanes, cell.lock.lock())
     }
 
