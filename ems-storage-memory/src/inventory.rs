@@ -315,14 +315,14 @@ impl MemoryStore {
 }
 
 /// `release_hold` under the locks of the hold's lane (`None`: kept by the
-/// shard itself) and shard.
+/// shard itself) and shard, but for reading the hold back.
 fn release_locked(
     s: &mut Shard,
-    mut lane: Option<&mut HoldSet>,
+    lane: Option<&mut HoldSet>,
     id: HoldId,
     now: DateTime<Utc>,
     out: &mut Events,
-) -> Result<Hold> {
+) -> Result<()> {
     s.expire_due(None, now, u32::MAX, out);
     let status = lane
         .as_deref()
@@ -333,7 +333,7 @@ fn release_locked(
         .status;
     match status {
         HoldStatus::Active => s.end_hold(
-            lane.as_deref_mut(),
+            lane,
             id,
             HoldStatus::Released,
             Some((BookingStatus::Failed, BookingReason::Abandoned)),
@@ -343,7 +343,7 @@ fn release_locked(
         HoldStatus::Released | HoldStatus::Expired => {}
         other => return Err(Error::invalid_state("hold", id, other, "release")),
     }
-    Ok(lane.as_deref().unwrap_or(&s.own).holds[&id].hold(&s.config.event))
+    Ok(())
 }
 
 impl MemoryStore {
@@ -381,9 +381,17 @@ impl MemoryStore {
             return Err(Error::not_found("hold", id));
         }
         let mut out = Events::new();
-        let hold = release_locked(&mut s, lane.as_deref_mut(), id, now, &mut out);
+        let released = release_locked(&mut s, lane.as_deref_mut(), id, now, &mut out);
         self.record(now, out);
-        hold
+        let (event, organization) = (s.config.event.id, s.config.event.organization);
+        match lane {
+            // A lane's hold is read back with the shard's lock released.
+            Some(lane) => {
+                drop(s);
+                released.map(|()| lane.holds[&id].hold_of(event, organization))
+            }
+            None => released.map(|()| s.own.holds[&id].hold_of(event, organization)),
+        }
     }
 
     /// `try_hold` under the lock of the event's shard (and of `lane`, which

@@ -578,7 +578,8 @@ impl HoldRec {
         self.hold_of(event.id, event.organization)
     }
 
-    fn hold_of(&self, event: EventId, organization: OrganizationId) -> Hold {
+    /// The whole hold, of `event` of `organization`.
+    pub(crate) fn hold_of(&self, event: EventId, organization: OrganizationId) -> Hold {
         Hold {
             id: self.id,
             event_id: event,
