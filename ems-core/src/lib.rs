@@ -301,6 +301,18 @@ impl Ems {
         }
     }
 
+    /// Reserves units for a checkout's booking: as [`Ems::reserve`], with
+    /// the store told the hold is to be booked at once.
+    pub(crate) async fn reserve_to_book(
+        &self,
+        request: inventory::HoldRequest,
+    ) -> Result<inventory::Hold> {
+        match &self.inner.combiner {
+            Some(c) => Box::pin(c.hold(request)).await,
+            None => self.port().try_hold_to_book(&request).await,
+        }
+    }
+
     /// Gives hold `hold_id` of `event_id` up: through its event's queue when
     /// batching, else directly.
     pub(crate) async fn unreserve_hold(

@@ -34,8 +34,16 @@ impl MemoryStore {
             .numbered_cell(booking.event_id)
             .ok_or_else(|| Error::not_found("event", booking.event_id))?;
         let now = Some(booking.created_at);
-        // A checkout books its hold on the thread that placed it, mostly:
-        // that thread's lane is looked in first, without the index.
+        // A checkout's hold is the shard's own (`try_hold_to_book`), and a
+        // hold the shard keeps never moves to a lane.
+        let s = self.lock_at(cell, now);
+        if s.own.holds.contains_key(&booking.hold_id) {
+            return Ok((None, s));
+        }
+        drop(s);
+        // A hold placed by `try_hold` is booked on the thread that placed
+        // it, mostly: that thread's lane is looked in first, without the
+        // index.
         if !cell.lanes().is_empty() {
             let (lane, s) = self.lock_lane_at(cell, crate::my_lane(), now);
             if lane.holds.contains_key(&booking.hold_id) {

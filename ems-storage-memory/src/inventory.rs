@@ -115,55 +115,16 @@ impl InventoryStore for MemoryStore {
     /// published config; under the lock that plan is used only if the config
     /// is still the one it was made from, and moved to the positions counted
     /// there. Otherwise (or when the early plan failed, so that the answer
-    /// is the one the lock decides) the hold is planned under the lock.
+    /// is the one the lock decides) the hold is planned under the lock. The
+    /// hold is kept in the calling thread's lane (see [`crate::ShardCell`]).
     async fn try_hold(&self, request: &HoldRequest) -> Result<Hold> {
-        let (number, cell) = self
-            .numbered_cell(request.event_id)
-            .ok_or_else(|| Error::not_found("event", request.event_id))?;
-        let config = cell.published.load();
-        let early = plan_ignores_sales(&config.tiers, request)
-            .then(|| {
-                plan_hold(
-                    &config.event,
-                    &config.tiers,
-                    request,
-                    &|_| 0,
-                    &|_| [0; 4],
-                    None,
-                )
-                .ok()
-            })
-            .flatten()
-            .map(|plan| EarlyHold::of(plan, request, config.event.organization));
-        let lane = crate::my_lane();
-        self.take_hold_id(
-            request.id,
-            HoldAt {
-                shard: number,
-                lane,
-            },
-        )?;
-        let (mut l, mut s) = self.lock_lane_at(cell, lane, Some(request.now));
-        let current = Arc::ptr_eq(&config, &s.config);
-        if !current {
-            // The config changed since it was published: publish it now.
-            cell.published.store(Arc::clone(&s.config));
-        }
-        let mut out = Events::new();
-        let hold = self.try_hold_locked(
-            &mut s,
-            Some(&mut l),
-            request,
-            early.filter(|_| current),
-            &mut out,
-        );
-        self.record(request.now, out);
-        drop(s);
-        drop(l);
-        if hold.is_err() {
-            self.inner.holds.remove(&request.id);
-        }
-        hold
+        self.place(request, true)
+    }
+
+    /// As `try_hold`, with the hold kept by the event's shard itself, where
+    /// its booking is about to be: it need not move there from a lane.
+    async fn try_hold_to_book(&self, request: &HoldRequest) -> Result<Hold> {
+        self.place(request, false)
     }
 
     /// Grants a batch's holds in arrival order, taking each event's lock once
@@ -291,6 +252,62 @@ impl InventoryStore for MemoryStore {
 }
 
 impl MemoryStore {
+    /// `try_hold` (`in_lane`) or `try_hold_to_book`.
+    fn place(&self, request: &HoldRequest, in_lane: bool) -> Result<Hold> {
+        let (number, cell) = self
+            .numbered_cell(request.event_id)
+            .ok_or_else(|| Error::not_found("event", request.event_id))?;
+        let config = cell.published.load();
+        let early = plan_ignores_sales(&config.tiers, request)
+            .then(|| {
+                plan_hold(
+                    &config.event,
+                    &config.tiers,
+                    request,
+                    &|_| 0,
+                    &|_| [0; 4],
+                    None,
+                )
+                .ok()
+            })
+            .flatten()
+            .map(|plan| EarlyHold::of(plan, request, config.event.organization));
+        let lane = if in_lane { crate::my_lane() } else { OWN };
+        self.take_hold_id(
+            request.id,
+            HoldAt {
+                shard: number,
+                lane,
+            },
+        )?;
+        let (mut l, mut s) = if in_lane {
+            let (l, s) = self.lock_lane_at(cell, lane, Some(request.now));
+            (Some(l), s)
+        } else {
+            (None, self.lock_at(cell, Some(request.now)))
+        };
+        let current = Arc::ptr_eq(&config, &s.config);
+        if !current {
+            // The config changed since it was published: publish it now.
+            cell.published.store(Arc::clone(&s.config));
+        }
+        let mut out = Events::new();
+        let hold = self.try_hold_locked(
+            &mut s,
+            l.as_deref_mut(),
+            request,
+            early.filter(|_| current),
+            &mut out,
+        );
+        self.record(request.now, out);
+        drop(s);
+        drop(l);
+        if hold.is_err() {
+            self.inner.holds.remove(&request.id);
+        }
+        hold
+    }
+
     /// Forgets the holds of `set` that ended without a booking and were
     /// created before `created_before` (at most `limit`); returns how many.
     fn purge(&self, set: &mut HoldSet, created_before: DateTime<Utc>, limit: u32) -> u32 {
@@ -483,5 +500,171 @@ impl EarlyHold {
         let (hold, demand) = plan.into_hold(request, organization, None);
         let rec = Box::new(HoldRec::of(&hold));
         Self { hold, rec, demand }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::Duration;
+    use ems_core::booking::{BookingDraft, BookingStore};
+    use ems_core::id::{BookingId, PaymentId};
+    use ems_core::outbox::OutboxStore;
+    use ems_core::testkit::{Fixture, TestStores};
+    use ems_core::Actor;
+
+    use super::*;
+
+    /// How many of `event`'s lanes keep a hold, and how many holds they keep.
+    fn lanes_in_use(store: &MemoryStore, event: EventId) -> (usize, usize) {
+        let cell = store.cell(event).expect("the event's shard");
+        let sizes: Vec<usize> = cell
+            .lanes()
+            .iter()
+            .map(|l| l.0.lock().holds.len())
+            .collect();
+        (sizes.iter().filter(|n| **n > 0).count(), sizes.iter().sum())
+    }
+
+    /// Holds placed on three threads, each on a thread of its own, so in
+    /// lanes of their own: what a store at one instant must be, whichever
+    /// thread asks.
+    #[test]
+    fn holds_kept_in_other_threads_lanes_expire_book_release_and_purge_as_one_event() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let store = MemoryStore::new();
+        let f = rt.block_on(Fixture::new(TestStores::new(
+            Arc::new(store.clone()),
+            Arc::new(store.clone()),
+        )));
+        let (event, tiers) = rt.block_on(f.published_event(100, &[("GA", "10", 100)]));
+        let tier = tiers[0].id;
+        let buyer = f.customer();
+        let place = |quantity: u32| -> Vec<Hold> {
+            std::thread::scope(|scope| {
+                let threads: Vec<_> = (0..3)
+                    .map(|_| {
+                        let (ems, handle, buyer) = (&f.ems, rt.handle(), &buyer);
+                        scope.spawn(move || {
+                            let items = [HoldItem {
+                                tier_id: tier,
+                                quantity,
+                            }];
+                            handle
+                                .block_on(ems.place_hold(
+                                    buyer,
+                                    event.id,
+                                    &items,
+                                    HoldOptions::default(),
+                                ))
+                                .expect("held")
+                        })
+                    })
+                    .collect();
+                threads
+                    .into_iter()
+                    .map(|t| t.join().expect("no panic"))
+                    .collect()
+            })
+        };
+
+        // Lapsed: an availability read at a later instant expires every
+        // lane's holds first, and the log says so.
+        let first = place(2);
+        let (lanes, holds) = lanes_in_use(&store, event.id);
+        assert!(lanes >= 2, "threads hold in lanes of their own ({lanes})");
+        assert_eq!(holds, 3);
+        assert_eq!(rt.block_on(f.available(event.id, tier)), 94);
+        f.clock.advance(Duration::hours(1));
+        assert_eq!(rt.block_on(f.available(event.id, tier)), 100);
+        for h in &first {
+            let hold = rt.block_on(store.hold(h.id)).unwrap().expect("kept");
+            assert_eq!(hold.status, HoldStatus::Expired);
+        }
+        let log = rt.block_on(store.read_events(None, 10_000)).unwrap();
+        let expired = log
+            .iter()
+            .filter(|e| matches!(e.event, DomainEvent::HoldExpired { hold_id, .. } if first.iter().any(|h| h.id == hold_id)))
+            .count();
+        assert_eq!(expired, 3);
+
+        // Booked from another thread than the one that placed it: the hold
+        // leaves its lane, and the booking reads its lines from it.
+        let second = place(1);
+        let draft = BookingDraft {
+            booking_id: BookingId::new(),
+            payment_id: PaymentId::new(),
+            customer: second[0].customer,
+            idempotency_key: "lanes-1".into(),
+            gateway: "fake".into(),
+            now: f.clock_now(),
+        };
+        let opening = draft.open_on(&second[0]);
+        let booked = rt
+            .block_on(store.create_booking(&opening.booking))
+            .expect("booked");
+        assert_eq!(booked, opening.booking);
+        let read = rt
+            .block_on(store.booking(booked.id))
+            .unwrap()
+            .expect("stored");
+        assert_eq!(read, opening.booking);
+        let hold = rt
+            .block_on(store.hold(second[0].id))
+            .unwrap()
+            .expect("kept");
+        assert_eq!(hold.booking_id, Some(booked.id));
+        // The lapsed three stay (until purged) beside the two live ones.
+        assert_eq!(
+            lanes_in_use(&store, event.id).1,
+            5,
+            "the booked hold left its lane"
+        );
+        // Released from this thread: each hold from whichever lane keeps it.
+        for h in &second[1..] {
+            let released = rt
+                .block_on(store.release_hold(h.id, f.clock_now()))
+                .unwrap();
+            assert_eq!(released.status, HoldStatus::Released);
+            assert_eq!(released.lines, h.lines);
+        }
+        assert_eq!(rt.block_on(f.available(event.id, tier)), 99);
+
+        // Ended holds in any lane are forgotten by a purge; the booked one
+        // is kept.
+        let ended = first.len() + 2;
+        let purged = rt
+            .block_on(store.purge_ended_holds(f.clock_now() + Duration::seconds(1), 100))
+            .unwrap();
+        assert_eq!(purged as usize, ended);
+        for h in first.iter().chain(&second[1..]) {
+            assert_eq!(rt.block_on(store.hold(h.id)).unwrap(), None);
+        }
+        assert_eq!(lanes_in_use(&store, event.id).1, 0);
+        assert!(rt.block_on(store.hold(second[0].id)).unwrap().is_some());
+
+        // A checkout's hold is placed with the bookings, never in a lane.
+        let bought = rt.block_on(f.buy(&buyer, event.id, tier, 1));
+        assert_eq!(bought.booking.status, ems_core::booking::BookingStatus::Confirmed);
+        assert_eq!(lanes_in_use(&store, event.id).1, 0);
+
+        // Cancelling the event releases the holds of every lane (and the
+        // booked one, whose booking fails).
+        let third = place(1);
+        let event = rt
+            .block_on(f.ems.event(&Actor::System, event.id))
+            .expect("event");
+        let cancelled = rt
+            .block_on(f.ems.cancel_event(&f.organizer, event.id, event.version))
+            .expect("cancelled");
+        assert_eq!(cancelled.released_holds, 4);
+        assert_eq!(cancelled.failed_bookings, vec![booked.id]);
+        for h in &third {
+            let hold = rt.block_on(store.hold(h.id)).unwrap().expect("kept");
+            assert_eq!(hold.status, HoldStatus::Released);
+        }
     }
 }

@@ -157,7 +157,7 @@ impl Ems {
                 Err(e) => Err(e),
             }
         } else {
-            match self.reserve(hold_request).await {
+            match self.reserve_to_book(hold_request).await {
                 Ok(hold) => Ok(self.open_on_hold(draft, hold).await),
                 Err(e) => Err(e),
             }

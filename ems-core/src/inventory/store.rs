@@ -48,6 +48,14 @@ pub trait InventoryStore: Send + Sync + 'static {
     async fn availability(&self, event: EventId, now: DateTime<Utc>) -> Result<EventAvailability>;
     /// Reserves units atomically (see the contract).
     async fn try_hold(&self, request: &HoldRequest) -> Result<Hold>;
+    /// Reserves units as [`try_hold`](InventoryStore::try_hold) does, for a
+    /// booking about to be opened on the hold (a checkout's). A store that
+    /// keeps holds nobody has booked apart from booked ones (the in-memory
+    /// store keeps them per thread) places this one with the bookings; the
+    /// default is `try_hold`.
+    async fn try_hold_to_book(&self, request: &HoldRequest) -> Result<Hold> {
+        self.try_hold(request).await
+    }
     /// Reserves for `requests` (all of one event) in their order: the result at
     /// position `i` is exactly what `try_hold(&requests[i])` would return right
     /// after the requests before it. A store overrides this to take the event's
