@@ -112,6 +112,9 @@ macro_rules! forward_ports {
             async fn try_hold(&self, request: &HoldRequest) -> Result<Hold> {
                 (**self).try_hold(request).await
             }
+            async fn try_hold_to_book(&self, request: &HoldRequest) -> Result<Hold> {
+                (**self).try_hold_to_book(request).await
+            }
             async fn try_hold_batch(&self, requests: &[HoldRequest]) -> Vec<Result<Hold>> {
                 (**self).try_hold_batch(requests).await
             }
