@@ -18,8 +18,10 @@
 //!   dies: ~180 ns a cache line each way), where taking turns moves every
 //!   line the section writes: on such a machine two spinning cores on one
 //!   hot event did 0.36–0.38 of what one does alone, two sleeping ones
-//!   0.57–0.62 (the rest goes to the event's working set, its hold table
-//!   and indexes, moving over whenever the other core gets the lock). A
+//!   0.57–0.62 (the rest went to the event's working set, its hold table
+//!   and indexes, moving over whenever the other core got the lock; that
+//!   was measured before an event's holds moved to per-thread lanes, see
+//!   [`crate::ShardCell`]). A
 //!   waiter then waits tens of microseconds, not one or two; where the
 //!   cores share a cache, sleeping gives ~0.95 against spinning's ~1.5,
 //!   and the lock stays with spinning.
