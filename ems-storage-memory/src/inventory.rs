@@ -116,7 +116,8 @@ impl InventoryStore for MemoryStore {
     /// is still the one it was made from, and moved to the positions counted
     /// there. Otherwise (or when the early plan failed, so that the answer
     /// is the one the lock decides) the hold is planned under the lock. The
-    /// hold is kept in the calling thread's lane (see [`crate::ShardCell`]).
+    /// hold is kept in the calling thread's lane once the event has lanes
+    /// (see [`crate::ShardCell`]).
     async fn try_hold(&self, request: &HoldRequest) -> Result<Hold> {
         self.place(request, true)
     }
@@ -272,6 +273,8 @@ impl MemoryStore {
             })
             .flatten()
             .map(|plan| EarlyHold::of(plan, request, config.event.organization));
+        // Lanes only pay off once threads take turns at the event's lock.
+        let in_lane = in_lane && (!cell.lanes().is_empty() || cell.lock.has_waited());
         let lane = if in_lane { crate::my_lane() } else { OWN };
         self.take_hold_id(
             request.id,
@@ -541,6 +544,8 @@ mod tests {
             Arc::new(store.clone()),
         )));
         let (event, tiers) = rt.block_on(f.published_event(100, &[("GA", "10", 100)]));
+        // As if threads had taken turns at the event's lock already.
+        store.cell(event.id).expect("the event's shard").lane(0);
         let tier = tiers[0].id;
         let buyer = f.customer();
         let place = |quantity: u32| -> Vec<Hold> {
@@ -648,7 +653,10 @@ mod tests {
 
         // A checkout's hold is placed with the bookings, never in a lane.
         let bought = rt.block_on(f.buy(&buyer, event.id, tier, 1));
-        assert_eq!(bought.booking.status, ems_core::booking::BookingStatus::Confirmed);
+        assert_eq!(
+            bought.booking.status,
+            ems_core::booking::BookingStatus::Confirmed
+        );
         assert_eq!(lanes_in_use(&store, event.id).1, 0);
 
         // Cancelling the event releases the holds of every lane (and the

@@ -131,8 +131,9 @@ struct Loc {
 /// ended holds stay in the cache of the core that made them: when several
 /// cores sell one hot event, the lines that move between them at each turn
 /// of the shard's lock are those few, not the holds' tables. An event's
-/// lanes are made with its first such hold (an event nobody holds
-/// tickets of pays nothing for them), twice as many as the machine has
+/// lanes are made with its first such hold after a thread has had to wait
+/// for its lock (an event one thread at a time sells pays nothing for
+/// them: its holds stay the shard's own), twice as many as the machine has
 /// cores ([`lane_count`]). Locks are always taken lanes first (in their
 /// order), then the shard. A lane's holds that lapse are expired by the
 /// first operation at a later instant (see [`MemoryStore::lock_at`]), as

@@ -116,6 +116,9 @@ impl<T> Mutex<T> {
                 guard
             }
             None => {
+                if !self.tuner.waited.load(Relaxed) {
+                    self.tuner.waited.store(true, Relaxed);
+                }
                 self.tuner.waiting.fetch_add(1, Relaxed);
                 let guard = self.wait(self.tuner.policy());
                 self.tuner.waiting.fetch_sub(1, Relaxed);
@@ -123,6 +126,11 @@ impl<T> Mutex<T> {
                 guard
             }
         }
+    }
+
+    /// Whether a thread has ever had to wait for this lock.
+    pub(crate) fn has_waited(&self) -> bool {
+        self.tuner.waited.load(Relaxed)
     }
 
     /// Locks if nobody holds the lock.
@@ -161,12 +169,14 @@ impl<T> Mutex<T> {
 }
 
 /// A lock's waiting policy and its measurements, on the lock word's cache
-/// line. All but `waiting` (which waiters count themselves in and out of)
+/// line. All but `waiting` and `waited` (which waiters write)
 /// are written only by the thread holding the lock, with plain loads and
 /// stores of atomics, so they add no traffic of their own.
 #[derive(Default)]
 struct Tuner {
     policy: AtomicU8,
+    /// Whether a thread has ever waited (set by the waiter).
+    waited: AtomicBool,
     /// Threads waiting now.
     waiting: AtomicU32,
     /// Acquisitions in the current window, and how many of them were made
@@ -302,6 +312,30 @@ mod tests {
         // Every EXPLORE-th window: the other, whatever was measured.
         assert_eq!(choose(Spin, [300, 100], EXPLORE), Sleep);
         assert_eq!(choose(Sleep, [100, 300], 2 * EXPLORE), Spin);
+    }
+
+    #[test]
+    fn a_lock_tells_whether_a_thread_ever_waited_for_it() {
+        let lock = Arc::new(Mutex::new(0u32));
+        for _ in 0..3 {
+            *lock.lock() += 1;
+        }
+        assert!(lock.try_lock().is_some());
+        assert!(!lock.has_waited(), "taken in turn, never waited for");
+        let held = lock.lock();
+        let waiter = {
+            let lock = Arc::clone(&lock);
+            std::thread::spawn(move || *lock.lock() += 1)
+        };
+        // The waiter cannot get the lock while it is held: it waits (and
+        // says so) until then, however long it takes to start.
+        while lock.tuner.waiting.load(Relaxed) == 0 {
+            std::thread::yield_now();
+        }
+        drop(held);
+        waiter.join().expect("waiter finishes");
+        assert!(lock.has_waited());
+        assert_eq!(*lock.lock(), 4);
     }
 
     /// Many threads add to one counter under the lock, under each policy
