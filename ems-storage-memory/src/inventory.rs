@@ -117,7 +117,7 @@ impl InventoryStore for MemoryStore {
     /// there. Otherwise (or when the early plan failed, so that the answer
     /// is the one the lock decides) the hold is planned under the lock. The
     /// hold is kept in the calling thread's lane once the event has lanes
-    /// (see [`crate::ShardCell`]).
+    /// (see the crate docs).
     async fn try_hold(&self, request: &HoldRequest) -> Result<Hold> {
         self.place(request, true)
     }
