@@ -10,7 +10,7 @@ use ems_core::{Error, Result};
 use crate::payment::Inserted;
 use crate::state::HoldSet;
 use crate::state::{BookingRec, Events, Shard, StoredTicket};
-use crate::{LaneGuard, Loc, MemoryStore, ShardCell, ShardGuard, OWN};
+use crate::{LaneGuard, Loc, MemoryStore, ShardCell, ShardGuard};
 
 impl MemoryStore {
     /// The shard holding booking `id`, with its lanes; the booking is in it
@@ -30,9 +30,7 @@ impl MemoryStore {
         &self,
         booking: &Booking,
     ) -> Result<(Option<LaneGuard<'_>>, ShardGuard<'_>)> {
-        let (number, cell) = self
-            .numbered_cell(booking.event_id)
-            .ok_or_else(|| Error::not_found("event", booking.event_id))?;
+        let (number, cell) = self.numbered_cell_or_missing(booking.event_id)?;
         let now = Some(booking.created_at);
         // A checkout's hold is the shard's own (`try_hold_to_book`), and a
         // hold the shard keeps never moves to a lane.
@@ -50,20 +48,15 @@ impl MemoryStore {
                 return Ok((Some(lane), s));
             }
         }
-        loop {
-            let at = self.inner.holds.get(&booking.hold_id).map(|at| *at);
-            match at {
-                Some(at) if at.shard == number && at.lane != OWN => {
-                    let (lane, s) = self.lock_lane_at(cell, at.lane, now);
-                    let moved = !lane.holds.contains_key(&booking.hold_id)
-                        && self.inner.holds.get(&booking.hold_id).map(|a| *a) != Some(at);
-                    if !moved {
-                        return Ok((Some(lane), s));
-                    }
-                }
-                _ => return Ok((None, self.lock_at(cell, now))),
+        // Anywhere else, as any look-up of a hold finds it; a hold of
+        // another event (or of none) is not this booking's to take, and
+        // opening it fails under this event's lock.
+        if let Some((lane, s)) = self.lock_hold_at(&booking.hold_id, now) {
+            if s.number == number {
+                return Ok((lane, s));
             }
         }
+        Ok((None, self.lock_at(cell, now)))
     }
 
     /// `create_booking` under the lock of the booking's shard (and of the

@@ -87,7 +87,7 @@ impl EventStore for MemoryStore {
         expected_version: u64,
         now: DateTime<Utc>,
     ) -> Result<EventCancellation> {
-        let cell = self.cell(id).ok_or_else(|| Error::not_found("event", id))?;
+        let cell = self.cell_or_missing(id)?;
         // Every hold of the event is released: its lanes' too.
         let (mut lanes, mut s) = self.lock_all(cell);
         if s.config.event.version != expected_version {

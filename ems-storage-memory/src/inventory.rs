@@ -94,9 +94,7 @@ impl InventoryStore for MemoryStore {
     }
 
     async fn availability(&self, event: EventId, now: DateTime<Utc>) -> Result<EventAvailability> {
-        let cell = self
-            .cell(event)
-            .ok_or_else(|| Error::not_found("event", event))?;
+        let cell = self.cell_or_missing(event)?;
         let mut s = self.lock_at(cell, Some(now));
         let mut out = Events::new();
         s.expire_due(None, now, u32::MAX, &mut out);
@@ -210,8 +208,7 @@ impl InventoryStore for MemoryStore {
         self.release_one(id, Some(customer), now)
     }
 
-    /// Releases a batch's holds in order, taking each event's lock once for
-    /// every run of requests of that event.
+    /// Releases a batch's holds in order, each as `release_hold` does.
     async fn release_hold_batch(&self, requests: &[HoldRelease]) -> Vec<Result<Hold>> {
         // Each under its own hold's locks: a batch's holds may sit in
         // different lanes.
@@ -255,9 +252,7 @@ impl InventoryStore for MemoryStore {
 impl MemoryStore {
     /// `try_hold` (`in_lane`) or `try_hold_to_book`.
     fn place(&self, request: &HoldRequest, in_lane: bool) -> Result<Hold> {
-        let (number, cell) = self
-            .numbered_cell(request.event_id)
-            .ok_or_else(|| Error::not_found("event", request.event_id))?;
+        let (number, cell) = self.numbered_cell_or_missing(request.event_id)?;
         let config = cell.published.load();
         let early = plan_ignores_sales(&config.tiers, request)
             .then(|| {

@@ -305,8 +305,18 @@ impl MemoryStore {
     }
 
     fn shard_or_missing(&self, event: EventId) -> Result<&Mutex<Shard>> {
-        self.shard(event)
+        self.cell_or_missing(event).map(|cell| &cell.lock)
+    }
+
+    /// [`MemoryStore::numbered_cell`], or `NotFound` for the event.
+    fn numbered_cell_or_missing(&self, event: EventId) -> Result<(u32, &ShardCell)> {
+        self.numbered_cell(event)
             .ok_or_else(|| Error::not_found("event", event))
+    }
+
+    /// [`MemoryStore::cell`], or `NotFound` for the event.
+    fn cell_or_missing(&self, event: EventId) -> Result<&ShardCell> {
+        self.numbered_cell_or_missing(event).map(|(_, cell)| cell)
     }
 
     /// Shard number `n`.

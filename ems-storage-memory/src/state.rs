@@ -1139,10 +1139,7 @@ impl Shard {
         now: DateTime<Utc>,
         out: &mut Events,
     ) {
-        let set = match lane {
-            Some(lane) => lane,
-            None => &mut self.own,
-        };
+        let set = lane.unwrap_or(&mut self.own);
         let Some(hold) = set.holds.get_mut(&id) else {
             return;
         };
@@ -1211,10 +1208,7 @@ impl Shard {
     ) -> u32 {
         let mut n = 0;
         while n < limit {
-            let set = match lane.as_deref_mut() {
-                Some(lane) => lane,
-                None => &mut self.own,
-            };
+            let set = lane.as_deref_mut().unwrap_or(&mut self.own);
             let Some(&(at, id)) = set.expiry.first() else {
                 break;
             };
