@@ -64,6 +64,18 @@ fn v7_of(ms: u64, counter: u64, random: u32) -> Uuid {
     Uuid::from_u64_pair(high, low)
 }
 
+/// `prefix` followed by `id` as `Display` spells it (hyphenated, lower
+/// case), built in one allocation of its exact size: `format!` would grow
+/// its string while writing.
+pub(crate) fn prefixed(prefix: &str, id: &Uuid) -> String {
+    let mut buf = Uuid::encode_buffer();
+    let text = id.hyphenated().encode_lower(&mut buf);
+    let mut out = String::with_capacity(prefix.len() + text.len());
+    out.push_str(prefix);
+    out.push_str(text);
+    out
+}
+
 macro_rules! typed_id {
     ($(#[$doc:meta])* $name:ident, $label:literal) => {
         $(#[$doc])*
@@ -153,6 +165,14 @@ typed_id!(/// Identifies a package of facility bookings made together.
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn a_prefixed_id_is_spelled_as_format_spells_it() {
+        let id = BookingId::new();
+        let built = prefixed("booking-", id.as_uuid());
+        assert_eq!(built, format!("booking-{id}"));
+        assert_eq!(built.capacity(), built.len());
+    }
 
     #[test]
     fn minted_ids_are_rfc_9562_version_7_with_the_current_millisecond() {

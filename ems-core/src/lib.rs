@@ -336,7 +336,9 @@ impl Ems {
         }
     }
 
-    /// Opens a checkout: through its event's queue when batching, else directly.
+    /// Opens a checkout: through its event's queue when batching, else
+    /// directly. Answers with the request's booking and payment as stored
+    /// (moved out of the request, not copied).
     #[allow(
         clippy::manual_async_fn,
         reason = "an async fn keeps its argument twice in its future"
@@ -344,17 +346,19 @@ impl Ems {
     pub(crate) fn open_checkout(
         &self,
         request: booking::OpenCheckout,
-    ) -> impl std::future::Future<Output = Result<booking::Opened>> + Send + '_ {
+    ) -> impl std::future::Future<Output = Result<booking::Opening>> + Send + '_ {
         async move {
-            match &self.inner.opens {
-                Some(c) => Box::pin(c.run(request)).await,
+            let opened = match &self.inner.opens {
+                // The queue takes a copy: the caller keeps what it answers with.
+                Some(c) => Box::pin(c.run(request.clone())).await,
                 // A batch of one: a store may open it in one step.
                 None => sole_answer(
                     self.port()
                         .open_checkouts(std::slice::from_ref(&request))
                         .await,
                 ),
-            }
+            };
+            opened.map(|o| booking::Opening::of(o, request))
         }
     }
 
@@ -376,7 +380,7 @@ impl Ems {
     pub(crate) fn settle_paid<'a>(
         &'a self,
         request: &'a booking::SettlePaid,
-    ) -> impl std::future::Future<Output = Result<booking::Settled>> + Send + 'a {
+    ) -> impl std::future::Future<Output = Result<booking::ConfirmOutcome>> + Send + 'a {
         async move {
             match &self.inner.settles {
                 Some(c) => Box::pin(c.run(request.clone())).await,

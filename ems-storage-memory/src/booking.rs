@@ -277,7 +277,7 @@ impl CheckoutStore for MemoryStore {
         out
     }
 
-    async fn settle_paid(&self, batch: &[SettlePaid]) -> Vec<Result<Settled>> {
+    async fn settle_paid(&self, batch: &[SettlePaid]) -> Vec<Result<ConfirmOutcome>> {
         let mut out = Vec::with_capacity(batch.len());
         for request in batch {
             out.push(self.settle_checkout(request).await);
@@ -302,35 +302,29 @@ impl MemoryStore {
         };
         match existing {
             Err(loc) => Ok(Opened::Existing(self.keyed_booking(loc, booking)?)),
-            Ok(Ok(Inserted::Stored)) => Ok(Opened::Created {
-                booking: booking.clone(),
-                payment: payment.clone(),
-            }),
+            Ok(Ok(Inserted::Stored)) => Ok(Opened::Created { payment: None }),
             Ok(Ok(Inserted::Existing(other))) => Ok(Opened::Created {
-                booking: booking.clone(),
-                payment: self.keyed_payment(other, payment).await?,
+                payment: Some(self.keyed_payment(other, payment).await?),
             }),
             // The booking is in; its payment as `insert_payment` alone stores it.
-            Ok(Ok(Inserted::Busy)) => Ok(Opened::Created {
-                booking: booking.clone(),
-                payment: ems_core::payment::PaymentStore::insert_payment(self, payment).await?,
-            }),
+            Ok(Ok(Inserted::Busy)) => {
+                let stored = ems_core::payment::PaymentStore::insert_payment(self, payment).await?;
+                Ok(Opened::Created {
+                    payment: (stored != *payment).then_some(stored),
+                })
+            }
             Ok(Err(e)) => Err(e),
         }
     }
 
-    async fn settle_checkout(&self, request: &SettlePaid) -> Result<Settled> {
+    async fn settle_checkout(&self, request: &SettlePaid) -> Result<ConfirmOutcome> {
         if request.payment.booking_id != request.confirm.booking_id {
             return settle_one(self, request).await;
         }
         let cell = self.booking_cell(request.confirm.booking_id)?;
         let mut s = self.lock_at(cell, Some(request.confirm.now));
         self.update_payment_locked(&mut s, &request.payment)?;
-        let outcome = self.confirm_locked(&mut s, &request.confirm)?;
-        Ok(Settled {
-            payment: request.payment.clone(),
-            outcome,
-        })
+        self.confirm_locked(&mut s, &request.confirm)
     }
 
     /// The booking at `loc`, found under the key of `new`: the customer's

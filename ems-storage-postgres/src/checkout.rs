@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ems_core::booking::{
     hold_then_open, open_one, settle_one, BookingStore, CheckoutStore, ConfirmOutcome,
-    HeldAndOpened, HoldAndOpen, OpenCheckout, Opened, SettlePaid, Settled,
+    HeldAndOpened, HoldAndOpen, OpenCheckout, Opened, SettlePaid,
 };
 use ems_core::outbox::DomainEvent;
 use ems_core::payment::{payment_change_event, Payment, PaymentStatus, PaymentStore};
@@ -101,18 +101,16 @@ impl PostgresStore {
     /// along with the payment records in `paid`.
     async fn opened(&self, opening: &OpenCheckout, paid: &HashSet<Uuid>) -> Result<Opened> {
         let payment = if paid.contains(&opening.payment.id.0) {
-            opening.payment.clone()
+            None
         } else {
             // The key named a payment already: it answers.
-            self.insert_payment(&opening.payment).await?
+            let stored = self.insert_payment(&opening.payment).await?;
+            (stored != opening.payment).then_some(stored)
         };
-        Ok(Opened::Created {
-            booking: opening.booking.clone(),
-            payment,
-        })
+        Ok(Opened::Created { payment })
     }
 
-    async fn settle_batch(&self, batch: &[SettlePaid]) -> Result<Vec<Step<Settled>>> {
+    async fn settle_batch(&self, batch: &[SettlePaid]) -> Result<Vec<Step<ConfirmOutcome>>> {
         // As for openings: a request sharing its booking or payment with an
         // earlier one runs alone after the batch.
         let mut bookings_seen = HashSet::new();
@@ -182,20 +180,10 @@ impl PostgresStore {
         let mut steps = Vec::with_capacity(batch.len());
         for r in batch {
             let step = if let Some(b) = confirmed.remove(&r.booking.id) {
-                Step::Done(Ok(Settled {
-                    payment: r.payment.clone(),
-                    outcome: ConfirmOutcome::Confirmed(b),
-                }))
+                Step::Done(Ok(ConfirmOutcome::Confirmed(b)))
             } else if moved.contains(&r.payment.id.0) {
                 // Paid, but the hold lapsed or ended: the careful path decides.
-                Step::Done(
-                    self.confirm_booking(&r.confirm)
-                        .await
-                        .map(|outcome| Settled {
-                            payment: r.payment.clone(),
-                            outcome,
-                        }),
-                )
+                Step::Done(self.confirm_booking(&r.confirm).await)
             } else {
                 Step::Alone
             };
@@ -314,8 +302,8 @@ impl Single for OpenCheckout {
 
 #[async_trait]
 impl Single for SettlePaid {
-    type Answer = Settled;
-    async fn alone(&self, store: &PostgresStore) -> Result<Settled> {
+    type Answer = ConfirmOutcome;
+    async fn alone(&self, store: &PostgresStore) -> Result<ConfirmOutcome> {
         settle_one(store, self).await
     }
 }
@@ -354,7 +342,7 @@ impl CheckoutStore for PostgresStore {
         self.answer(batch, decided).await
     }
 
-    async fn settle_paid(&self, batch: &[SettlePaid]) -> Vec<Result<Settled>> {
+    async fn settle_paid(&self, batch: &[SettlePaid]) -> Vec<Result<ConfirmOutcome>> {
         if batch.is_empty() {
             return Vec::new();
         }

@@ -51,7 +51,7 @@ impl OpenCheckout {
             refunded: crate::money::Money::zero(booking.total.currency()),
             status: crate::payment::PaymentStatus::Pending,
             failure: None,
-            idempotency_key: format!("booking-{}", booking.id),
+            idempotency_key: crate::id::prefixed("booking-", booking.id.as_uuid()),
             created_at: now,
             updated_at: now,
             version: 1,
@@ -142,17 +142,45 @@ pub struct HeldAndOpened {
 #[non_exhaustive]
 #[allow(clippy::large_enum_variant)] // a short-lived answer, moved once to its caller
 pub enum Opened {
-    /// The booking was opened; `payment` is the payment record as stored under
-    /// its idempotency key (another request's, should one have got there first).
+    /// The booking was opened, stored exactly as requested.
     Created {
-        /// The booking as stored.
-        booking: Booking,
-        /// The payment record as stored.
-        payment: Payment,
+        /// `None` when the request's payment record was stored as given;
+        /// otherwise the record its idempotency key already named (another
+        /// request's, which got there first), which stands for it.
+        payment: Option<Payment>,
     },
     /// The customer already had a booking under this idempotency key; nothing
     /// was stored.
     Existing(Booking),
+}
+
+/// An opening's outcome, with the request's booking and payment moved out of
+/// it (what [`Opened`] does not copy back).
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // a short-lived answer, moved once to its caller
+pub(crate) enum Opening {
+    /// Opened: the booking and its payment record as stored.
+    Created {
+        /// The booking.
+        booking: Booking,
+        /// The payment record under its idempotency key.
+        payment: Payment,
+    },
+    /// The customer's booking under this idempotency key; nothing stored.
+    Existing(Booking),
+}
+
+impl Opening {
+    /// What `opened` means for `request`, the opening it answers.
+    pub(crate) fn of(opened: Opened, request: OpenCheckout) -> Self {
+        match opened {
+            Opened::Created { payment } => Self::Created {
+                booking: request.booking,
+                payment: payment.unwrap_or(request.payment),
+            },
+            Opened::Existing(b) => Self::Existing(b),
+        }
+    }
 }
 
 /// Input of [`CheckoutStore::settle_paid`]: the payment's new record (status
@@ -168,25 +196,19 @@ pub struct SettlePaid {
     pub confirm: ConfirmBooking,
 }
 
-/// What [`CheckoutStore::settle_paid`] did with one request.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Settled {
-    /// The payment as stored.
-    pub payment: Payment,
-    /// What confirming the booking did.
-    pub outcome: ConfirmOutcome,
-}
-
 /// Storage port for the checkout steps in batches.
 ///
 /// # Contract
 /// - `open_checkouts`: the result at position `i` is what
 ///   `create_booking(&batch[i].booking)` followed (if that opened our booking)
 ///   by `insert_payment(&batch[i].payment)` would give: `Existing` when the key
-///   already named another booking, else `Created`.
+///   already named another booking, else `Created` (the request's booking
+///   stored as given; its payment record too, or the one its key named).
+///   Stores answer without copying the request back: the caller has it.
 /// - `settle_paid`: the result at position `i` is what
 ///   `update_payment(&batch[i].payment)` followed by
-///   `confirm_booking(&batch[i].confirm)` would give; a version conflict on the
+///   `confirm_booking(&batch[i].confirm)` would give: the confirmation's
+///   outcome, the payment being stored as given. A version conflict on the
 ///   payment is returned as `Conflict` with nothing of that request changed.
 /// - `hold_and_open`: the result at position `i` is what a batch of the
 ///   holds (`try_hold_batch` of every `batch[j].hold`) followed by a batch of
@@ -210,7 +232,7 @@ pub trait CheckoutStore: BookingStore + PaymentStore + InventoryStore {
 
     /// Records payments as succeeded and confirms their bookings (see the
     /// contract).
-    async fn settle_paid(&self, batch: &[SettlePaid]) -> Vec<Result<Settled>> {
+    async fn settle_paid(&self, batch: &[SettlePaid]) -> Vec<Result<ConfirmOutcome>> {
         let mut out = Vec::with_capacity(batch.len());
         for request in batch {
             out.push(settle_one(self, request).await);
@@ -274,8 +296,7 @@ pub async fn open_one<S: BookingStore + PaymentStore + ?Sized>(
     }
     let payment = store.insert_payment(&request.payment).await?;
     Ok(Opened::Created {
-        booking: stored,
-        payment,
+        payment: (payment != request.payment).then_some(payment),
     })
 }
 
@@ -283,13 +304,9 @@ pub async fn open_one<S: BookingStore + PaymentStore + ?Sized>(
 pub async fn settle_one<S: BookingStore + PaymentStore + ?Sized>(
     store: &S,
     request: &SettlePaid,
-) -> Result<Settled> {
+) -> Result<ConfirmOutcome> {
     store.update_payment(&request.payment).await?;
-    let outcome = store.confirm_booking(&request.confirm).await?;
-    Ok(Settled {
-        payment: request.payment.clone(),
-        outcome,
-    })
+    store.confirm_booking(&request.confirm).await
 }
 
 /// Opening checkouts of one event, batched.
@@ -321,15 +338,15 @@ pub(crate) struct SettleOp(pub(crate) std::sync::Arc<dyn crate::Store>);
 impl crate::batch::BatchOp for SettleOp {
     type Key = crate::id::EventId;
     type Request = SettlePaid;
-    type Item = Settled;
+    type Item = ConfirmOutcome;
 
     fn key(&self, request: &SettlePaid) -> crate::id::EventId {
         request.booking.event_id
     }
-    async fn one(&self, request: &SettlePaid) -> Result<Settled> {
+    async fn one(&self, request: &SettlePaid) -> Result<ConfirmOutcome> {
         settle_one(&*self.0, request).await
     }
-    async fn batch(&self, requests: &[SettlePaid]) -> Vec<Result<Settled>> {
+    async fn batch(&self, requests: &[SettlePaid]) -> Vec<Result<ConfirmOutcome>> {
         (*self.0).settle_paid(requests).await
     }
     // A caller that left has been paid and confirmed all the same; the booking

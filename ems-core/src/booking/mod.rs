@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 
 pub use batch::{
     hold_then_open, open_one, settle_one, BookingDraft, CheckoutStore, HeldAndOpened, HoldAndOpen,
-    OpenCheckout, Opened, SettlePaid, Settled,
+    OpenCheckout, Opened, SettlePaid,
 };
-pub(crate) use batch::{HoldOpenOp, OpenOp, SettleOp};
+pub(crate) use batch::{HoldOpenOp, OpenOp, Opening, SettleOp};
 pub use policy::{RefundPolicy, RefundRule};
 pub use saga::{Checkout, CheckoutRequest};
 pub use store::{

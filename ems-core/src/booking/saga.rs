@@ -150,7 +150,11 @@ impl Ems {
                 Ok(HeldAndOpened {
                     hold,
                     opened: Some(opened),
-                }) => Ok((hold.id, hold.event_id, opened)),
+                }) => Ok((
+                    hold.id,
+                    hold.event_id,
+                    opened.map(|o| Opening::of(o, draft.open_on(&hold))),
+                )),
                 Ok(HeldAndOpened { hold, opened: None }) => {
                     Ok(self.open_on_hold(draft, hold).await)
                 }
@@ -180,8 +184,8 @@ impl Ems {
             }
         };
         match opened {
-            Ok(Opened::Created { booking, payment }) => self.charge(booking, payment, ours).await,
-            Ok(Opened::Existing(stored)) => {
+            Ok(Opening::Created { booking, payment }) => self.charge(booking, payment, ours).await,
+            Ok(Opening::Existing(stored)) => {
                 // A concurrent request with the same key won; give our units back.
                 self.unreserve_hold(hold_id, hold_event).await?;
                 Box::pin(self.resume_checkout(stored, &request)).await
@@ -213,7 +217,7 @@ impl Ems {
         &self,
         draft: BookingDraft,
         hold: crate::inventory::Hold,
-    ) -> impl Future<Output = (HoldId, EventId, Result<Opened>)> + Send + '_ {
+    ) -> impl Future<Output = (HoldId, EventId, Result<Opening>)> + Send + '_ {
         let (hold_id, hold_event) = (hold.id, hold.event_id);
         // The booking carries the hold's lines and quote: moved, not copied.
         let draft = BookingDraft {
@@ -315,7 +319,7 @@ impl Ems {
                 amount: booking.total,
                 booking_id: booking.id,
                 customer: booking.customer,
-                description: format!("booking {}", booking.id),
+                description: crate::id::prefixed("booking ", booking.id.as_uuid()),
             };
             let mut outcome = (*gateway).create_payment(&request).await;
             if let Ok(GatewayPayment {
@@ -493,14 +497,10 @@ impl Ems {
                 confirm,
             } = request;
             match settled {
-                // Confirmed now, the usual answer, without `confirmed`'s future.
-                Ok(Settled {
-                    payment,
-                    outcome: ConfirmOutcome::Confirmed(b),
-                }) => Ok(self.confirmed_now(b, payment, confirm)),
-                Ok(Settled { payment, outcome }) => {
-                    Box::pin(self.confirmed(payment, confirm, outcome)).await
-                }
+                // Confirmed now, the usual answer, without `confirmed`'s future;
+                // the payment is stored as sent.
+                Ok(ConfirmOutcome::Confirmed(b)) => Ok(self.confirmed_now(b, next, confirm)),
+                Ok(outcome) => Box::pin(self.confirmed(next, confirm, outcome)).await,
                 Err(Error::Conflict { .. }) => {
                     // Someone else (a webhook, a reconciliation) moved the payment
                     // first: merge with what is stored, then confirm.
@@ -622,7 +622,7 @@ impl Ems {
             Some(reference) => {
                 let gateway = self.gateway(&payment.gateway)?;
                 let request = RefundRequest {
-                    idempotency_key: format!("refund-{}", refund.id),
+                    idempotency_key: crate::id::prefixed("refund-", refund.id.as_uuid()),
                     payment_reference: reference.to_owned(),
                     amount: refund.amount,
                     reason: refund.reason.clone(),
@@ -743,7 +743,7 @@ impl Ems {
                         amount: p.amount,
                         booking_id: p.booking_id,
                         customer: booking.customer,
-                        description: format!("booking {}", booking.id),
+                        description: crate::id::prefixed("booking ", booking.id.as_uuid()),
                     })
                     .await
             }
