@@ -28,6 +28,14 @@ pub(crate) fn key_owner(key: &str) -> Option<BookingId> {
     (id.hyphenated().encode_lower(&mut buf) == &key["booking-".len()..]).then_some(BookingId(id))
 }
 
+/// Whether `key` is `booking`'s own payment key (see [`key_owner`]): its
+/// spelling compared, nothing parsed.
+pub(crate) fn is_own_key(key: &str, booking: BookingId) -> bool {
+    let mut buf = uuid::Uuid::encode_buffer();
+    key.strip_prefix("booking-")
+        .is_some_and(|id| id == booking.0.hyphenated().encode_lower(&mut buf))
+}
+
 impl MemoryStore {
     /// `insert_payment` under the lock of the payment's shard.
     ///
@@ -52,8 +60,12 @@ impl MemoryStore {
         }
         let slot = loc.slot;
         let key = &payment.idempotency_key;
-        let owner = key_owner(key);
-        let own = owner == Some(payment.booking_id);
+        let own = is_own_key(key, payment.booking_id);
+        let owner = if own {
+            Some(payment.booking_id)
+        } else {
+            key_owner(key)
+        };
         let has_own =
             |rec: &BookingRec| rec.payments.iter().find(|p| p.has_own_key()).map(|p| p.id);
         if own {
@@ -315,6 +327,8 @@ mod tests {
     fn only_the_spelling_a_checkout_gives_is_a_bookings_own_key() {
         let id = BookingId::new();
         assert_eq!(key_owner(&format!("booking-{id}")), Some(id));
+        assert!(is_own_key(&format!("booking-{id}"), id));
+        assert!(!is_own_key(&format!("booking-{id}"), BookingId::new()));
         let upper = format!("booking-{}", id.0.hyphenated().to_string().to_uppercase());
         for other in [
             format!("booking-{}", id.0.simple()),
@@ -324,6 +338,7 @@ mod tests {
             "booking-".into(),
         ] {
             assert_eq!(key_owner(&other), None, "{other}");
+            assert!(!is_own_key(&other, id), "{other}");
         }
     }
 

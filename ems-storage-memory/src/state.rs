@@ -685,8 +685,7 @@ impl StoredPayment {
     /// Keeps `payment` (whose booking and event the caller checked), through
     /// `gateway`, its gateway's number.
     pub(crate) fn of(payment: &Payment, gateway: Name) -> Self {
-        let own_key =
-            crate::payment::key_owner(&payment.idempotency_key) == Some(payment.booking_id);
+        let own_key = crate::payment::is_own_key(&payment.idempotency_key, payment.booking_id);
         let extra = PaymentExtra {
             failure: payment.failure.as_deref().map(Into::into),
             key: (!own_key).then(|| payment.idempotency_key.as_str().into()),
