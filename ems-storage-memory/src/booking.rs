@@ -85,15 +85,17 @@ impl MemoryStore {
                 s.expire_due(None, booking.created_at, u32::MAX, &mut out);
                 // Holds expired just now are recorded whether or not this booking is.
                 let set = lane.as_deref().unwrap_or(&s.own);
-                let hold = match set.holds.get(&booking.hold_id) {
+                let shares_hold = match set.holds.get(&booking.hold_id) {
                     None => Err(Error::not_found("hold", booking.hold_id)),
                     Some(hold) => {
-                        let hold = hold.hold(&s.config.event);
-                        check_bookable(&hold, booking).map(|()| hold)
+                        check_bookable_terms(hold.terms(s.config.event.id), booking).map(|()| {
+                            let event = &s.config.event;
+                            hold.repeated_by(booking, event.id, event.organization)
+                        })
                     }
                 };
-                let hold = match hold {
-                    Ok(hold) => hold,
+                let shares_hold = match shares_hold {
+                    Ok(shares) => shares,
                     Err(e) => {
                         self.record(booking.created_at, out);
                         return Err(e);
@@ -113,7 +115,7 @@ impl MemoryStore {
                     return Err(taken());
                 }
                 let gateway = s.gateways.number(&booking.gateway);
-                let rec = BookingRec::new(booking, &hold, gateway);
+                let rec = BookingRec::new(booking, shares_hold, gateway);
                 if let Some(h) = lane.and_then(|lane| lane.take(&booking.hold_id)) {
                     s.own.put(h);
                 }

@@ -7,7 +7,9 @@ use ems_core::booking::{Booking, BookingReason, BookingStatus};
 use ems_core::directory::{Organization, UserProfile};
 use ems_core::event::Event;
 use ems_core::id::*;
-use ems_core::inventory::{Hold, HoldLine, HoldStatus, QuotaKey, SharedQuota, TicketTier};
+use ems_core::inventory::{
+    Hold, HoldLine, HoldStatus, HoldTerms, QuotaKey, SharedQuota, TicketTier,
+};
 use ems_core::money::{Currency, Money};
 use ems_core::outbox::{DomainEvent, RecordedEvent};
 use ems_core::payment::{Payment, PaymentStatus, Refund};
@@ -486,6 +488,35 @@ impl CompactQuote {
         })
     }
 
+    /// Whether `quote` is `self.quote(lines, coupon)`, compared field by
+    /// field without building it.
+    fn is(&self, quote: &Quote, lines: &[HoldLine], coupon: Option<CouponId>) -> bool {
+        let money = |amount: Dec8| Money::new(amount.get(), self.currency);
+        quote.currency == self.currency
+            && quote.coupon == coupon
+            && quote.order_fee == money(self.order_fee)
+            && quote.order_fee_tax == money(self.order_fee_tax)
+            && quote.tax_mode == self.tax_mode
+            && quote.total == money(self.total)
+            && quote.lines.len() == self.lines.len().min(lines.len())
+            && quote
+                .lines
+                .iter()
+                .zip(self.lines.iter().zip(lines))
+                .all(|(line, (q, l))| {
+                    line.tier_id == l.tier_id
+                        && line.quantity == l.quantity
+                        && line.first_position == q.first_position
+                        && line.base_price == money(q.base_price)
+                        && line.rules_applied[..] == q.rules_applied[..]
+                        && line.unit_price == l.unit_price
+                        && line.discount == money(q.discount)
+                        && line.fees == money(q.fees)
+                        && line.tax == money(q.tax)
+                        && line.total == money(q.total)
+                })
+    }
+
     fn quote(&self, lines: &[HoldLine], coupon: Option<CouponId>) -> Quote {
         let money = |amount: Dec8| Money::new(amount.get(), self.currency);
         Quote {
@@ -571,6 +602,40 @@ impl HoldRec {
             Priced::Compact(q) => Money::new(q.total.get(), q.currency),
             Priced::Whole(whole) => whole.1,
         }
+    }
+
+    /// What booking the hold depends on, of `event` (its shard's event).
+    pub(crate) fn terms(&self, event: EventId) -> HoldTerms<'_> {
+        HoldTerms {
+            id: self.id,
+            event_id: event,
+            customer: self.customer,
+            status: self.status,
+            expires_at: self.expires_at,
+            booking_id: self.booking_id,
+            lines: &self.lines,
+            total: self.total(),
+        }
+    }
+
+    /// Whether `booking` repeats this hold of `event` of `organization`:
+    /// event, organization, customer, lines, quote and total, as
+    /// `self.hold_of(event, organization)` would compare, without building it.
+    pub(crate) fn repeated_by(
+        &self,
+        booking: &Booking,
+        event: EventId,
+        organization: OrganizationId,
+    ) -> bool {
+        booking.event_id == event
+            && booking.organization == organization
+            && booking.customer == self.customer
+            && booking.total == self.total()
+            && booking.lines[..] == self.lines[..]
+            && match &self.priced {
+                Priced::Compact(q) => q.is(&booking.quote, &self.lines, self.coupon),
+                Priced::Whole(whole) => whole.0 == booking.quote,
+            }
     }
 
     /// The whole hold, of `event` (its shard's event).
@@ -832,14 +897,10 @@ pub(crate) struct BookingFields {
 }
 
 impl BookingRec {
-    /// Stores `booking`, made on `hold`, through `gateway`, its gateway's number.
-    pub(crate) fn new(booking: &Booking, hold: &Hold, gateway: Name) -> Self {
-        let shares_hold = booking.event_id == hold.event_id
-            && booking.organization == hold.organization
-            && booking.customer == hold.customer
-            && booking.total == hold.total
-            && booking.lines == hold.lines
-            && booking.quote == hold.quote;
+    /// Stores `booking` through `gateway`, its gateway's number;
+    /// `shares_hold`: whether it repeats its hold (see
+    /// [`HoldRec::repeated_by`]), which then keeps what they share.
+    pub(crate) fn new(booking: &Booking, shares_hold: bool, gateway: Name) -> Self {
         Self {
             fields: BookingFields {
                 id: booking.id,
@@ -1417,6 +1478,89 @@ mod tests {
             serde_json::to_string(&back).expect("serializes"),
             serde_json::to_string(&hold).expect("serializes"),
         );
+    }
+
+    /// A booking that repeats `hold` of `event` in everything it shares.
+    fn booking_on(hold: &Hold) -> Booking {
+        Booking {
+            id: BookingId::new(),
+            event_id: hold.event_id,
+            organization: hold.organization,
+            customer: hold.customer,
+            hold_id: hold.id,
+            lines: hold.lines.clone(),
+            quote: hold.quote.clone(),
+            total: hold.total,
+            status: ems_core::booking::BookingStatus::Pending,
+            reason: None,
+            idempotency_key: "k".into(),
+            gateway: "fake".into(),
+            created_at: hold.created_at,
+            updated_at: hold.created_at,
+            version: 1,
+        }
+    }
+
+    #[test]
+    fn a_booking_repeats_its_hold_exactly_when_the_whole_hold_says_so() {
+        let mut whole = priced_hold();
+        whole.quote.lines[1].tier_id = TierId::new();
+        for hold in [priced_hold(), whole] {
+            let rec = HoldRec::of(&hold);
+            let (event, mut organization) = (hold.event_id, hold.organization);
+            let same = booking_on(&hold);
+            let mut changed: Vec<Booking> = Vec::new();
+            let mut b = same.clone();
+            b.customer = UserId::new();
+            changed.push(b);
+            let mut b = same.clone();
+            b.total = money("1.00");
+            changed.push(b);
+            let mut b = same.clone();
+            b.lines[0].quantity += 1;
+            changed.push(b);
+            let mut b = same.clone();
+            b.quote.lines[0].fees = money("0.76");
+            changed.push(b);
+            let mut b = same.clone();
+            b.quote.lines[1].rules_applied.push(3);
+            changed.push(b);
+            let mut b = same.clone();
+            b.quote.lines[0].first_position += 1;
+            changed.push(b);
+            let mut b = same.clone();
+            b.quote.coupon = None;
+            changed.push(b);
+            let mut b = same.clone();
+            b.quote.order_fee_tax = money("0.39");
+            changed.push(b);
+            let mut b = same.clone();
+            b.quote.tax_mode = None;
+            changed.push(b);
+            let mut b = same.clone();
+            b.quote.lines.pop();
+            changed.push(b);
+            let mut b = same.clone();
+            // Equal amounts in another scale are the same amount.
+            b.quote.lines[0].discount = money("1.50");
+            assert!(rec.repeated_by(&b, event, organization), "{b:?}");
+            let whole = rec.hold_of(event, organization);
+            let shares = |b: &Booking| {
+                b.event_id == whole.event_id
+                    && b.organization == whole.organization
+                    && b.customer == whole.customer
+                    && b.total == whole.total
+                    && b.lines == whole.lines
+                    && b.quote == whole.quote
+            };
+            assert!(rec.repeated_by(&same, event, organization));
+            for b in &changed {
+                assert_eq!(rec.repeated_by(b, event, organization), shares(b), "{b:?}");
+                assert!(!rec.repeated_by(b, event, organization), "{b:?}");
+            }
+            organization = OrganizationId::new();
+            assert!(!rec.repeated_by(&same, event, organization));
+        }
     }
 
     #[test]

@@ -17,7 +17,8 @@ pub(crate) use batch::{HoldOpenOp, OpenOp, Opening, SettleOp};
 pub use policy::{RefundPolicy, RefundRule};
 pub use saga::{Checkout, CheckoutRequest};
 pub use store::{
-    check_bookable, check_cancel, BookingStore, CancelBooking, ConfirmBooking, ConfirmOutcome,
+    check_bookable, check_bookable_terms, check_cancel, BookingStore, CancelBooking,
+    ConfirmBooking, ConfirmOutcome,
 };
 
 use crate::id::{BookingId, EventId, HoldId, OrganizationId, UserId};

@@ -142,9 +142,19 @@ pub trait BookingStore: Send + Sync + 'static {
 /// Checks that `hold`, as stored, can take `booking` (the
 /// [`BookingStore::create_booking`] contract): same event and customer, active
 /// and unexpired at the booking's creation, not booked yet, and the same lines
-/// and total. Every store calls this on the hold it read (and locked).
+/// and total. Every store calls this (or [`check_bookable_terms`]) on the
+/// hold it read (and locked).
 pub fn check_bookable(
     hold: &crate::inventory::Hold,
+    booking: &super::Booking,
+) -> crate::Result<()> {
+    check_bookable_terms(hold.terms(), booking)
+}
+
+/// [`check_bookable`] on what it reads of the hold, for a store that keeps
+/// holds in a shape of its own.
+pub fn check_bookable_terms(
+    hold: crate::inventory::HoldTerms<'_>,
     booking: &super::Booking,
 ) -> crate::Result<()> {
     if hold.event_id != booking.event_id {

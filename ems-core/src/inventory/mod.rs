@@ -276,6 +276,51 @@ impl Hold {
     /// The state as of `now`: an active hold past its expiry counts as expired even
     /// before a store has swept it.
     pub fn status_at(&self, now: DateTime<Utc>) -> HoldStatus {
+        self.terms().status_at(now)
+    }
+
+    /// What booking this hold depends on, borrowed (see [`HoldTerms`]).
+    pub fn terms(&self) -> HoldTerms<'_> {
+        HoldTerms {
+            id: self.id,
+            event_id: self.event_id,
+            customer: self.customer,
+            status: self.status,
+            expires_at: self.expires_at,
+            booking_id: self.booking_id,
+            lines: &self.lines,
+            total: self.total,
+        }
+    }
+}
+
+/// What booking a hold depends on
+/// ([`check_bookable_terms`](crate::booking::check_bookable_terms)), borrowed
+/// from the hold: a store that keeps holds in a shape of its own lends these
+/// instead of building a whole [`Hold`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HoldTerms<'a> {
+    /// The hold.
+    pub id: HoldId,
+    /// Its event.
+    pub event_id: EventId,
+    /// Who holds it.
+    pub customer: UserId,
+    /// Its state as stored.
+    pub status: HoldStatus,
+    /// When it lapses if still active.
+    pub expires_at: DateTime<Utc>,
+    /// The booking made on it, if any.
+    pub booking_id: Option<BookingId>,
+    /// What is held.
+    pub lines: &'a [HoldLine],
+    /// What the units cost.
+    pub total: Money,
+}
+
+impl HoldTerms<'_> {
+    /// The state as of `now` (as [`Hold::status_at`]).
+    pub fn status_at(&self, now: DateTime<Utc>) -> HoldStatus {
         if self.status == HoldStatus::Active && now >= self.expires_at {
             HoldStatus::Expired
         } else {
