@@ -336,29 +336,27 @@ impl Ems {
         }
     }
 
-    /// Opens a checkout: through its event's queue when batching, else
-    /// directly. Answers with the request's booking and payment as stored
-    /// (moved out of the request, not copied).
+    /// Opens a checkout: through its event's queue when batching (a copy of
+    /// the request joins it), else directly. Borrowed: the caller keeps the
+    /// booking and payment the answer refers to.
     #[allow(
         clippy::manual_async_fn,
         reason = "an async fn keeps its argument twice in its future"
     )]
-    pub(crate) fn open_checkout(
-        &self,
-        request: booking::OpenCheckout,
-    ) -> impl std::future::Future<Output = Result<booking::Opening>> + Send + '_ {
+    pub(crate) fn open_checkout<'a>(
+        &'a self,
+        request: &'a booking::OpenCheckout,
+    ) -> impl std::future::Future<Output = Result<booking::Opened>> + Send + 'a {
         async move {
-            let opened = match &self.inner.opens {
-                // The queue takes a copy: the caller keeps what it answers with.
+            match &self.inner.opens {
                 Some(c) => Box::pin(c.run(request.clone())).await,
                 // A batch of one: a store may open it in one step.
                 None => sole_answer(
                     self.port()
-                        .open_checkouts(std::slice::from_ref(&request))
+                        .open_checkouts(std::slice::from_ref(request))
                         .await,
                 ),
-            };
-            opened.map(|o| booking::Opening::of(o, request))
+            }
         }
     }
 

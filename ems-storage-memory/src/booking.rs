@@ -303,16 +303,18 @@ impl MemoryStore {
             }
         };
         match existing {
-            Err(loc) => Ok(Opened::Existing(self.keyed_booking(loc, booking)?)),
+            Err(loc) => Ok(Opened::Existing(Box::new(
+                self.keyed_booking(loc, booking)?,
+            ))),
             Ok(Ok(Inserted::Stored)) => Ok(Opened::Created { payment: None }),
             Ok(Ok(Inserted::Existing(other))) => Ok(Opened::Created {
-                payment: Some(self.keyed_payment(other, payment).await?),
+                payment: Some(Box::new(self.keyed_payment(other, payment).await?)),
             }),
             // The booking is in; its payment as `insert_payment` alone stores it.
             Ok(Ok(Inserted::Busy)) => {
                 let stored = ems_core::payment::PaymentStore::insert_payment(self, payment).await?;
                 Ok(Opened::Created {
-                    payment: (stored != *payment).then_some(stored),
+                    payment: (stored != *payment).then(|| Box::new(stored)),
                 })
             }
             Ok(Err(e)) => Err(e),

@@ -105,7 +105,7 @@ impl PostgresStore {
         } else {
             // The key named a payment already: it answers.
             let stored = self.insert_payment(&opening.payment).await?;
-            (stored != opening.payment).then_some(stored)
+            (stored != opening.payment).then(|| Box::new(stored))
         };
         Ok(Opened::Created { payment })
     }

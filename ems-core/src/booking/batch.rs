@@ -140,47 +140,17 @@ pub struct HeldAndOpened {
 /// What [`CheckoutStore::open_checkouts`] did with one request.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
-#[allow(clippy::large_enum_variant)] // a short-lived answer, moved once to its caller
 pub enum Opened {
     /// The booking was opened, stored exactly as requested.
     Created {
         /// `None` when the request's payment record was stored as given;
         /// otherwise the record its idempotency key already named (another
         /// request's, which got there first), which stands for it.
-        payment: Option<Payment>,
+        payment: Option<Box<Payment>>,
     },
     /// The customer already had a booking under this idempotency key; nothing
     /// was stored.
-    Existing(Booking),
-}
-
-/// An opening's outcome, with the request's booking and payment moved out of
-/// it (what [`Opened`] does not copy back).
-#[derive(Debug)]
-#[allow(clippy::large_enum_variant)] // a short-lived answer, moved once to its caller
-pub(crate) enum Opening {
-    /// Opened: the booking and its payment record as stored.
-    Created {
-        /// The booking.
-        booking: Booking,
-        /// The payment record under its idempotency key.
-        payment: Payment,
-    },
-    /// The customer's booking under this idempotency key; nothing stored.
-    Existing(Booking),
-}
-
-impl Opening {
-    /// What `opened` means for `request`, the opening it answers.
-    pub(crate) fn of(opened: Opened, request: OpenCheckout) -> Self {
-        match opened {
-            Opened::Created { payment } => Self::Created {
-                booking: request.booking,
-                payment: payment.unwrap_or(request.payment),
-            },
-            Opened::Existing(b) => Self::Existing(b),
-        }
-    }
+    Existing(Box<Booking>),
 }
 
 /// Input of [`CheckoutStore::settle_paid`]: the payment's new record (status
@@ -292,11 +262,11 @@ pub async fn open_one<S: BookingStore + PaymentStore + ?Sized>(
 ) -> Result<Opened> {
     let stored = store.create_booking(&request.booking).await?;
     if stored.id != request.booking.id {
-        return Ok(Opened::Existing(stored));
+        return Ok(Opened::Existing(Box::new(stored)));
     }
     let payment = store.insert_payment(&request.payment).await?;
     Ok(Opened::Created {
-        payment: (payment != request.payment).then_some(payment),
+        payment: (payment != request.payment).then(|| Box::new(payment)),
     })
 }
 

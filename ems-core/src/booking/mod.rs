@@ -13,7 +13,7 @@ pub use batch::{
     hold_then_open, open_one, settle_one, BookingDraft, CheckoutStore, HeldAndOpened, HoldAndOpen,
     OpenCheckout, Opened, SettlePaid,
 };
-pub(crate) use batch::{HoldOpenOp, OpenOp, Opening, SettleOp};
+pub(crate) use batch::{HoldOpenOp, OpenOp, SettleOp};
 pub use policy::{RefundPolicy, RefundRule};
 pub use saga::{Checkout, CheckoutRequest};
 pub use store::{

@@ -138,7 +138,7 @@ impl Ems {
         let (booking_id, ours) = (draft.booking_id, draft.payment_id);
         // The hold, then the booking opened on it: in one store step where the
         // store does both at once, else one after the other.
-        let held = if let Some(queue) = self.hold_opens() {
+        let (hold, opened) = if let Some(queue) = self.hold_opens() {
             // Boxed, as the queued steps are (see `Ems::reserve`).
             let placed = Box::pin(queue.run(HoldAndOpen {
                 hold: hold_request,
@@ -147,48 +147,56 @@ impl Ems {
             }))
             .await;
             match placed {
-                Ok(HeldAndOpened {
-                    hold,
-                    opened: Some(opened),
-                }) => Ok((
-                    hold.id,
-                    hold.event_id,
-                    opened.map(|o| Opening::of(o, draft.open_on(&hold))),
-                )),
-                Ok(HeldAndOpened { hold, opened: None }) => {
-                    Ok(self.open_on_hold(draft, hold).await)
+                Ok(HeldAndOpened { hold, opened }) => (hold, opened),
+                Err(e) => {
+                    return Box::pin(self.hold_refused(actor, &request, customer, batching, e))
+                        .await
                 }
-                Err(e) => Err(e),
             }
         } else {
             match self.reserve_to_book(hold_request).await {
-                Ok(hold) => Ok(self.open_on_hold(draft, hold).await),
-                Err(e) => Err(e),
+                Ok(hold) => (hold, None),
+                Err(e) => {
+                    return Box::pin(self.hold_refused(actor, &request, customer, batching, e))
+                        .await
+                }
             }
         };
-        let (hold_id, hold_event, opened) = match held {
-            Ok(held) => held,
-            Err(e) => {
-                let e = self.explain_hold_refusal(actor, request.event_id, e).await;
-                if !(batching && e.is_domain()) {
-                    return Err(e);
+        let (hold_id, hold_event) = (hold.id, hold.event_id);
+        // The opening stays here; the store's step borrows it and answers
+        // without copying it back.
+        let opening: OpenCheckout;
+        let opened = match opened {
+            // Opened with the hold, as the store opens a draft on it.
+            Some(opened) => {
+                opening = draft.open_on(&hold);
+                opened
+            }
+            None => {
+                // At its own instant; the booking carries the hold's lines and
+                // quote: moved, not copied.
+                opening = BookingDraft {
+                    now: self.now(),
+                    ..draft
                 }
-                return match self
-                    .port()
-                    .booking_by_key(customer, &request.idempotency_key)
-                    .await?
-                {
-                    Some(existing) => Box::pin(self.resume_checkout(existing, &request)).await,
-                    None => Err(e),
-                };
+                .into_opening(hold);
+                self.open_checkout(&opening).await
             }
         };
         match opened {
-            Ok(Opening::Created { booking, payment }) => self.charge(booking, payment, ours).await,
-            Ok(Opening::Existing(stored)) => {
+            Ok(Opened::Created { payment }) => {
+                let OpenCheckout {
+                    booking,
+                    payment: mine,
+                } = opening;
+                // Another request's payment record under the key stands for ours.
+                let payment = payment.map_or(mine, |theirs| *theirs);
+                self.charge(booking, payment, ours).await
+            }
+            Ok(Opened::Existing(stored)) => {
                 // A concurrent request with the same key won; give our units back.
                 self.unreserve_hold(hold_id, hold_event).await?;
-                Box::pin(self.resume_checkout(stored, &request)).await
+                Box::pin(self.resume_checkout(*stored, &request)).await
             }
             Err(e) => {
                 // Compensate unless our booking got opened: then it stays pending
@@ -208,24 +216,28 @@ impl Ems {
         }
     }
 
-    /// Opens `draft`'s booking on `hold`, just placed, at its own instant:
-    /// the hold's id and event, and what opening did.
-    ///
-    /// A plain fn (see `charge`): the opening is built at once and only the
-    /// store's step is awaited.
-    fn open_on_hold(
+    /// A checkout whose hold was refused: the refusal explained; with
+    /// batching, a retried key finds its booking here (see `checkout`).
+    async fn hold_refused(
         &self,
-        draft: BookingDraft,
-        hold: crate::inventory::Hold,
-    ) -> impl Future<Output = (HoldId, EventId, Result<Opening>)> + Send + '_ {
-        let (hold_id, hold_event) = (hold.id, hold.event_id);
-        // The booking carries the hold's lines and quote: moved, not copied.
-        let draft = BookingDraft {
-            now: self.now(),
-            ..draft
-        };
-        let opening = self.open_checkout(draft.into_opening(hold));
-        async move { (hold_id, hold_event, opening.await) }
+        actor: &Actor,
+        request: &CheckoutRequest,
+        customer: UserId,
+        batching: bool,
+        e: Error,
+    ) -> Result<Checkout> {
+        let e = self.explain_hold_refusal(actor, request.event_id, e).await;
+        if !(batching && e.is_domain()) {
+            return Err(e);
+        }
+        match self
+            .port()
+            .booking_by_key(customer, &request.idempotency_key)
+            .await?
+        {
+            Some(existing) => Box::pin(self.resume_checkout(existing, request)).await,
+            None => Err(e),
+        }
     }
 
     async fn resume_checkout(
