@@ -475,6 +475,10 @@ impl Ems {
 
     /// Records a pending payment as succeeded and confirms its booking, in one
     /// step (batched with other buyers' when batching is on).
+    ///
+    /// The request is built before the future: its parts are moved in once
+    /// and never kept twice (an async block would also keep the arguments
+    /// it captured), and the answer takes them from it in place.
     #[allow(
         clippy::manual_async_fn,
         reason = "an async fn keeps its arguments twice in its future"
@@ -485,40 +489,37 @@ impl Ems {
         reference: Option<String>,
         booking: Booking,
     ) -> impl Future<Output = Result<Checkout>> + Send + '_ {
+        let now = self.now();
+        let confirm = ConfirmBooking::issuing(&booking, now);
+        let mut next = payment;
+        next.status = PaymentStatus::Succeeded;
+        if reference.is_some() {
+            next.reference = reference;
+        }
+        next.failure = None;
+        next.updated_at = now;
+        next.version += 1;
+        let request = SettlePaid {
+            booking,
+            payment: next,
+            confirm,
+        };
         async move {
-            let now = self.now();
-            let confirm = ConfirmBooking::issuing(&booking, now);
-            let mut next = payment;
-            next.status = PaymentStatus::Succeeded;
-            if reference.is_some() {
-                next.reference = reference;
-            }
-            next.failure = None;
-            next.updated_at = now;
-            next.version += 1;
-            // Moved in and taken back apart after: nothing of it is copied.
-            let request = SettlePaid {
-                booking,
-                payment: next,
-                confirm,
-            };
-            let settled = self.settle_paid(&request).await;
-            let SettlePaid {
-                booking,
-                payment: next,
-                confirm,
-            } = request;
-            match settled {
+            match self.settle_paid(&request).await {
                 // Confirmed now, the usual answer, without `confirmed`'s future;
                 // the payment is stored as sent.
-                Ok(ConfirmOutcome::Confirmed(b)) => Ok(self.confirmed_now(b, next, confirm)),
-                Ok(outcome) => Box::pin(self.confirmed(next, confirm, outcome)).await,
+                Ok(ConfirmOutcome::Confirmed(b)) => {
+                    Ok(self.confirmed_now(b, request.payment, request.confirm))
+                }
+                Ok(outcome) => {
+                    Box::pin(self.confirmed(request.payment, request.confirm, outcome)).await
+                }
                 Err(Error::Conflict { .. }) => {
                     // Someone else (a webhook, a reconciliation) moved the payment
                     // first: merge with what is stored, then confirm.
                     Box::pin(async move {
-                        let paid = self.record_paid(&next).await?;
-                        self.complete_paid(paid, Some(booking)).await
+                        let paid = self.record_paid(&request.payment).await?;
+                        self.complete_paid(paid, Some(request.booking)).await
                     })
                     .await
                 }
@@ -528,7 +529,7 @@ impl Ems {
                     // or reconciliation confirms without asking the gateway again;
                     // should this fail too, reconciliation asks it under the
                     // payment's idempotency key.
-                    let _ = Box::pin(self.record_paid(&next)).await;
+                    let _ = Box::pin(self.record_paid(&request.payment)).await;
                     Err(e)
                 }
             }
