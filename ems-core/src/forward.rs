@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::booking::{
     Booking, BookingReason, BookingStore, CancelBooking, CheckoutStore, ConfirmBooking,
-    ConfirmOutcome, HeldAndOpened, HoldAndOpen, OpenCheckout, Opened, SettlePaid,
+    ConfirmOutcome, HeldAndOpened, HoldAndOpen, OpenCheckout, Opened, SettlePaid, Settled,
 };
 use crate::directory::{DirectoryStore, Organization, UserProfile};
 use crate::event::{Event, EventCancellation, EventQuery, EventStore};
@@ -31,7 +31,7 @@ macro_rules! forward_ports {
             async fn open_checkouts(&self, batch: &[OpenCheckout]) -> Vec<Result<Opened>> {
                 (**self).open_checkouts(batch).await
             }
-            async fn settle_paid(&self, batch: &[SettlePaid]) -> Vec<Result<ConfirmOutcome>> {
+            async fn settle_paid(&self, batch: &[SettlePaid]) -> Vec<Result<Settled>> {
                 (**self).settle_paid(batch).await
             }
             async fn hold_and_open(&self, batch: &[HoldAndOpen]) -> Vec<Result<HeldAndOpened>> {

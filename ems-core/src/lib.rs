@@ -378,7 +378,7 @@ impl Ems {
     pub(crate) fn settle_paid<'a>(
         &'a self,
         request: &'a booking::SettlePaid,
-    ) -> impl std::future::Future<Output = Result<booking::ConfirmOutcome>> + Send + 'a {
+    ) -> impl std::future::Future<Output = Result<booking::Settled>> + Send + 'a {
         async move {
             match &self.inner.settles {
                 Some(c) => Box::pin(c.run(request.clone())).await,

@@ -151,8 +151,16 @@ impl MemoryStore {
     }
 
     /// `confirm_booking` under the lock of the booking's shard, taken by
-    /// [`MemoryStore::lock_at`] at the request's instant.
-    fn confirm_locked(&self, s: &mut Shard, request: &ConfirmBooking) -> Result<ConfirmOutcome> {
+    /// [`MemoryStore::lock_at`] at the request's instant. `known`: the
+    /// caller's copy of the booking; when the stored one is that, version
+    /// for version, a confirmation answers [`Settled::Confirmed`] instead
+    /// of building the booking back.
+    fn confirm_locked(
+        &self,
+        s: &mut Shard,
+        request: &ConfirmBooking,
+        known: Option<&Booking>,
+    ) -> Result<Settled> {
         let id = request.booking_id;
         let now = request.now;
         let loc = s
@@ -162,13 +170,26 @@ impl MemoryStore {
         let fields = rec.fields();
         match fields.status {
             BookingStatus::Confirmed => {
-                return Ok(ConfirmOutcome::AlreadyConfirmed(s.booking(rec)));
+                let b = s.booking(rec);
+                return Ok(Settled::Outcome(Box::new(
+                    ConfirmOutcome::AlreadyConfirmed(b),
+                )));
             }
             BookingStatus::Cancelled | BookingStatus::Unfulfilled => {
-                return Ok(ConfirmOutcome::Unfulfilled(s.booking(rec)));
+                let b = s.booking(rec);
+                return Ok(Settled::Outcome(Box::new(ConfirmOutcome::Unfulfilled(b))));
             }
             _ => {}
         }
+        // Ids, lines and prices never change: these say whether the
+        // caller's copy is the stored booking.
+        let known = known.is_some_and(|k| {
+            k.id == id
+                && k.version == fields.version
+                && k.status == fields.status
+                && k.updated_at == fields.updated_at
+                && k.reason.as_ref() == fields.reason.as_deref()
+        });
         let (event_id, hold_id) = (s.config.event.id, fields.hold_id);
         let customer = s.booking_customer(rec);
         let lines = s.booking_lines(rec);
@@ -217,6 +238,7 @@ impl MemoryStore {
             }
         };
         let confirmed = !matches!(reason, Some(Err(_)));
+        let on_its_hold = reason.is_none();
         if confirmed {
             if let Some(h) = s.own.holds.get_mut(&hold_id) {
                 let key = (h.expires_at, h.id);
@@ -256,13 +278,18 @@ impl MemoryStore {
                 });
             }
         }
-        let booking = s.booking(&s.bookings[&id]);
         self.record(now, out);
-        Ok(if confirmed {
+        // Confirmed on its hold (no reason: a lapsed hold's booking has
+        // changed since the caller read it): the caller's copy says it all.
+        if known && on_its_hold {
+            return Ok(Settled::Confirmed { reason: None });
+        }
+        let booking = s.booking(&s.bookings[&id]);
+        Ok(Settled::Outcome(Box::new(if confirmed {
             ConfirmOutcome::Confirmed(booking)
         } else {
             ConfirmOutcome::Unfulfilled(booking)
-        })
+        })))
     }
 }
 
@@ -279,7 +306,7 @@ impl CheckoutStore for MemoryStore {
         out
     }
 
-    async fn settle_paid(&self, batch: &[SettlePaid]) -> Vec<Result<ConfirmOutcome>> {
+    async fn settle_paid(&self, batch: &[SettlePaid]) -> Vec<Result<Settled>> {
         let mut out = Vec::with_capacity(batch.len());
         for request in batch {
             out.push(self.settle_checkout(request).await);
@@ -321,14 +348,14 @@ impl MemoryStore {
         }
     }
 
-    async fn settle_checkout(&self, request: &SettlePaid) -> Result<ConfirmOutcome> {
+    async fn settle_checkout(&self, request: &SettlePaid) -> Result<Settled> {
         if request.payment.booking_id != request.confirm.booking_id {
             return settle_one(self, request).await;
         }
         let cell = self.booking_cell(request.confirm.booking_id)?;
         let mut s = self.lock_at(cell, Some(request.confirm.now));
         self.update_payment_locked(&mut s, &request.payment)?;
-        self.confirm_locked(&mut s, &request.confirm)
+        self.confirm_locked(&mut s, &request.confirm, Some(&request.booking))
     }
 
     /// The booking at `loc`, found under the key of `new`: the customer's
@@ -428,7 +455,13 @@ impl BookingStore for MemoryStore {
     async fn confirm_booking(&self, request: &ConfirmBooking) -> Result<ConfirmOutcome> {
         let cell = self.booking_cell(request.booking_id)?;
         let mut s = self.lock_at(cell, Some(request.now));
-        self.confirm_locked(&mut s, request)
+        match self.confirm_locked(&mut s, request, None)? {
+            Settled::Outcome(outcome) => Ok(*outcome),
+            // Answered only to a caller with its copy of the booking.
+            Settled::Confirmed { .. } => Ok(ConfirmOutcome::Confirmed(
+                s.booking(&s.bookings[&request.booking_id]),
+            )),
+        }
     }
 
     async fn fail_booking(

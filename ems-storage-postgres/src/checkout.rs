@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use ems_core::booking::{
     hold_then_open, open_one, settle_one, BookingStore, CheckoutStore, ConfirmOutcome,
-    HeldAndOpened, HoldAndOpen, OpenCheckout, Opened, SettlePaid,
+    HeldAndOpened, HoldAndOpen, OpenCheckout, Opened, SettlePaid, Settled,
 };
 use ems_core::outbox::DomainEvent;
 use ems_core::payment::{payment_change_event, Payment, PaymentStatus, PaymentStore};
@@ -110,7 +110,7 @@ impl PostgresStore {
         Ok(Opened::Created { payment })
     }
 
-    async fn settle_batch(&self, batch: &[SettlePaid]) -> Result<Vec<Step<ConfirmOutcome>>> {
+    async fn settle_batch(&self, batch: &[SettlePaid]) -> Result<Vec<Step<Settled>>> {
         // As for openings: a request sharing its booking or payment with an
         // earlier one runs alone after the batch.
         let mut bookings_seen = HashSet::new();
@@ -180,10 +180,14 @@ impl PostgresStore {
         let mut steps = Vec::with_capacity(batch.len());
         for r in batch {
             let step = if let Some(b) = confirmed.remove(&r.booking.id) {
-                Step::Done(Ok(ConfirmOutcome::Confirmed(b)))
+                Step::Done(Ok(Settled::Outcome(Box::new(ConfirmOutcome::Confirmed(b)))))
             } else if moved.contains(&r.payment.id.0) {
                 // Paid, but the hold lapsed or ended: the careful path decides.
-                Step::Done(self.confirm_booking(&r.confirm).await)
+                Step::Done(
+                    self.confirm_booking(&r.confirm)
+                        .await
+                        .map(|o| Settled::Outcome(Box::new(o))),
+                )
             } else {
                 Step::Alone
             };
@@ -302,8 +306,8 @@ impl Single for OpenCheckout {
 
 #[async_trait]
 impl Single for SettlePaid {
-    type Answer = ConfirmOutcome;
-    async fn alone(&self, store: &PostgresStore) -> Result<ConfirmOutcome> {
+    type Answer = Settled;
+    async fn alone(&self, store: &PostgresStore) -> Result<Settled> {
         settle_one(store, self).await
     }
 }
@@ -342,7 +346,7 @@ impl CheckoutStore for PostgresStore {
         self.answer(batch, decided).await
     }
 
-    async fn settle_paid(&self, batch: &[SettlePaid]) -> Vec<Result<ConfirmOutcome>> {
+    async fn settle_paid(&self, batch: &[SettlePaid]) -> Vec<Result<Settled>> {
         if batch.is_empty() {
             return Vec::new();
         }

@@ -14,7 +14,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{Booking, BookingStatus, BookingStore, ConfirmBooking, ConfirmOutcome};
+use super::{Booking, BookingReason, BookingStatus, BookingStore, ConfirmBooking, ConfirmOutcome};
 use crate::id::{BookingId, PaymentId, UserId};
 use crate::inventory::{Hold, HoldRequest, InventoryStore};
 use crate::payment::{Payment, PaymentStore};
@@ -166,6 +166,41 @@ pub struct SettlePaid {
     pub confirm: ConfirmBooking,
 }
 
+/// What [`CheckoutStore::settle_paid`] did with one request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settled {
+    /// Confirmed now, and the confirmed booking is the request's booking
+    /// (the booking as stored before, version for version) with status
+    /// `Confirmed`, this `reason`, `updated_at` the confirmation's instant
+    /// and its version one up: a store that knows this answers it instead of
+    /// building the booking back for the caller, who has it.
+    Confirmed {
+        /// Why, beyond being paid (`Reacquired` after the hold lapsed).
+        reason: Option<BookingReason>,
+    },
+    /// What confirming did, as [`BookingStore::confirm_booking`] answers
+    /// (boxed: the answer of the rarer paths, and of stores that read the
+    /// booking back anyway).
+    Outcome(Box<ConfirmOutcome>),
+}
+
+impl Settled {
+    /// What [`BookingStore::confirm_booking`] would have answered, given
+    /// the booking and the instant of the request this answers.
+    pub fn into_outcome(self, booking: Booking, now: DateTime<Utc>) -> ConfirmOutcome {
+        match self {
+            Settled::Confirmed { reason } => ConfirmOutcome::Confirmed(Booking {
+                status: BookingStatus::Confirmed,
+                reason,
+                updated_at: now,
+                version: booking.version + 1,
+                ..booking
+            }),
+            Settled::Outcome(outcome) => *outcome,
+        }
+    }
+}
+
 /// Storage port for the checkout steps in batches.
 ///
 /// # Contract
@@ -178,8 +213,10 @@ pub struct SettlePaid {
 /// - `settle_paid`: the result at position `i` is what
 ///   `update_payment(&batch[i].payment)` followed by
 ///   `confirm_booking(&batch[i].confirm)` would give: the confirmation's
-///   outcome, the payment being stored as given. A version conflict on the
-///   payment is returned as `Conflict` with nothing of that request changed.
+///   outcome ([`Settled::Confirmed`] when the booking confirmed is the
+///   request's, version for version), the payment being stored as given. A
+///   version conflict on the payment is returned as `Conflict` with nothing
+///   of that request changed.
 /// - `hold_and_open`: the result at position `i` is what a batch of the
 ///   holds (`try_hold_batch` of every `batch[j].hold`) followed by a batch of
 ///   the openings of the granted ones (`open_checkouts` of
@@ -202,7 +239,7 @@ pub trait CheckoutStore: BookingStore + PaymentStore + InventoryStore {
 
     /// Records payments as succeeded and confirms their bookings (see the
     /// contract).
-    async fn settle_paid(&self, batch: &[SettlePaid]) -> Vec<Result<ConfirmOutcome>> {
+    async fn settle_paid(&self, batch: &[SettlePaid]) -> Vec<Result<Settled>> {
         let mut out = Vec::with_capacity(batch.len());
         for request in batch {
             out.push(settle_one(self, request).await);
@@ -274,9 +311,12 @@ pub async fn open_one<S: BookingStore + PaymentStore + ?Sized>(
 pub async fn settle_one<S: BookingStore + PaymentStore + ?Sized>(
     store: &S,
     request: &SettlePaid,
-) -> Result<ConfirmOutcome> {
+) -> Result<Settled> {
     store.update_payment(&request.payment).await?;
-    store.confirm_booking(&request.confirm).await
+    store
+        .confirm_booking(&request.confirm)
+        .await
+        .map(|o| Settled::Outcome(Box::new(o)))
 }
 
 /// Opening checkouts of one event, batched.
@@ -308,15 +348,15 @@ pub(crate) struct SettleOp(pub(crate) std::sync::Arc<dyn crate::Store>);
 impl crate::batch::BatchOp for SettleOp {
     type Key = crate::id::EventId;
     type Request = SettlePaid;
-    type Item = ConfirmOutcome;
+    type Item = Settled;
 
     fn key(&self, request: &SettlePaid) -> crate::id::EventId {
         request.booking.event_id
     }
-    async fn one(&self, request: &SettlePaid) -> Result<ConfirmOutcome> {
+    async fn one(&self, request: &SettlePaid) -> Result<Settled> {
         settle_one(&*self.0, request).await
     }
-    async fn batch(&self, requests: &[SettlePaid]) -> Vec<Result<ConfirmOutcome>> {
+    async fn batch(&self, requests: &[SettlePaid]) -> Vec<Result<Settled>> {
         (*self.0).settle_paid(requests).await
     }
     // A caller that left has been paid and confirmed all the same; the booking

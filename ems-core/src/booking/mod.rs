@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 pub use batch::{
     hold_then_open, open_one, settle_one, BookingDraft, CheckoutStore, HeldAndOpened, HoldAndOpen,
-    OpenCheckout, Opened, SettlePaid,
+    OpenCheckout, Opened, SettlePaid, Settled,
 };
 pub(crate) use batch::{HoldOpenOp, OpenOp, SettleOp};
 pub use policy::{RefundPolicy, RefundRule};

@@ -508,12 +508,14 @@ impl Ems {
             match self.settle_paid(&request).await {
                 // Confirmed now, the usual answer, without `confirmed`'s future;
                 // the payment is stored as sent.
-                Ok(ConfirmOutcome::Confirmed(b)) => {
-                    Ok(self.confirmed_now(b, request.payment, request.confirm))
-                }
-                Ok(outcome) => {
-                    Box::pin(self.confirmed(request.payment, request.confirm, outcome)).await
-                }
+                Ok(settled) => match settled.into_outcome(request.booking, request.confirm.now) {
+                    ConfirmOutcome::Confirmed(b) => {
+                        Ok(self.confirmed_now(b, request.payment, request.confirm))
+                    }
+                    outcome => {
+                        Box::pin(self.confirmed(request.payment, request.confirm, outcome)).await
+                    }
+                },
                 Err(Error::Conflict { .. }) => {
                     // Someone else (a webhook, a reconciliation) moved the payment
                     // first: merge with what is stored, then confirm.

@@ -4241,39 +4241,53 @@ pub async fn checkout_batches_match_one_by_one(stores: TestStores) {
 
     // Cat's hold lapses before her payment lands; units are still there.
     f.clock.advance(Duration::seconds(60));
-    let settled = store
-        .settle_paid(&[
-            settlement(&f, &a, 2),
-            settlement(&f, &b, 3), // stale: the stored version is 1
-            settlement(&f, &c, 2),
-        ])
-        .await;
+    let requests = [
+        settlement(&f, &a, 2),
+        settlement(&f, &b, 3), // stale: the stored version is 1
+        settlement(&f, &c, 2),
+    ];
+    let settled = store.settle_paid(&requests).await;
     assert_eq!(settled.len(), 3);
-    match &settled[0] {
-        Ok(outcome) => {
-            assert!(matches!(outcome, ConfirmOutcome::Confirmed(b) if b.reason.is_none()));
-            let paid = store.payment(a.payment.id).await.expect("read");
-            assert_eq!(
-                paid,
-                Some(settlement(&f, &a, 2).payment),
-                "the payment is stored as sent"
-            );
-        }
-        other => panic!("a paid booking on its hold is confirmed: {other:?}"),
-    }
+    // What a settlement answers, as `confirm_booking` would: the booking it
+    // names must be the one stored, whichever form the store answered in.
+    let confirmed = |i: usize| match &settled[i] {
+        Ok(s) => s
+            .clone()
+            .into_outcome(requests[i].booking.clone(), requests[i].confirm.now),
+        other => panic!("request {i} settles: {other:?}"),
+    };
+    let outcome = confirmed(0);
+    assert!(
+        matches!(&outcome, ConfirmOutcome::Confirmed(b) if b.reason.is_none()),
+        "a paid booking on its hold is confirmed: {outcome:?}"
+    );
+    assert_eq!(
+        store.booking(a.booking.id).await.expect("read").as_ref(),
+        Some(outcome.booking()),
+        "the answer is the booking as stored"
+    );
+    let paid = store.payment(a.payment.id).await.expect("read");
+    assert_eq!(
+        paid,
+        Some(requests[0].payment.clone()),
+        "the payment is stored as sent"
+    );
     assert!(
         matches!(settled[1], Err(Error::Conflict { .. })),
         "a stale payment version is a conflict: {:?}",
         settled[1]
     );
-    match &settled[2] {
-        Ok(outcome) => assert!(
-            matches!(outcome, ConfirmOutcome::Confirmed(b)
-                if b.reason == Some(BookingReason::Reacquired)),
-            "a lapsed hold's units are taken again: {outcome:?}"
-        ),
-        other => panic!("the lapsed booking settles: {other:?}"),
-    }
+    let outcome = confirmed(2);
+    assert!(
+        matches!(&outcome, ConfirmOutcome::Confirmed(b)
+            if b.reason == Some(BookingReason::Reacquired)),
+        "a lapsed hold's units are taken again: {outcome:?}"
+    );
+    assert_eq!(
+        store.booking(c.booking.id).await.expect("read").as_ref(),
+        Some(outcome.booking()),
+        "the answer is the booking as stored"
+    );
     let bob_pay = store
         .payment(b.payment.id)
         .await
