@@ -1480,25 +1480,19 @@ mod tests {
         );
     }
 
-    /// A booking that repeats `hold` of `event` in everything it shares.
+    /// A booking that repeats `hold` in everything it shares, as a checkout
+    /// opens it.
     fn booking_on(hold: &Hold) -> Booking {
-        Booking {
-            id: BookingId::new(),
-            event_id: hold.event_id,
-            organization: hold.organization,
+        ems_core::booking::BookingDraft {
+            booking_id: BookingId::new(),
+            payment_id: ems_core::id::PaymentId::new(),
             customer: hold.customer,
-            hold_id: hold.id,
-            lines: hold.lines.clone(),
-            quote: hold.quote.clone(),
-            total: hold.total,
-            status: ems_core::booking::BookingStatus::Pending,
-            reason: None,
             idempotency_key: "k".into(),
             gateway: "fake".into(),
-            created_at: hold.created_at,
-            updated_at: hold.created_at,
-            version: 1,
+            now: hold.created_at,
         }
+        .open_on(hold)
+        .booking
     }
 
     #[test]
