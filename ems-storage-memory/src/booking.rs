@@ -170,14 +170,10 @@ impl MemoryStore {
         let fields = rec.fields();
         match fields.status {
             BookingStatus::Confirmed => {
-                let b = s.booking(rec);
-                return Ok(Settled::Outcome(Box::new(
-                    ConfirmOutcome::AlreadyConfirmed(b),
-                )));
+                return Ok(ConfirmOutcome::AlreadyConfirmed(s.booking(rec)).into());
             }
             BookingStatus::Cancelled | BookingStatus::Unfulfilled => {
-                let b = s.booking(rec);
-                return Ok(Settled::Outcome(Box::new(ConfirmOutcome::Unfulfilled(b))));
+                return Ok(ConfirmOutcome::Unfulfilled(s.booking(rec)).into());
             }
             _ => {}
         }
@@ -285,11 +281,12 @@ impl MemoryStore {
             return Ok(Settled::Confirmed { reason: None });
         }
         let booking = s.booking(&s.bookings[&id]);
-        Ok(Settled::Outcome(Box::new(if confirmed {
+        Ok(if confirmed {
             ConfirmOutcome::Confirmed(booking)
         } else {
             ConfirmOutcome::Unfulfilled(booking)
-        })))
+        }
+        .into())
     }
 }
 
@@ -338,12 +335,10 @@ impl MemoryStore {
                 payment: Some(Box::new(self.keyed_payment(other, payment).await?)),
             }),
             // The booking is in; its payment as `insert_payment` alone stores it.
-            Ok(Ok(Inserted::Busy)) => {
-                let stored = ems_core::payment::PaymentStore::insert_payment(self, payment).await?;
-                Ok(Opened::Created {
-                    payment: (stored != *payment).then(|| Box::new(stored)),
-                })
-            }
+            Ok(Ok(Inserted::Busy)) => Ok(Opened::created(
+                payment,
+                ems_core::payment::PaymentStore::insert_payment(self, payment).await?,
+            )),
             Ok(Err(e)) => Err(e),
         }
     }

@@ -100,14 +100,12 @@ impl PostgresStore {
     /// The answer to `opening`, whose booking a batch statement inserted
     /// along with the payment records in `paid`.
     async fn opened(&self, opening: &OpenCheckout, paid: &HashSet<Uuid>) -> Result<Opened> {
-        let payment = if paid.contains(&opening.payment.id.0) {
-            None
-        } else {
-            // The key named a payment already: it answers.
-            let stored = self.insert_payment(&opening.payment).await?;
-            (stored != opening.payment).then(|| Box::new(stored))
-        };
-        Ok(Opened::Created { payment })
+        if paid.contains(&opening.payment.id.0) {
+            return Ok(Opened::Created { payment: None });
+        }
+        // The key named a payment already: it answers.
+        let stored = self.insert_payment(&opening.payment).await?;
+        Ok(Opened::created(&opening.payment, stored))
     }
 
     async fn settle_batch(&self, batch: &[SettlePaid]) -> Result<Vec<Step<Settled>>> {
@@ -180,14 +178,10 @@ impl PostgresStore {
         let mut steps = Vec::with_capacity(batch.len());
         for r in batch {
             let step = if let Some(b) = confirmed.remove(&r.booking.id) {
-                Step::Done(Ok(Settled::Outcome(Box::new(ConfirmOutcome::Confirmed(b)))))
+                Step::Done(Ok(ConfirmOutcome::Confirmed(b).into()))
             } else if moved.contains(&r.payment.id.0) {
                 // Paid, but the hold lapsed or ended: the careful path decides.
-                Step::Done(
-                    self.confirm_booking(&r.confirm)
-                        .await
-                        .map(|o| Settled::Outcome(Box::new(o))),
-                )
+                Step::Done(self.confirm_booking(&r.confirm).await.map(Settled::from))
             } else {
                 Step::Alone
             };

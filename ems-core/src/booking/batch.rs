@@ -153,6 +153,18 @@ pub enum Opened {
     Existing(Box<Booking>),
 }
 
+impl Opened {
+    /// `Created`, the request's payment record `requested` and `stored`
+    /// being what its idempotency key names now (what
+    /// [`PaymentStore::insert_payment`] answered): `None` when that is the
+    /// request's own.
+    pub fn created(requested: &Payment, stored: Payment) -> Self {
+        Opened::Created {
+            payment: (stored != *requested).then(|| Box::new(stored)),
+        }
+    }
+}
+
 /// Input of [`CheckoutStore::settle_paid`]: the payment's new record (status
 /// succeeded, version one above the stored one) and the confirmation of its
 /// booking.
@@ -182,6 +194,12 @@ pub enum Settled {
     /// (boxed: the answer of the rarer paths, and of stores that read the
     /// booking back anyway).
     Outcome(Box<ConfirmOutcome>),
+}
+
+impl From<ConfirmOutcome> for Settled {
+    fn from(outcome: ConfirmOutcome) -> Self {
+        Settled::Outcome(Box::new(outcome))
+    }
 }
 
 impl Settled {
@@ -302,9 +320,7 @@ pub async fn open_one<S: BookingStore + PaymentStore + ?Sized>(
         return Ok(Opened::Existing(Box::new(stored)));
     }
     let payment = store.insert_payment(&request.payment).await?;
-    Ok(Opened::Created {
-        payment: (payment != request.payment).then(|| Box::new(payment)),
-    })
+    Ok(Opened::created(&request.payment, payment))
 }
 
 /// One [`SettlePaid`] through the single-step operations.
@@ -316,7 +332,7 @@ pub async fn settle_one<S: BookingStore + PaymentStore + ?Sized>(
     store
         .confirm_booking(&request.confirm)
         .await
-        .map(|o| Settled::Outcome(Box::new(o)))
+        .map(Settled::from)
 }
 
 /// Opening checkouts of one event, batched.
