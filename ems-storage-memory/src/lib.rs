@@ -15,8 +15,9 @@
 //! a booking, payment, refund or ticket by shard and slot (8 bytes), and
 //! idempotency keys and gateway references by a keyed 128-bit digest, every
 //! lookup checking the record it finds against the key asked for (a
-//! booking's own payment key, `booking-{id}`, is not indexed at all: its
-//! record tells). The indexes of bookings, payments and tickets by id keep
+//! booking's own payment key, `booking-{id}`
+//! ([`booking_payment_key`](ems_core::payment::booking_payment_key)), is not
+//! indexed at all: its record tells). The indexes of bookings, payments and tickets by id keep
 //! their entries sorted, in chunks: ids are minted in time order (UUID
 //! v7), so a new entry goes right after the last one, in memory already in
 //! cache, where a hash table would put it at a random place. Records keep

@@ -19,23 +19,6 @@ pub(crate) enum Inserted {
     Busy,
 }
 
-/// The booking whose own payment key `key` is (`booking-{id}`, as the
-/// checkout names a booking's first payment), if it is one.
-pub(crate) fn key_owner(key: &str) -> Option<BookingId> {
-    let id = uuid::Uuid::try_parse(key.strip_prefix("booking-")?).ok()?;
-    // Only the spelling `format!` gives is a booking's own key.
-    let mut buf = uuid::Uuid::encode_buffer();
-    (id.hyphenated().encode_lower(&mut buf) == &key["booking-".len()..]).then_some(BookingId(id))
-}
-
-/// Whether `key` is `booking`'s own payment key (see [`key_owner`]): its
-/// spelling compared, nothing parsed.
-pub(crate) fn is_own_key(key: &str, booking: BookingId) -> bool {
-    let mut buf = uuid::Uuid::encode_buffer();
-    key.strip_prefix("booking-")
-        .is_some_and(|id| id == booking.0.hyphenated().encode_lower(&mut buf))
-}
-
 impl MemoryStore {
     /// `insert_payment` under the lock of the payment's shard.
     ///
@@ -60,11 +43,11 @@ impl MemoryStore {
         }
         let slot = loc.slot;
         let key = &payment.idempotency_key;
-        let own = is_own_key(key, payment.booking_id);
+        let own = is_booking_payment_key(key, payment.booking_id);
         let owner = if own {
             Some(payment.booking_id)
         } else {
-            key_owner(key)
+            booking_of_payment_key(key)
         };
         let has_own =
             |rec: &BookingRec| rec.payments.iter().find(|p| p.has_own_key()).map(|p| p.id);
@@ -322,25 +305,6 @@ mod tests {
     use ems_core::testkit::{Fixture, TestStores};
 
     use super::*;
-
-    #[test]
-    fn only_the_spelling_a_checkout_gives_is_a_bookings_own_key() {
-        let id = BookingId::new();
-        assert_eq!(key_owner(&format!("booking-{id}")), Some(id));
-        assert!(is_own_key(&format!("booking-{id}"), id));
-        assert!(!is_own_key(&format!("booking-{id}"), BookingId::new()));
-        let upper = format!("booking-{}", id.0.hyphenated().to_string().to_uppercase());
-        for other in [
-            format!("booking-{}", id.0.simple()),
-            upper,
-            format!("booking-{id}-2"),
-            format!("{id}"),
-            "booking-".into(),
-        ] {
-            assert_eq!(key_owner(&other), None, "{other}");
-            assert!(!is_own_key(&other, id), "{other}");
-        }
-    }
 
     /// A payment under another event's booking's own key waits while that
     /// event's shard is locked, then gets that booking's payment back.

@@ -12,7 +12,9 @@ use ems_core::inventory::{
 };
 use ems_core::money::{Currency, Money};
 use ems_core::outbox::{DomainEvent, RecordedEvent};
-use ems_core::payment::{Payment, PaymentStatus, Refund};
+use ems_core::payment::{
+    booking_payment_key, is_booking_payment_key, Payment, PaymentStatus, Refund,
+};
 use ems_core::pricing::{Coupon, Quote, QuoteLine, TaxMode};
 use ems_core::ticket::{Ticket, TicketStatus};
 use ems_core::{Error, Result};
@@ -759,7 +761,7 @@ impl StoredPayment {
     /// Keeps `payment` (whose booking and event the caller checked), through
     /// `gateway`, its gateway's number.
     pub(crate) fn of(payment: &Payment, gateway: Name) -> Self {
-        let own_key = crate::payment::is_own_key(&payment.idempotency_key, payment.booking_id);
+        let own_key = is_booking_payment_key(&payment.idempotency_key, payment.booking_id);
         let extra = PaymentExtra {
             failure: payment.failure.as_deref().map(Into::into),
             key: (!own_key).then(|| payment.idempotency_key.as_str().into()),
@@ -794,7 +796,7 @@ impl StoredPayment {
             failure: extra.and_then(|e| e.failure.as_deref()).map(str::to_owned),
             idempotency_key: match extra.and_then(|e| e.key.as_deref()) {
                 Some(key) => key.to_owned(),
-                None => format!("booking-{booking}"),
+                None => booking_payment_key(booking),
             },
             created_at: self.created_at,
             updated_at: self.updated_at,

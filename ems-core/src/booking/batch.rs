@@ -51,7 +51,7 @@ impl OpenCheckout {
             refunded: crate::money::Money::zero(booking.total.currency()),
             status: crate::payment::PaymentStatus::Pending,
             failure: None,
-            idempotency_key: crate::id::prefixed("booking-", booking.id.as_uuid()),
+            idempotency_key: crate::payment::booking_payment_key(booking.id),
             created_at: now,
             updated_at: now,
             version: 1,

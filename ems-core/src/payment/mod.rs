@@ -23,6 +23,36 @@ use serde::{Deserialize, Serialize};
 use crate::id::{BookingId, EventId, PaymentId, RefundId};
 use crate::money::Money;
 
+/// What a booking's own payment key starts with (see [`booking_payment_key`]).
+const BOOKING_KEY_PREFIX: &str = "booking-";
+
+/// The idempotency key of a booking's own payment, the one its checkout
+/// opens it with: `booking-{booking id}` (hyphenated, lower case, as the
+/// id's `Display` spells it), so a booking is never charged twice. A store
+/// may recognise such a key by its spelling alone
+/// ([`booking_of_payment_key`]) instead of indexing it.
+pub fn booking_payment_key(booking: BookingId) -> String {
+    crate::id::prefixed(BOOKING_KEY_PREFIX, booking.as_uuid())
+}
+
+/// The booking whose own payment key `key` is, if it is one: exactly the
+/// spelling [`booking_payment_key`] gives (a key that names a booking any
+/// other way, in upper case or without hyphens, is an ordinary key).
+pub fn booking_of_payment_key(key: &str) -> Option<BookingId> {
+    let text = key.strip_prefix(BOOKING_KEY_PREFIX)?;
+    let id = uuid::Uuid::try_parse(text).ok()?;
+    let mut buf = uuid::Uuid::encode_buffer();
+    (id.hyphenated().encode_lower(&mut buf) == text).then_some(BookingId(id))
+}
+
+/// Whether `key` is `booking`'s own payment key ([`booking_payment_key`]):
+/// its spelling compared, nothing parsed.
+pub fn is_booking_payment_key(key: &str, booking: BookingId) -> bool {
+    let mut buf = uuid::Uuid::encode_buffer();
+    key.strip_prefix(BOOKING_KEY_PREFIX)
+        .is_some_and(|id| id == booking.0.hyphenated().encode_lower(&mut buf))
+}
+
 /// Where a payment stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -111,4 +141,30 @@ pub struct Refund {
     pub updated_at: DateTime<Utc>,
     /// Optimistic-concurrency version.
     pub version: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_spelling_a_checkout_gives_is_a_bookings_own_key() {
+        let id = BookingId::new();
+        let own = booking_payment_key(id);
+        assert_eq!(own, format!("booking-{id}"));
+        assert_eq!(booking_of_payment_key(&own), Some(id));
+        assert!(is_booking_payment_key(&own, id));
+        assert!(!is_booking_payment_key(&own, BookingId::new()));
+        let upper = format!("booking-{}", id.0.hyphenated().to_string().to_uppercase());
+        for other in [
+            format!("booking-{}", id.0.simple()),
+            upper,
+            format!("booking-{id}-2"),
+            format!("{id}"),
+            "booking-".into(),
+        ] {
+            assert_eq!(booking_of_payment_key(&other), None, "{other}");
+            assert!(!is_booking_payment_key(&other, id), "{other}");
+        }
+    }
 }
