@@ -289,8 +289,9 @@ pub fn price_order(
     if let Some(t) = tax {
         t.validate()?;
     }
-    // 1. Surge, unit by unit, grouped into lines of equal price.
-    let mut lines: Vec<QuoteLine> = Vec::new();
+    // 1. Surge, unit by unit, grouped into lines of equal price (one per
+    // item unless a rule changes the price within it).
+    let mut lines: Vec<QuoteLine> = Vec::with_capacity(items.len());
     for item in items {
         if item.base.currency() != cur {
             return Err(Error::invalid(
@@ -427,6 +428,19 @@ pub fn price_order(
     })
 }
 
+/// The indexes of the rules set in `mask`, in increasing order: one step
+/// per rule applied (most lines apply none), not one per possible rule.
+fn rule_indexes(mask: u64) -> Vec<u8> {
+    let mut indexes = Vec::with_capacity(mask.count_ones() as usize);
+    let mut left = mask;
+    while left != 0 {
+        // At most 63: a u64 has 64 bits.
+        indexes.push(left.trailing_zeros() as u8);
+        left &= left - 1;
+    }
+    indexes
+}
+
 fn new_line(
     item: &OrderItem<'_>,
     (price, rules, first, count): (Money, u64, u32, u32),
@@ -437,11 +451,32 @@ fn new_line(
         quantity: count,
         first_position: first,
         base_price: item.base,
-        rules_applied: (0..64u8).filter(|i| rules & (1 << i) != 0).collect(),
+        rules_applied: rule_indexes(rules),
         unit_price: price,
         discount: zero,
         fees: zero,
         tax: zero,
         total: zero,
+    }
+}
+
+#[cfg(test)]
+mod rule_index_tests {
+    use super::rule_indexes;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn rule_indexes_are_the_set_bits_in_order(mask in any::<u64>()) {
+            let expected: Vec<u8> = (0..64u8).filter(|i| mask & (1 << i) != 0).collect();
+            prop_assert_eq!(rule_indexes(mask), expected);
+        }
+    }
+
+    #[test]
+    fn no_rule_and_every_rule() {
+        assert!(rule_indexes(0).is_empty());
+        assert_eq!(rule_indexes(u64::MAX), (0..64u8).collect::<Vec<_>>());
+        assert_eq!(rule_indexes(1 << 63), vec![63]);
     }
 }
