@@ -30,17 +30,38 @@ thread_local! {
 /// same millisecond are ordered by chance, and differ in their random
 /// counter start and tail.
 pub fn mint() -> Uuid {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let (ms, counter) = LAST.with(|last| {
-        let next = step(last.get(), now, || {
-            rand::random::<u64>() >> (64 - (COUNTER_BITS - 1))
+    Minter::start().mint()
+}
+
+/// Mints several ids on one reading of the clock: each is what [`mint`]
+/// would give at that reading (a thread's ids still strictly increase), and
+/// a checkout's booking and payment, or a booking's tickets, do not read
+/// the system clock once each.
+pub(crate) struct Minter {
+    /// Milliseconds since the Unix epoch when the minter started.
+    now: u64,
+}
+
+impl Minter {
+    /// A minter at the clock's current millisecond.
+    pub(crate) fn start() -> Self {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Self { now }
+    }
+
+    /// The next id.
+    pub(crate) fn mint(&mut self) -> Uuid {
+        let (ms, counter) = LAST.with(|last| {
+            let next = step(last.get(), self.now, || {
+                rand::random::<u64>() >> (64 - (COUNTER_BITS - 1))
+            });
+            last.set(next);
+            next
         });
-        last.set(next);
-        next
-    });
-    v7_of(ms, counter, rand::random())
+        v7_of(ms, counter, rand::random())
+    }
 }
 
 /// The millisecond and counter of the id after `(last_ms, count)` when the
@@ -184,6 +205,31 @@ mod tests {
         let (secs, nanos) = id.get_timestamp().unwrap().to_unix();
         let ms = u128::from(secs) * 1000 + u128::from(nanos) / 1_000_000;
         assert!(before.as_millis() <= ms && ms <= after.as_millis());
+    }
+
+    #[test]
+    fn a_minter_s_ids_carry_its_millisecond_and_increase_with_the_thread_s() {
+        let before = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        let mut ids = Minter::start();
+        let after = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+        let first = mint();
+        // Minted after `first`, on a reading taken before it: still after it.
+        let batch: Vec<Uuid> = (0..1_000).map(|_| ids.mint()).collect();
+        let last = mint();
+        assert!(first < batch[0] && batch.windows(2).all(|w| w[0] < w[1]));
+        assert!(batch[batch.len() - 1] < last);
+        // The minter's millisecond, or a later one the thread's ids reached.
+        let latest = after.as_millis().max(millisecond_of(&first));
+        for id in &batch {
+            assert_eq!(id.get_version_num(), 7);
+            let ms = millisecond_of(id);
+            assert!(before.as_millis() <= ms && ms <= latest);
+        }
+    }
+
+    fn millisecond_of(id: &Uuid) -> u128 {
+        let (secs, nanos) = id.get_timestamp().unwrap().to_unix();
+        u128::from(secs) * 1000 + u128::from(nanos) / 1_000_000
     }
 
     #[test]

@@ -127,9 +127,10 @@ impl Ems {
                 coupon: request.coupon.clone(),
             },
         )?;
+        let mut ids = crate::id::Minter::start();
         let draft = BookingDraft {
-            booking_id: BookingId::new(),
-            payment_id: PaymentId::new(),
+            booking_id: BookingId(ids.mint()),
+            payment_id: PaymentId(ids.mint()),
             customer,
             idempotency_key: request.idempotency_key.clone(),
             gateway: gateway_name,

@@ -21,12 +21,13 @@ pub struct ConfirmBooking {
 impl ConfirmBooking {
     /// Confirms `booking` with one fresh, valid ticket per unit.
     pub fn issuing(booking: &super::Booking, now: DateTime<Utc>) -> Self {
+        let mut ids = crate::id::Minter::start();
         let tickets = booking
             .lines
             .iter()
             .flat_map(|l| std::iter::repeat_n(l.tier_id, l.quantity as usize))
             .map(|tier_id| Ticket {
-                id: crate::id::TicketId::new(),
+                id: crate::id::TicketId(ids.mint()),
                 booking_id: booking.id,
                 event_id: booking.event_id,
                 tier_id,
