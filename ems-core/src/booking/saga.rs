@@ -117,6 +117,9 @@ impl Ems {
                 return Box::pin(self.resume_checkout(existing, &request)).await;
             }
         }
+        // The hold's, the booking's and the payment's ids, on one reading
+        // of the clock.
+        let mut ids = crate::id::Minter::start();
         let hold_request = self.hold_request(
             actor,
             request.event_id,
@@ -126,8 +129,8 @@ impl Ems {
                 ttl: None,
                 coupon: request.coupon.clone(),
             },
+            &mut ids,
         )?;
-        let mut ids = crate::id::Minter::start();
         let draft = BookingDraft {
             booking_id: BookingId(ids.mint()),
             payment_id: PaymentId(ids.mint()),

@@ -2,6 +2,7 @@ use chrono::Duration;
 
 use super::*;
 use crate::event::service_helpers::{validate_capacity, validate_text};
+use crate::id::Minter;
 use crate::{Actor, Ems, Error, Result};
 
 /// Options of [`Ems::place_hold`].
@@ -260,7 +261,7 @@ impl Ems {
         items: &[HoldItem],
         options: HoldOptions,
     ) -> Result<Hold> {
-        let request = self.hold_request(actor, event_id, items, options)?;
+        let request = self.hold_request(actor, event_id, items, options, &mut Minter::start())?;
         match self.reserve(request).await {
             Err(e) => Err(self.explain_hold_refusal(actor, event_id, e).await),
             placed => placed,
@@ -274,6 +275,7 @@ impl Ems {
         event_id: EventId,
         items: &[HoldItem],
         options: HoldOptions,
+        ids: &mut Minter,
     ) -> Result<HoldRequest> {
         let customer = actor.purchaser(options.on_behalf_of, "hold tickets")?;
         let ttl = options.ttl.unwrap_or(self.config().hold_ttl);
@@ -291,7 +293,7 @@ impl Ems {
         }
         let now = self.now();
         Ok(HoldRequest {
-            id: HoldId::new(),
+            id: HoldId(ids.mint()),
             event_id,
             customer,
             items: items.to_vec(),
