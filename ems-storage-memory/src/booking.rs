@@ -313,11 +313,15 @@ impl CheckoutStore for MemoryStore {
 }
 
 impl MemoryStore {
+    /// One opening under one lock. Its rare paths' futures are boxed: the
+    /// port's boxed future of every opening is this future, and it would
+    /// otherwise be as large as the largest of them (592 bytes, copied into
+    /// its box on every checkout).
     async fn open_checkout(&self, request: &OpenCheckout) -> Result<Opened> {
         let (booking, payment) = (&request.booking, &request.payment);
         if payment.event_id != booking.event_id || payment.booking_id != booking.id {
             // Not one shard's business: the single steps say what is wrong.
-            return open_one(self, request).await;
+            return Box::pin(open_one(self, request)).await;
         }
         let existing = {
             let (mut lane, mut s) = self.lock_for_booking(booking)?;
@@ -332,12 +336,17 @@ impl MemoryStore {
             ))),
             Ok(Ok(Inserted::Stored)) => Ok(Opened::Created { payment: None }),
             Ok(Ok(Inserted::Existing(other))) => Ok(Opened::Created {
-                payment: Some(Box::new(self.keyed_payment(other, payment).await?)),
+                payment: Some(Box::new(
+                    Box::pin(self.keyed_payment(other, payment)).await?,
+                )),
             }),
             // The booking is in; its payment as `insert_payment` alone stores it.
             Ok(Ok(Inserted::Busy)) => Ok(Opened::created(
                 payment,
-                ems_core::payment::PaymentStore::insert_payment(self, payment).await?,
+                Box::pin(ems_core::payment::PaymentStore::insert_payment(
+                    self, payment,
+                ))
+                .await?,
             )),
             Ok(Err(e)) => Err(e),
         }
@@ -345,7 +354,7 @@ impl MemoryStore {
 
     async fn settle_checkout(&self, request: &SettlePaid) -> Result<Settled> {
         if request.payment.booking_id != request.confirm.booking_id {
-            return settle_one(self, request).await;
+            return Box::pin(settle_one(self, request)).await;
         }
         let cell = self.booking_cell(request.confirm.booking_id)?;
         let mut s = self.lock_at(cell, Some(request.confirm.now));

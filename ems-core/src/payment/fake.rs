@@ -427,7 +427,9 @@ impl PaymentGateway for FakeGateway {
             (id, behavior)
         };
         if let FakeBehavior::Delay(d) = &behavior {
-            tokio::time::sleep(*d).await;
+            // Boxed: a timer is most of this future's size otherwise, and
+            // every call's future (the port boxes it) would carry one.
+            Box::pin(tokio::time::sleep(*d)).await;
         }
         let status = charge_status(&behavior)?;
         self.state
