@@ -35,8 +35,8 @@ pub fn mint() -> Uuid {
 
 /// Mints several ids on one reading of the clock: each is what [`mint`]
 /// would give at that reading (a thread's ids still strictly increase), and
-/// a checkout's booking and payment, or a booking's tickets, do not read
-/// the system clock once each.
+/// a checkout's hold, booking and payment, or a booking's tickets, do not
+/// read the system clock once each.
 pub(crate) struct Minter {
     /// Milliseconds since the Unix epoch when the minter started.
     now: u64,

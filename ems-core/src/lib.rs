@@ -107,8 +107,9 @@ impl Default for EmsConfig {
 }
 
 /// Gateways by name: aHash, as the service looks one up by name twice in
-/// every checkout (the request's, then the booking's), and SipHash made
-/// those look-ups a tenth of the checkout's own work.
+/// every checkout (the request's, then the booking's), and SipHash's
+/// resistance to chosen keys buys nothing for names the service's own
+/// builder registered.
 type Gateways = HashMap<String, Arc<dyn PaymentGateway>, ahash::RandomState>;
 
 struct Inner {

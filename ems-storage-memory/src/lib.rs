@@ -17,11 +17,11 @@
 //! lookup checking the record it finds against the key asked for (a
 //! booking's own payment key, `booking-{id}`
 //! ([`booking_payment_key`](ems_core::payment::booking_payment_key)), is not
-//! indexed at all: its record tells). The indexes of bookings, payments and tickets by id keep
-//! their entries sorted, in chunks: ids are minted in time order (UUID
-//! v7), so a new entry goes right after the last one, in memory already in
-//! cache, where a hash table would put it at a random place. Records keep
-//! each fact once: a booking takes its lines, quote and
+//! indexed at all: its record tells). The indexes of bookings, payments and
+//! tickets by id keep their entries sorted, in chunks: ids are minted in
+//! time order (UUID v7), so a new entry goes right after the last one, in
+//! memory already in cache, where a hash table would put it at a random
+//! place. Records keep each fact once: a booking takes its lines, quote and
 //! customer from its hold, a hold's quote keeps only what its lines do not say
 //! (amounts in 8 bytes each), and payments and tickets take their booking and
 //! event from the record they live in; what is read is rebuilt whole and

@@ -92,14 +92,19 @@ impl Payments {
         &chunks[slot / Self::CHUNK][slot % Self::CHUNK]
     }
 
+    fn slot_mut(chunks: &mut [Vec<FakePayment>], slot: u32) -> &mut FakePayment {
+        let slot = slot as usize;
+        &mut chunks[slot / Self::CHUNK][slot % Self::CHUNK]
+    }
+
     fn get(&self, id: &Uuid) -> Option<&FakePayment> {
         let slot = *self.index.get(id)?;
         Some(Self::slot(&self.chunks, slot))
     }
 
     fn get_mut(&mut self, id: &Uuid) -> Option<&mut FakePayment> {
-        let slot = *self.index.get(id)? as usize;
-        Some(&mut self.chunks[slot / Self::CHUNK][slot % Self::CHUNK])
+        let slot = *self.index.get(id)?;
+        Some(Self::slot_mut(&mut self.chunks, slot))
     }
 
     /// Appends `payment` and answers its slot.
@@ -118,10 +123,7 @@ impl Payments {
     /// Records `payment` as number `id`'s, over any record it had.
     fn insert(&mut self, id: Uuid, payment: FakePayment) {
         match self.index.entry(id) {
-            Entry::Occupied(slot) => {
-                let slot = *slot.get() as usize;
-                self.chunks[slot / Self::CHUNK][slot % Self::CHUNK] = payment;
-            }
+            Entry::Occupied(slot) => *Self::slot_mut(&mut self.chunks, *slot.get()) = payment,
             Entry::Vacant(slot) => {
                 slot.insert(Self::push(&mut self.chunks, payment));
             }
